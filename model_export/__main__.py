@@ -1,0 +1,153 @@
+"""``python -m model_export``: corpus -> train -> bundle -> evaluate.
+
+    python -m model_export all --lang de --out models/en-de      # reproduce the default model
+    python -m model_export corpus --lang de --data work/data
+    python -m model_export train --data work/data --run work/run
+    python -m model_export bundle --data work/data --run work/run --out models/en-de
+    python -m model_export evaluate --bundle models/en-de --beam 4
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+from dataclasses import fields
+from pathlib import Path
+
+from model_export.model import ModelConfig
+from model_export.model.attention import ATTENTIONS
+
+log = logging.getLogger("model_export")
+
+
+def _add_model_args(p: argparse.ArgumentParser) -> None:
+    defaults = ModelConfig()
+    p.add_argument("--attention", choices=ATTENTIONS, default=defaults.attention)
+    p.add_argument("--vocab-size", type=int, default=6000)
+    for name in ("emb_dim", "enc_hidden", "dec_hidden", "attn_dim"):
+        p.add_argument(f"--{name.replace('_', '-')}", type=int, default=getattr(defaults, name))
+    p.add_argument("--dropout", type=float, default=defaults.dropout)
+    p.add_argument("--epochs", type=int, default=40)
+    p.add_argument("--time-budget-min", type=float, default=42.0,
+                   help="stop after the epoch that crosses this much training time (0: none)")
+    p.add_argument("--batch-tokens", type=int, default=1500)
+    p.add_argument("--lr", type=float, default=2e-3)
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--max-steps", type=int, default=0, help="stop after N updates (smoke tests)")
+    p.add_argument("--dev-limit", type=int, default=0, help="evaluate on the first N dev pairs")
+    p.add_argument("--no-resume", action="store_true",
+                   help="start over even if a checkpoint exists")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m model_export", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    corpus = sub.add_parser("corpus", help="build train/dev/test TSV files")
+    corpus.add_argument("--lang", default="de", help="target language of libreoffice-l10n-LANG")
+    corpus.add_argument("--input", type=Path, help="use this .tsv/.po/.mo (or .mo dir) instead")
+    corpus.add_argument("--data", type=Path, default=Path("work/data"))
+
+    train = sub.add_parser("train", help="train a model (resumes from the run's checkpoint)")
+    train.add_argument("--data", type=Path, default=Path("work/data"))
+    train.add_argument("--run", type=Path, default=Path("work/run"))
+    _add_model_args(train)
+
+    bundle = sub.add_parser("bundle", help="export, check parity, quantize, evaluate, write")
+    bundle.add_argument("--data", type=Path, default=Path("work/data"))
+    bundle.add_argument("--run", type=Path, default=Path("work/run"))
+    bundle.add_argument("--out", type=Path, required=True)
+    bundle.add_argument("--source-lang", default="en")
+    bundle.add_argument("--target-lang", default="de")
+    bundle.add_argument("--model-id", help="default: <source>-<target>-gru-<attention>")
+    bundle.add_argument("--no-int8", action="store_true")
+    bundle.add_argument("--eval-limit", type=int, default=0, help="score the first N test pairs")
+
+    evaluate = sub.add_parser("evaluate", help="score a bundle on a split with ONNX Runtime")
+    evaluate.add_argument("--bundle", type=Path, required=True)
+    evaluate.add_argument("--data", type=Path, default=Path("work/data"))
+    evaluate.add_argument("--split", choices=("train", "dev", "test"), default="test")
+    evaluate.add_argument("--variant", default="fp32")
+    evaluate.add_argument("--beam", type=int, default=4)
+    evaluate.add_argument("--length-penalty", type=float, default=0.6)
+    evaluate.add_argument("--examples", type=int, default=5)
+    evaluate.add_argument("--limit", type=int, default=0)
+
+    every = sub.add_parser("all", help="corpus + train + bundle in one go")
+    every.add_argument("--lang", default="de")
+    every.add_argument("--input", type=Path)
+    every.add_argument("--work", type=Path, default=Path("work"))
+    every.add_argument("--out", type=Path, required=True)
+    _add_model_args(every)
+    return parser
+
+
+def _train(args: argparse.Namespace, data: Path, run: Path) -> None:
+    from model_export.train import TrainConfig, train
+
+    model_fields = {f.name for f in fields(ModelConfig)}
+    model = ModelConfig(**{k: v for k, v in vars(args).items() if k in model_fields})
+    train(TrainConfig(data_dir=data, run_dir=run, model=model, max_epochs=args.epochs,
+                      time_budget_min=args.time_budget_min, batch_tokens=args.batch_tokens,
+                      lr=args.lr, seed=args.seed, max_steps=args.max_steps,
+                      dev_limit=args.dev_limit), resume=not args.no_resume)
+
+
+def _corpus(lang: str, source: Path | None, data: Path) -> None:
+    from model_export.corpus import build, read_source
+
+    pairs, origin = read_source(source, lang)
+    build(pairs, data, origin)
+
+
+def _bundle(run: Path, data: Path, out: Path, source: str, target: str, model_id: str | None,
+            int8: bool = True, eval_limit: int = 0) -> None:
+    from model_export.package import build_bundle
+    from model_export.train import load_model
+
+    attention = load_model(run)[0].config.attention
+    manifest = build_bundle(run, data, out, model_id or f"{source}-{target}-gru-{attention}",
+                            source, target, int8=int8, eval_limit=eval_limit)
+    print(json.dumps(manifest.metrics, indent=2))
+
+
+def _evaluate(args: argparse.Namespace) -> None:
+    from model_export.corpus import load_split
+    from model_export.metrics import score
+    from service.translator import DecodeOptions, Translator, translate_corpus
+
+    pairs = load_split(args.data / f"{args.split}.tsv")
+    if args.limit:
+        pairs = pairs[: args.limit]
+    sources, references = [s for s, _ in pairs], [t for _, t in pairs]
+    translator = Translator(args.bundle, args.variant)
+    options = DecodeOptions(beam_size=args.beam, length_penalty=args.length_penalty)
+    outputs = translate_corpus(translator, sources, options)
+    print(json.dumps(score(sources, outputs, references).as_dict(), indent=2))
+    for s, r, o in list(zip(sources, references, outputs, strict=True))[: args.examples]:
+        print(f"SRC {s!r}\nREF {r!r}\nOUT {o!r}\n")
+
+
+def main(argv: list[str] | None = None) -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    args = _parser().parse_args(argv)
+    if args.command == "corpus":
+        _corpus(args.lang, args.input, args.data)
+    elif args.command == "train":
+        _train(args, args.data, args.run)
+    elif args.command == "bundle":
+        _bundle(args.run, args.data, args.out, args.source_lang, args.target_lang,
+                args.model_id, not args.no_int8, args.eval_limit)
+    elif args.command == "evaluate":
+        _evaluate(args)
+    else:
+        data, run = args.work / "data", args.work / f"run-en-{args.lang}"
+        _corpus(args.lang, args.input, data)
+        _train(args, data, run)
+        _bundle(run, data, args.out, "en", args.lang, None)
+
+
+if __name__ == "__main__":
+    main()

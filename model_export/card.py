@@ -1,0 +1,78 @@
+"""The model card (README.md inside the bundle), generated from the manifest."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from service.bundle import MODEL_CARD, Manifest
+
+WEAKNESSES = """\
+- Trained only on LibreOffice UI strings (~15.6k pairs): menu items, dialog labels, tooltips,
+  error messages. General prose, long sentences and other software's terminology are out of
+  domain and translate poorly.
+- Rare words are split into subwords and can come out as plausible-looking but wrong German
+  compounds; product names are mostly copied but not guaranteed.
+- A placeholder the model drops is not re-inserted: check `placeholders_kept` below and
+  validate placeholders downstream if a missing one would break your UI.
+- No formality or terminology control; LibreOffice's style (formal "Sie", »quotes«) is learned.
+"""
+
+
+def _row(name: str, m: dict[str, Any]) -> str:
+    return (f"| {name} | {m['bleu']:.1f} | {m['chrf']:.1f} | "
+            f"{100 * m['placeholders_kept']:.1f} % of {m['placeholder_sentences']} |")
+
+
+def write_card(out_dir: Path, manifest: Manifest, examples: list[dict[str, str]]) -> None:
+    a, t, metrics = manifest.architecture, manifest.training, manifest.metrics
+    corpus = t["corpus"]
+    sizes = {p.name: p.stat().st_size for p in sorted(out_dir.iterdir()) if p.is_file()}
+    rows = [_row(k.replace("_", " "), v) for k, v in metrics.items() if isinstance(v, dict)]
+    lines = [
+        f"# Model card: {manifest.model_id}",
+        "",
+        f"{manifest.source_lang}→{manifest.target_lang} translation of software UI strings: "
+        f"a bidirectional GRU encoder and a GRU decoder with {a.attention} attention, "
+        f"{a.num_parameters / 1e6:.1f}M parameters, exported to ONNX (opset {manifest.opset}).",
+        "",
+        "## Data",
+        f"- Source: {corpus['source']}",
+        f"- {corpus['raw']} catalog entries, {corpus['clean']} after cleaning (mnemonics "
+        "stripped, untranslated/empty/over-long pairs dropped, deduplicated by source); "
+        f"split by source hash: {corpus['splits']}.",
+        "- Placeholders (`%s`, `%1`, `$(ARG1)`, `{name}`, `<b>`, newlines…) are masked as "
+        "`<phN>` sentinels before tokenization and restored after decoding.",
+        f"- Joint SentencePiece unigram vocabulary of {a.vocab_size} pieces, tied embeddings.",
+        "",
+        "## Model and training",
+        f"- Embeddings {a.emb_dim}, encoder 2×{a.enc_hidden} (bi-GRU), decoder GRU "
+        f"{a.dec_hidden}, attention {a.attention} ({a.attn_dim}).",
+        f"- {t['epochs']} epochs, {t['train_seconds'] / 60:.0f} min on {t['threads']} CPU "
+        f"threads; best dev BLEU (greedy) {t['best_dev_bleu']}.",
+        "",
+        f"## Test results ({metrics['test_sentences']} sentences, sacrebleu)",
+        "",
+        "| decoding | BLEU | chrF | placeholders kept |",
+        "|---|---|---|---|",
+        *rows,
+        "",
+    ]
+    if "int8_bleu_delta" in metrics:
+        lines += [f"int8 dynamic quantization changes beam BLEU by "
+                  f"{metrics['int8_bleu_delta']:+.2f}.", ""]
+    p = manifest.parity
+    lines += [
+        "## ONNX parity with PyTorch",
+        f"- Max abs difference: log-probs {p['log_probs']}, attention {p['attention']}, "
+        f"encoder {p['encoder']} (batch × length {p['shapes']}).",
+    ]
+    if "greedy_test_mismatches" in p:
+        lines.append(f"- Greedy outputs differing from PyTorch on test: "
+                     f"{p['greedy_test_mismatches']} of {p['greedy_test_sentences']}.")
+    lines += ["", "## Files", "", "| file | bytes |", "|---|---|",
+              *[f"| {n} | {s:,} |" for n, s in sizes.items() if n != MODEL_CARD], "",
+              "## Known weaknesses", WEAKNESSES, "## Examples (test set, greedy)", ""]
+    lines += [f"- {e['source']!r} → {e['output']!r} (reference {e['reference']!r})"
+              for e in examples]
+    (out_dir / MODEL_CARD).write_text("\n".join(lines) + "\n", encoding="utf-8")

@@ -1,0 +1,120 @@
+"""The encoder-decoder: encode once, then step the decoder; tied embeddings throughout."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from model_export.model.decoder import Decoder
+from model_export.model.encoder import Encoder
+
+
+@dataclass
+class ModelConfig:
+    vocab_size: int = 8000  # joint SentencePiece vocabulary (source and target)
+    emb_dim: int = 256  # embedding and readout size; embeddings are tied three ways
+    enc_hidden: int = 256  # per direction; encoder outputs are 2 * enc_hidden wide
+    dec_hidden: int = 512  # decoder GRU state
+    attn_dim: int = 256  # Bahdanau attention's hidden size (unused by Luong)
+    attention: str = "bahdanau"  # bahdanau | luong-general | luong-dot
+    dropout: float = 0.3  # on embeddings, encoder outputs and the readout
+    pad_id: int = 0
+
+
+class Seq2Seq(nn.Module):
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.embed = nn.Embedding(config.vocab_size, config.emb_dim, padding_idx=config.pad_id)
+        self.encoder = Encoder(config.emb_dim, config.enc_hidden, config.dropout)
+        self.decoder = Decoder(
+            emb_dim=config.emb_dim,
+            enc_dim=2 * config.enc_hidden,
+            hidden=config.dec_hidden,
+            attn_dim=config.attn_dim,
+            attention=config.attention,
+            dropout=config.dropout,
+        )
+        self.embed_dropout = nn.Dropout(config.dropout)
+        nn.init.normal_(self.embed.weight, std=config.emb_dim**-0.5)
+        with torch.no_grad():
+            self.embed.weight[config.pad_id].zero_()
+
+    def encode(
+        self, src_ids: torch.Tensor, src_lengths: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Return (encoder_outputs (B, S, 2He), decoder_init (B, Hd), keys (B, S, K)).
+
+        :param src_ids: (B, S) int64, padded with pad_id
+        :param src_lengths: (B,) int64
+        """
+        embedded = self.embed_dropout(self.embed(src_ids))  # (B, S, E)
+        outputs, final = self.encoder(embedded, src_lengths)
+        keys = self.decoder.attention.project_keys(outputs)
+        return outputs, self.decoder.init_state(final), keys
+
+    def generate_log_probs(self, readout: torch.Tensor) -> torch.Tensor:
+        """:param readout: (..., E) -> log-probabilities (..., V) via the tied embeddings."""
+        return torch.log_softmax(readout @ self.embed.weight.t(), dim=-1)
+
+    def decode_step(
+        self,
+        prev_tokens: torch.Tensor,
+        hidden: torch.Tensor,
+        encoder_outputs: torch.Tensor,
+        keys: torch.Tensor,
+        src_mask: torch.Tensor,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """One step: (log_probs (B, V), next hidden (B, Hd), attention (B, S)). Exported."""
+        prev = self.embed_dropout(self.embed(prev_tokens))  # (B, E)
+        readout, hidden, weights = self.decoder.step(prev, hidden, encoder_outputs, keys, src_mask)
+        return self.generate_log_probs(readout), hidden, weights
+
+    def forward(
+        self, src_ids: torch.Tensor, src_lengths: torch.Tensor, tgt_in: torch.Tensor
+    ) -> torch.Tensor:
+        """Teacher-forced log-probs (B, T, V) for target inputs ``tgt_in`` (B, T)."""
+        outputs, hidden, keys = self.encode(src_ids, src_lengths)
+        src_mask = src_ids != self.config.pad_id  # (B, S)
+        embedded = self.embed_dropout(self.embed(tgt_in))  # (B, T, E)
+        readouts = []
+        for t in range(tgt_in.size(1)):
+            readout, hidden, _ = self.decoder.step(embedded[:, t], hidden, outputs, keys, src_mask)
+            readouts.append(readout)
+        # One large projection for all steps is much faster than one per step.
+        return self.generate_log_probs(torch.stack(readouts, dim=1))  # (B, T, V)
+
+    @torch.inference_mode()
+    def greedy(
+        self,
+        src_ids: torch.Tensor,
+        src_lengths: torch.Tensor,
+        bos: int,
+        eos: int,
+        max_len: torch.Tensor,
+    ) -> list[list[int]]:
+        """Batched greedy decoding; returns token ids without BOS/EOS.
+
+        :param max_len: (B,) steps allowed per sentence, EOS included
+        """
+        outputs, hidden, keys = self.encode(src_ids, src_lengths)
+        src_mask = src_ids != self.config.pad_id
+        B = src_ids.size(0)
+        tokens = torch.full((B,), bos, dtype=torch.long)
+        running = torch.ones(B, dtype=torch.bool)
+        result: list[list[int]] = [[] for _ in range(B)]
+        for step in range(int(max_len.max())):
+            log_probs, hidden, _ = self.decode_step(tokens, hidden, outputs, keys, src_mask)
+            tokens = log_probs.argmax(-1)
+            running &= tokens != eos
+            for i in torch.nonzero(running).flatten().tolist():
+                result[i].append(int(tokens[i]))
+            running &= max_len > step + 1
+            if not bool(running.any()):
+                break
+        return result
+
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters())

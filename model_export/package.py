@@ -1,0 +1,110 @@
+"""Write a model bundle: ONNX export, parity, int8 quantization, evaluation, card, manifest."""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import torch
+from onnxruntime.quantization import QuantType, quantize_dynamic
+
+from model_export.card import write_card
+from model_export.corpus import load_split
+from model_export.export import OPSET, export_onnx, parity
+from model_export.metrics import score
+from model_export.tokenizer import BOS, EOS, PAD, UNK
+from model_export.train import load_model, translate_greedy
+from service.bundle import (
+    FORMAT_VERSION,
+    MANIFEST,
+    TOKENIZER,
+    VARIANT_FILES,
+    Architecture,
+    Manifest,
+    SpecialTokens,
+    hash_files,
+)
+from service.translator import DecodeOptions, Translator, translate_corpus
+
+log = logging.getLogger(__name__)
+
+
+def quantize(src: Path, dst: Path) -> None:
+    """int8 dynamic quantization of the weights (activations quantized at run time)."""
+    quantize_dynamic(src, dst, weight_type=QuantType.QInt8)
+
+
+def _write_manifest(out_dir: Path, manifest: Manifest) -> Manifest:
+    manifest = Manifest(**{**manifest.__dict__, "files": hash_files(out_dir)})
+    (out_dir / MANIFEST).write_text(manifest.to_json(), encoding="utf-8")
+    return manifest
+
+
+def build_bundle(run_dir: Path, data_dir: Path, out_dir: Path, model_id: str,
+                 source_lang: str, target_lang: str, int8: bool = True,
+                 eval_limit: int = 0, beam_size: int = 4) -> Manifest:
+    """Export the best checkpoint of ``run_dir`` into ``out_dir`` and evaluate it on test."""
+    model, sp = load_model(run_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for stale in out_dir.iterdir():
+        if stale.is_file():
+            stale.unlink()
+    variants = {"fp32": VARIANT_FILES["fp32"]} | ({"int8": VARIANT_FILES["int8"]} if int8 else {})
+    enc, dec = (out_dir / f for f in VARIANT_FILES["fp32"])
+    export_onnx(model, enc, dec)
+    parity_report = parity(model, enc, dec)
+    if int8:
+        for src, dst in zip(VARIANT_FILES["fp32"], VARIANT_FILES["int8"], strict=True):
+            quantize(out_dir / src, out_dir / dst)
+    shutil.copy(run_dir / "spm.model", out_dir / TOKENIZER)
+
+    cfg = model.config
+    summary = json.loads((run_dir / "summary.json").read_text())
+    corpus = json.loads((data_dir / "corpus.json").read_text())
+    manifest = _write_manifest(out_dir, Manifest(
+        format_version=FORMAT_VERSION, model_id=model_id, source_lang=source_lang,
+        target_lang=target_lang,
+        architecture=Architecture(cfg.attention, cfg.vocab_size, cfg.emb_dim, cfg.enc_hidden,
+                                  cfg.dec_hidden, cfg.attn_dim, model.num_parameters()),
+        special_tokens=SpecialTokens(pad=PAD, unk=UNK, bos=BOS, eos=EOS),
+        max_source_tokens=256, max_target_tokens=512, opset=OPSET,
+        variants={name: {"encoder": e, "decoder": d} for name, (e, d) in variants.items()},
+        files={},
+        training={"corpus": corpus, "config": asdict(cfg), "epochs": summary["epoch"],
+                  "train_seconds": round(summary["train_seconds"]),
+                  "best_dev_bleu": round(summary["best_bleu"], 2),
+                  "threads": torch.get_num_threads()},
+        parity=parity_report,
+    ))
+
+    test = load_split(data_dir / "test.tsv")
+    if eval_limit:
+        test = test[:eval_limit]
+    sources, references = [s for s, _ in test], [t for _, t in test]
+    metrics: dict[str, Any] = {"test_sentences": len(test)}
+    onnx_greedy: list[str] = []
+    for variant in variants:
+        translator = Translator(out_dir, variant)
+        for name, beam in (("greedy", 1), (f"beam{beam_size}", beam_size)):
+            hyps = translate_corpus(translator, sources, DecodeOptions(beam_size=beam))
+            metrics[f"{variant}_{name}"] = score(sources, hyps, references).as_dict()
+            log.info("%s %s: %s", variant, name, metrics[f"{variant}_{name}"])
+            if variant == "fp32" and beam == 1:
+                onnx_greedy = hyps
+    torch_greedy = translate_greedy(model, sp, sources)
+    mismatches = sum(a != b for a, b in zip(onnx_greedy, torch_greedy, strict=True))
+    parity_report = {**parity_report, "greedy_test_mismatches": mismatches,
+                     "greedy_test_sentences": len(sources)}
+    log.info("ONNX vs PyTorch greedy on test: %d of %d differ", mismatches, len(sources))
+    if int8:
+        metrics["int8_bleu_delta"] = round(
+            metrics[f"int8_beam{beam_size}"]["bleu"] - metrics[f"fp32_beam{beam_size}"]["bleu"], 2)
+    examples = [{"source": s, "reference": r, "output": o}
+                for s, r, o in list(zip(sources, references, onnx_greedy, strict=True))[:8]]
+    manifest = Manifest(**{**manifest.__dict__, "metrics": metrics, "parity": parity_report})
+    write_card(out_dir, manifest, examples)
+    return _write_manifest(out_dir, manifest)

@@ -1,0 +1,205 @@
+"""Training loop: label-smoothed NLL, Adam, dev BLEU each epoch, LR decay, early stopping.
+
+A run directory holds ``spm.model``, ``config.json``, ``checkpoint.pt`` (latest, for
+resuming) and ``best.pt`` (best dev BLEU), plus ``log.jsonl`` with one line per epoch.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import sentencepiece as spm
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from model_export.corpus import Pair, load_split
+from model_export.data import encode_pairs, mask_pair, pad, token_batches
+from model_export.metrics import Scores, score
+from model_export.model import ModelConfig, Seq2Seq
+from model_export.tokenizer import BOS, EOS, PAD, load_tokenizer, train_tokenizer
+from service.decoding import max_lengths
+from service.placeholders import mask, unmask
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainConfig:
+    data_dir: Path  # holds train.tsv / dev.tsv / test.tsv from the corpus step
+    run_dir: Path  # checkpoints, tokenizer, logs
+    model: ModelConfig = field(default_factory=ModelConfig)
+    max_epochs: int = 30
+    time_budget_min: float = 0.0  # stop after the epoch that crosses it; 0 = no budget
+    batch_tokens: int = 3000  # padded tokens (max of source/target width x sentences)
+    lr: float = 2e-3
+    lr_decay: float = 0.5  # multiply the LR by this when dev BLEU does not improve
+    min_lr: float = 1e-4
+    patience: int = 4  # epochs without dev BLEU improvement before stopping
+    label_smoothing: float = 0.1
+    clip_norm: float = 1.0
+    max_tokens: int = 100  # longer training pairs are dropped
+    dev_limit: int = 0  # evaluate on the first N dev pairs only (0 = all)
+    max_steps: int = 0  # stop after N updates (tests); 0 = no limit
+    seed: int = 1
+    threads: int = 2
+
+
+def translate_greedy(
+    model: Seq2Seq,
+    sp: spm.SentencePieceProcessor,
+    sources: Sequence[str],
+    batch_size: int = 64,
+    max_ratio: float = 2.0,
+    max_target_tokens: int = 512,
+) -> list[str]:
+    """Mask, tokenize, greedy-decode in PyTorch and restore placeholders.
+
+    Length limits are the service's (``service.decoding.max_lengths``), so outputs compare.
+    """
+    model.eval()
+    masked = [mask(s) for s in sources]
+    ids = [sp.encode(m.text) + [EOS] for m in masked]
+    order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
+    out: list[str] = [""] * len(ids)
+    for start in range(0, len(order), batch_size):
+        chunk = order[start : start + batch_size]
+        src = pad([ids[i] for i in chunk])
+        lengths = torch.tensor([len(ids[i]) for i in chunk])
+        limit = torch.from_numpy(max_lengths(lengths.numpy(), max_ratio, 10, max_target_tokens))
+        for i, toks in zip(chunk, model.greedy(src, lengths, BOS, EOS, limit), strict=True):
+            out[i] = unmask(sp.decode(toks), masked[i].placeholders)
+    return out
+
+
+def evaluate_greedy(
+    model: Seq2Seq, sp: spm.SentencePieceProcessor, pairs: Sequence[Pair]
+) -> Scores:
+    sources = [s for s, _ in pairs]
+    return score(sources, translate_greedy(model, sp, sources), [t for _, t in pairs])
+
+
+class LabelSmoothedNLL(nn.Module):
+    def __init__(self, smoothing: float) -> None:
+        super().__init__()
+        self.smoothing = smoothing
+
+    def forward(self, log_probs: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """Summed loss over non-pad tokens. :param log_probs: (B, T, V), target (B, T)."""
+        nll = -log_probs.gather(-1, target.unsqueeze(-1)).squeeze(-1)  # (B, T)
+        smooth = -log_probs.mean(-1)  # (B, T)
+        loss = (1 - self.smoothing) * nll + self.smoothing * smooth
+        return loss.masked_fill(target == PAD, 0.0).sum()
+
+
+def prepare_tokenizer(cfg: TrainConfig, train_pairs: Sequence[Pair]) -> spm.SentencePieceProcessor:
+    path = cfg.run_dir / "spm.model"
+    if not path.exists():
+        texts = [t for pair in train_pairs for t in mask_pair(*pair)]
+        train_tokenizer(texts, path, cfg.model.vocab_size)
+    return load_tokenizer(path)
+
+
+def train(cfg: TrainConfig, resume: bool = True) -> dict[str, Any]:
+    """Train (or resume) a model in ``cfg.run_dir``; returns the final training summary."""
+    torch.manual_seed(cfg.seed)
+    torch.set_num_threads(cfg.threads)
+    cfg.run_dir.mkdir(parents=True, exist_ok=True)
+    train_pairs = load_split(cfg.data_dir / "train.tsv")
+    dev_pairs = load_split(cfg.data_dir / "dev.tsv")
+    if cfg.dev_limit:
+        dev_pairs = dev_pairs[: cfg.dev_limit]
+    sp = prepare_tokenizer(cfg, train_pairs)
+    if sp.get_piece_size() != cfg.model.vocab_size:
+        log.warning("tokenizer has %d pieces, not %d: the model follows the tokenizer",
+                    sp.get_piece_size(), cfg.model.vocab_size)
+        cfg.model.vocab_size = sp.get_piece_size()
+    examples = encode_pairs(train_pairs, sp, cfg.max_tokens)
+    log.info("training on %d of %d pairs", len(examples), len(train_pairs))
+
+    model = Seq2Seq(cfg.model)
+    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    state: dict[str, Any] = {"epoch": 0, "step": 0, "best_bleu": -1.0, "bad_epochs": 0,
+                             "train_seconds": 0.0, "history": []}
+    checkpoint = cfg.run_dir / "checkpoint.pt"
+    if resume and checkpoint.exists():
+        saved = torch.load(checkpoint, weights_only=False)
+        model.load_state_dict(saved["model"])
+        optimizer.load_state_dict(saved["optimizer"])
+        state = saved["state"]
+        random.setstate(saved["py_rng"])
+        torch.set_rng_state(saved["torch_rng"])
+        log.info("resumed from epoch %d (best dev BLEU %.2f)", state["epoch"], state["best_bleu"])
+    else:
+        random.seed(cfg.seed)
+    (cfg.run_dir / "config.json").write_text(json.dumps(asdict(cfg), default=str, indent=2))
+    log.info("model: %s, %d parameters", cfg.model.attention, model.num_parameters())
+
+    criterion = LabelSmoothedNLL(cfg.label_smoothing)
+    while state["epoch"] < cfg.max_epochs:
+        started = time.perf_counter()
+        model.train()
+        total_loss, total_tokens = 0.0, 0
+        batches = list(token_batches(examples, cfg.batch_tokens, random.Random(random.random())))
+        bar = tqdm(batches, desc=f"epoch {state['epoch'] + 1}", unit="batch", leave=False)
+        for batch in bar:
+            log_probs = model(batch.src, batch.src_lengths, batch.tgt_in)
+            tokens = batch.num_target_tokens
+            loss = criterion(log_probs, batch.tgt_out)
+            optimizer.zero_grad()
+            (loss / tokens).backward()
+            nn.utils.clip_grad_norm_(model.parameters(), cfg.clip_norm)
+            optimizer.step()
+            total_loss += loss.item()
+            total_tokens += tokens
+            state["step"] += 1
+            bar.set_postfix(loss=f"{total_loss / total_tokens:.3f}")
+            if cfg.max_steps and state["step"] >= cfg.max_steps:
+                break
+        state["epoch"] += 1
+        state["train_seconds"] += time.perf_counter() - started
+        dev = evaluate_greedy(model, sp, dev_pairs)
+        lr = optimizer.param_groups[0]["lr"]
+        record = {"epoch": state["epoch"], "loss": total_loss / max(total_tokens, 1), "lr": lr,
+                  "dev_bleu": round(dev.bleu, 2), "dev_chrf": round(dev.chrf, 2),
+                  "seconds": round(time.perf_counter() - started, 1)}
+        state["history"].append(record)
+        log.info("epoch %(epoch)d loss %(loss).3f lr %(lr).2e dev BLEU %(dev_bleu).2f "
+                 "chrF %(dev_chrf).2f (%(seconds).0fs)", record)
+        if dev.bleu > state["best_bleu"]:
+            state["best_bleu"], state["bad_epochs"] = dev.bleu, 0
+            torch.save({"model": model.state_dict(), "config": asdict(cfg.model)},
+                       cfg.run_dir / "best.pt")
+        else:
+            state["bad_epochs"] += 1
+            for group in optimizer.param_groups:
+                group["lr"] = max(group["lr"] * cfg.lr_decay, cfg.min_lr)
+        torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                    "state": state, "py_rng": random.getstate(),
+                    "torch_rng": torch.get_rng_state()}, checkpoint)
+        with (cfg.run_dir / "log.jsonl").open("a") as f:
+            f.write(json.dumps(record) + "\n")
+        if state["bad_epochs"] >= cfg.patience:
+            log.info("early stop: no dev improvement in %d epochs", cfg.patience)
+            break
+        over_budget = cfg.time_budget_min and state["train_seconds"] > 60 * cfg.time_budget_min
+        if over_budget or (cfg.max_steps and state["step"] >= cfg.max_steps):
+            break
+    summary = {k: state[k] for k in ("epoch", "step", "best_bleu", "train_seconds", "history")}
+    (cfg.run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+    return summary
+
+
+def load_model(run_dir: Path) -> tuple[Seq2Seq, spm.SentencePieceProcessor]:
+    """The best checkpoint of a run, in eval mode, with its tokenizer."""
+    saved = torch.load(run_dir / "best.pt", weights_only=False)
+    model = Seq2Seq(ModelConfig(**saved["config"]))
+    model.load_state_dict(saved["model"])
+    return model.eval(), load_tokenizer(run_dir / "spm.model")

@@ -1,0 +1,155 @@
+"""The model bundle contract: file names, ONNX I/O names, manifest schema and verification.
+
+A bundle is a directory::
+
+    manifest.json        this schema (FORMAT_VERSION), with the sha256 of every other file
+    encoder.onnx         (src_ids, src_lengths) -> (encoder_outputs, decoder_init, attention_keys)
+    decoder.onnx         one decoding step, see DECODER_INPUTS / DECODER_OUTPUTS
+    encoder.int8.onnx    optional int8 variants
+    decoder.int8.onnx
+    spm.model            the SentencePiece model (joint source/target vocabulary)
+    README.md            the model card
+
+Both ``model_export`` (writer) and ``service`` (reader) import this module; it must never
+import torch.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+FORMAT_VERSION = 1
+MANIFEST = "manifest.json"
+TOKENIZER = "spm.model"
+MODEL_CARD = "README.md"
+
+# variant name -> (encoder file, decoder file)
+VARIANT_FILES = {
+    "fp32": ("encoder.onnx", "decoder.onnx"),
+    "int8": ("encoder.int8.onnx", "decoder.int8.onnx"),
+}
+
+# Encoder: src_ids (B, S) int64, src_lengths (B,) int64
+ENCODER_INPUTS = ("src_ids", "src_lengths")
+# encoder_outputs (B, S, 2*He), decoder_init (B, Hd), attention_keys (B, S, K)
+ENCODER_OUTPUTS = ("encoder_outputs", "decoder_init", "attention_keys")
+# prev_tokens (B,) int64, hidden (B, Hd), encoder_outputs, attention_keys, src_mask (B, S) bool
+DECODER_INPUTS = ("prev_tokens", "hidden", "encoder_outputs", "attention_keys", "src_mask")
+# log_probs (B, V), next_hidden (B, Hd), attention (B, S)
+DECODER_OUTPUTS = ("log_probs", "next_hidden", "attention")
+
+
+class BundleError(Exception):
+    """A bundle that cannot be served: missing, altered or of an unknown format."""
+
+
+@dataclass(frozen=True)
+class SpecialTokens:
+    pad: int
+    unk: int
+    bos: int
+    eos: int
+
+
+@dataclass(frozen=True)
+class Architecture:
+    attention: str  # "bahdanau" | "luong-dot" | "luong-general"
+    vocab_size: int
+    emb_dim: int
+    enc_hidden: int  # per direction; encoder outputs are 2 * enc_hidden wide
+    dec_hidden: int
+    attn_dim: int
+    num_parameters: int
+
+
+@dataclass(frozen=True)
+class Manifest:
+    format_version: int
+    model_id: str
+    source_lang: str
+    target_lang: str
+    architecture: Architecture
+    special_tokens: SpecialTokens
+    max_source_tokens: int
+    max_target_tokens: int
+    opset: int
+    variants: dict[str, dict[str, str]]  # {"fp32": {"encoder": ..., "decoder": ...}}
+    files: dict[str, str]  # file name -> sha256
+    training: dict[str, Any] = field(default_factory=dict)
+    metrics: dict[str, Any] = field(default_factory=dict)
+    parity: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2, ensure_ascii=False) + "\n"
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Manifest:
+        version = data.get("format_version")
+        if version != FORMAT_VERSION:
+            raise BundleError(
+                f"manifest format_version {version!r} is not supported; "
+                f"this build reads version {FORMAT_VERSION}"
+            )
+        try:
+            fields = dict(data)
+            fields["architecture"] = Architecture(**data["architecture"])
+            fields["special_tokens"] = SpecialTokens(**data["special_tokens"])
+            return cls(**fields)
+        except (KeyError, TypeError) as exc:
+            raise BundleError(f"manifest does not match format {FORMAT_VERSION}: {exc}") from exc
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def read_manifest(bundle_dir: Path) -> Manifest:
+    """Parse ``manifest.json`` without checking the other files."""
+    path = Path(bundle_dir) / MANIFEST
+    if not path.is_file():
+        raise BundleError(f"{path} not found: is {bundle_dir} a model bundle?")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise BundleError(f"{path} is not valid JSON: {exc}") from exc
+    if not isinstance(data, dict):
+        raise BundleError(f"{path} must hold a JSON object")
+    return Manifest.from_dict(data)
+
+
+def verify_bundle(bundle_dir: Path) -> Manifest:
+    """Read the manifest and check that every listed file exists with its recorded sha256."""
+    bundle_dir = Path(bundle_dir)
+    manifest = read_manifest(bundle_dir)
+    for name, expected in sorted(manifest.files.items()):
+        path = bundle_dir / name
+        if not path.is_file():
+            raise BundleError(f"bundle file {path} is missing")
+        actual = sha256_file(path)
+        if actual != expected:
+            raise BundleError(
+                f"bundle file {path} was altered: sha256 {actual[:12]}… "
+                f"but the manifest records {expected[:12]}…"
+            )
+    needed = {TOKENIZER} | {f for files in manifest.variants.values() for f in files.values()}
+    unlisted = sorted(needed - manifest.files.keys())
+    if unlisted:
+        raise BundleError(f"manifest lists no sha256 for {', '.join(unlisted)}")
+    return manifest
+
+
+def hash_files(bundle_dir: Path) -> dict[str, str]:
+    """sha256 of every file in the bundle except the manifest itself."""
+    return {
+        p.name: sha256_file(p)
+        for p in sorted(Path(bundle_dir).iterdir())
+        if p.is_file() and p.name != MANIFEST
+    }

@@ -1,0 +1,156 @@
+"""Batched beam search as a few pure numpy functions.
+
+Every sentence keeps ``K`` live hypotheses; the batch has ``N * K`` rows. A sentence is done
+when it has ``K`` finished hypotheses or reaches its length limit, and then leaves the batch,
+so results never depend on which other sentences share it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from service.decoding.types import EncodedBatch, Hypothesis, StepModel
+
+
+def length_penalty(length: int | np.ndarray, alpha: float) -> np.ndarray | float:
+    """GNMT length penalty (Wu et al., 2016, sec. 7): ((5 + |Y|) / 6) ** alpha."""
+    return ((5.0 + length) / 6.0) ** alpha
+
+
+def top_candidates(scores: np.ndarray, k: int) -> np.ndarray:
+    """Indices of the ``k`` best columns per row, best first; ties go to the lower index.
+
+    :param scores: (N, C) -> (N, k)
+    """
+    k = min(k, scores.shape[1])
+    part = np.argpartition(-scores, k - 1, axis=1)[:, :k]  # (N, k), unordered
+    part.sort(axis=1)  # lower index first, so the stable sort below breaks ties by index
+    order = np.argsort(-np.take_along_axis(scores, part, axis=1), axis=1, kind="stable")
+    return np.take_along_axis(part, order, axis=1)
+
+
+@dataclass
+class Beams:
+    """Live hypotheses of N sentences, K each."""
+
+    sentence: np.ndarray  # (N,) original index of each sentence
+    scores: np.ndarray  # (N, K) cumulative log-probabilities
+    tokens: np.ndarray  # (N, K, t) generated ids so far
+    attention: np.ndarray  # (N, K, t, S) attention of every step so far
+    hidden: np.ndarray  # (N * K, H)
+    rows: EncodedBatch  # N * K rows, each sentence repeated K times
+
+    def keep(self, keep: np.ndarray) -> Beams:
+        """Only the sentences where ``keep`` (N,) is True."""
+        K = self.scores.shape[1]
+        row_keep = np.repeat(keep, K)
+        return Beams(self.sentence[keep], self.scores[keep], self.tokens[keep],
+                     self.attention[keep], self.hidden[row_keep], self.rows.take(row_keep))
+
+
+def start(encoded: EncodedBatch, beam_size: int) -> Beams:
+    B, S = encoded.mask.shape
+    scores = np.full((B, beam_size), -np.inf)
+    scores[:, 0] = 0.0  # all beams start identical: expand only the first
+    rows = np.repeat(np.arange(B), beam_size)
+    return Beams(
+        sentence=np.arange(B),
+        scores=scores,
+        tokens=np.zeros((B, beam_size, 0), dtype=np.int64),
+        attention=np.zeros((B, beam_size, 0, S), dtype=np.float32),
+        hidden=encoded.hidden[rows],
+        rows=encoded.take(rows),
+    )
+
+
+def advance(
+    beams: Beams,
+    log_probs: np.ndarray,
+    hidden: np.ndarray,
+    attention: np.ndarray,
+    eos: int,
+    alpha: float,
+    finished: list[list[Hypothesis]],
+) -> Beams:
+    """Expand every live hypothesis by one token, finish those ending in EOS, keep the K best.
+
+    :param log_probs: (N * K, V) from the step model; hidden (N * K, H); attention (N * K, S)
+    """
+    N, K = beams.scores.shape
+    V = log_probs.shape[1]
+    S = attention.shape[1]
+    t = beams.tokens.shape[2]
+    expanded = (beams.scores[:, :, None] + log_probs.reshape(N, K, V)).reshape(N, K * V)
+    top = top_candidates(expanded, 2 * K)  # (N, 2K): enough to keep K live after EOS
+    top_scores = np.take_along_axis(expanded, top, axis=1)
+    top_beam, top_token = top // V, top % V
+    attention = attention.reshape(N, K, S)
+
+    # Only EOS among the K best candidates finishes a hypothesis (as in fairseq).
+    for n, j in zip(*np.nonzero((top_token[:, :K] == eos) & np.isfinite(top_scores[:, :K])),
+                    strict=True):
+        b = top_beam[n, j]
+        steps = np.concatenate([beams.attention[n, b], attention[n, b][None]], axis=0)
+        score = top_scores[n, j] / length_penalty(t + 1, alpha)
+        finished[beams.sentence[n]].append(Hypothesis(beams.tokens[n, b].tolist(), float(score),
+                                                      steps))
+
+    live = np.argsort(top_token == eos, axis=1, kind="stable")[:, :K]  # first K non-EOS
+    beam = np.take_along_axis(top_beam, live, axis=1)  # (N, K)
+    token = np.take_along_axis(top_token, live, axis=1)
+    n = np.arange(N)[:, None]
+    return Beams(
+        sentence=beams.sentence,
+        scores=np.take_along_axis(top_scores, live, axis=1),
+        tokens=np.concatenate([beams.tokens[n, beam], token[:, :, None]], axis=2),
+        attention=np.concatenate([beams.attention[n, beam], attention[n, beam][:, :, None]],
+                                 axis=2),
+        hidden=hidden.reshape(N, K, -1)[n, beam].reshape(N * K, -1),
+        rows=beams.rows,  # every row of a sentence holds the same source
+    )
+
+
+def finish_at_limit(beams: Beams, done: np.ndarray, alpha: float,
+                    finished: list[list[Hypothesis]]) -> None:
+    """Sentences out of steps keep their live hypotheses as unfinished results."""
+    t = beams.tokens.shape[2]
+    for n in np.nonzero(done)[0]:
+        for b in np.nonzero(np.isfinite(beams.scores[n]))[0]:
+            score = beams.scores[n, b] / length_penalty(t, alpha)
+            finished[beams.sentence[n]].append(
+                Hypothesis(beams.tokens[n, b].tolist(), float(score), beams.attention[n, b]))
+
+
+def beam_search(
+    model: StepModel,
+    encoded: EncodedBatch,
+    bos: int,
+    eos: int,
+    max_len: np.ndarray,
+    beam_size: int = 4,
+    n_best: int = 1,
+    alpha: float = 0.6,
+) -> list[list[Hypothesis]]:
+    """Return the ``n_best`` hypotheses of every sentence, best first.
+
+    :param max_len: (B,) steps allowed per sentence, EOS included
+    :param alpha: length penalty exponent; 0 ranks by raw log-probability
+    """
+    if not 1 <= n_best <= beam_size:
+        raise ValueError(f"n_best must be between 1 and beam_size ({beam_size}), got {n_best}")
+    B = encoded.mask.shape[0]
+    finished: list[list[Hypothesis]] = [[] for _ in range(B)]
+    beams = start(encoded, beam_size)
+    while beams.sentence.size:
+        N, K = beams.scores.shape
+        prev = beams.tokens[:, :, -1].reshape(-1) if beams.tokens.shape[2] else np.full(N * K, bos)
+        log_probs, hidden, attention = model.step(prev.astype(np.int64), beams.hidden, beams.rows)
+        beams = advance(beams, log_probs, hidden, attention, eos, alpha, finished)
+        complete = np.array([len(finished[s]) >= beam_size for s in beams.sentence])
+        at_limit = ~complete & (beams.tokens.shape[2] >= max_len[beams.sentence])
+        finish_at_limit(beams, at_limit, alpha, finished)
+        if (complete | at_limit).any():
+            beams = beams.keep(~(complete | at_limit))
+    return [sorted(f, key=lambda h: -h.score)[:n_best] for f in finished]
