@@ -24,7 +24,7 @@ def _row(name: str, m: dict[str, Any]) -> str:
             f"{100 * m['placeholders_kept']:.1f} % of {m['placeholder_sentences']} |")
 
 
-def write_card(out_dir: Path, manifest: Manifest, examples: list[dict[str, str]]) -> None:
+def write_card(out_dir: Path, manifest: Manifest) -> None:
     a, t, metrics = manifest.architecture, manifest.training, manifest.metrics
     corpus = t["corpus"]
     sizes = {p.name: p.stat().st_size for p in sorted(out_dir.iterdir()) if p.is_file()}
@@ -72,7 +72,7 @@ def write_card(out_dir: Path, manifest: Manifest, examples: list[dict[str, str]]
                      f"{p['greedy_test_mismatches']} of {p['greedy_test_sentences']}.")
     lines += ["", "## Files", "", "| file | bytes |", "|---|---|",
               *[f"| {n} | {s:,} |" for n, s in sizes.items() if n != MODEL_CARD], "",
-              "## Known weaknesses", WEAKNESSES, "## Examples (test set, greedy)", ""]
-    lines += [f"- {e['source']!r} → {e['output']!r} (reference {e['reference']!r})"
-              for e in examples]
+              "## Known weaknesses", WEAKNESSES, "## Examples (test set, beam search)", ""]
+    lines += [f"- {e['source']!r} → {e['beam']!r} (reference {e['reference']!r})"
+              for e in metrics.get("examples", [])]
     (out_dir / MODEL_CARD).write_text("\n".join(lines) + "\n", encoding="utf-8")

@@ -28,6 +28,7 @@ from service.bundle import (
     SpecialTokens,
     hash_files,
 )
+from service.placeholders import find_placeholders
 from service.translator import DecodeOptions, Translator, translate_corpus
 
 log = logging.getLogger(__name__)
@@ -86,15 +87,15 @@ def build_bundle(run_dir: Path, data_dir: Path, out_dir: Path, model_id: str,
         test = test[:eval_limit]
     sources, references = [s for s, _ in test], [t for _, t in test]
     metrics: dict[str, Any] = {"test_sentences": len(test)}
-    onnx_greedy: list[str] = []
+    outputs: dict[str, list[str]] = {}
     for variant in variants:
         translator = Translator(out_dir, variant)
         for name, beam in (("greedy", 1), (f"beam{beam_size}", beam_size)):
             hyps = translate_corpus(translator, sources, DecodeOptions(beam_size=beam))
             metrics[f"{variant}_{name}"] = score(sources, hyps, references).as_dict()
             log.info("%s %s: %s", variant, name, metrics[f"{variant}_{name}"])
-            if variant == "fp32" and beam == 1:
-                onnx_greedy = hyps
+            outputs[f"{variant}_{name}"] = hyps
+    onnx_greedy = outputs["fp32_greedy"]
     torch_greedy = translate_greedy(model, sp, sources)
     mismatches = sum(a != b for a, b in zip(onnx_greedy, torch_greedy, strict=True))
     parity_report = {**parity_report, "greedy_test_mismatches": mismatches,
@@ -103,8 +104,12 @@ def build_bundle(run_dir: Path, data_dir: Path, out_dir: Path, model_id: str,
     if int8:
         metrics["int8_bleu_delta"] = round(
             metrics[f"int8_beam{beam_size}"]["bleu"] - metrics[f"fp32_beam{beam_size}"]["bleu"], 2)
-    examples = [{"source": s, "reference": r, "output": o}
-                for s, r, o in list(zip(sources, references, onnx_greedy, strict=True))[:8]]
+    # Test sentences with their offline outputs: the service must reproduce them exactly.
+    with_placeholder = [i for i, s in enumerate(sources) if find_placeholders(s)][:4]
+    picked = sorted(set(range(6)) | set(with_placeholder))
+    metrics["examples"] = [
+        {"source": sources[i], "reference": references[i], "greedy": onnx_greedy[i],
+         "beam": outputs[f"fp32_beam{beam_size}"][i], "beam_size": beam_size} for i in picked]
     manifest = Manifest(**{**manifest.__dict__, "metrics": metrics, "parity": parity_report})
-    write_card(out_dir, manifest, examples)
+    write_card(out_dir, manifest)
     return _write_manifest(out_dir, manifest)

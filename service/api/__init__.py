@@ -1,0 +1,1 @@
+"""HTTP layer: schemas, routes, error mapping. Nothing below this package knows FastAPI."""

@@ -1,0 +1,92 @@
+"""Request and response models of the public API (they are the OpenAPI schema)."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class TranslateRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={
+        "examples": [{"text": "Save the document as %s?", "beam_size": 4},
+                     {"text": ["Open file", "Insert table"], "return_attention": True}]})
+
+    text: str | list[str] = Field(description="a text, or a list of texts translated as a batch")
+    beam_size: int | None = Field(None, ge=1, le=64,
+                                  description="1 = greedy; default SERVICE_DEFAULT_BEAM_SIZE; "
+                                  "at most SERVICE_MAX_BEAM_SIZE")
+    n_best: int = Field(1, ge=1, le=64, description="alternatives per text, at most beam_size")
+    max_length: int | None = Field(None, ge=1, le=512,
+                                   description="cap on generated subword tokens per text")
+    return_attention: bool = Field(False, description="include tokens and attention matrix")
+    return_alignment: bool = Field(False, description="include a word alignment")
+
+    @property
+    def texts(self) -> list[str]:
+        return [self.text] if isinstance(self.text, str) else self.text
+
+
+class Alternative(BaseModel):
+    text: str
+    score: float = Field(description="length-normalized log-probability")
+
+
+class AlignmentLink(BaseModel):
+    source: int = Field(description="source word index")
+    target: int = Field(description="target word index")
+    source_word: str
+    target_word: str
+    weight: float = Field(description="attention mass of the target word on the source word")
+
+
+class TranslationOut(BaseModel):
+    text: str
+    score: float = Field(description="log-probability (length-normalized for beam search)")
+    alternatives: list[Alternative] | None = Field(None, description="n-best list, best first")
+    source_tokens: list[str] | None = None
+    target_tokens: list[str] | None = None
+    attention: list[list[float]] | None = Field(
+        None, description="target tokens × source tokens; each row sums to 1")
+    alignment: list[AlignmentLink] | None = None
+
+
+class Timing(BaseModel):
+    total_ms: float
+    queue_ms: float = Field(description="waiting for a batch to start")
+    decode_ms: float = Field(description="encoder + search for the whole batch")
+    batch_size: int = Field(description="sentences decoded together with this request's")
+
+
+class TranslateResponse(BaseModel):
+    model: str
+    translations: list[TranslationOut]
+    timing: Timing
+
+
+class ErrorBody(BaseModel):
+    code: str
+    message: str
+    request_id: str | None = None
+    details: list[dict[str, object]] | None = None
+
+
+class ErrorResponse(BaseModel):
+    error: ErrorBody
+
+
+class Health(BaseModel):
+    status: str
+    detail: str | None = None
+
+
+class ModelInfo(BaseModel):
+    model_id: str
+    source_lang: str
+    target_lang: str
+    variant: str
+    provider: str
+    architecture: dict[str, object]
+    max_source_tokens: int
+    metrics: dict[str, object]
+    parity: dict[str, object]
+    training: dict[str, object]
+    model_card: str | None = None

@@ -1,0 +1,39 @@
+"""The app factory: ``create_app(settings)`` builds a fresh, independent service."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from service.api.routes import router
+from service.errors import install_error_handlers
+from service.middleware import RequestContext
+from service.settings import Settings
+from service.state import ServiceState
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    state = ServiceState(settings or Settings())
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        # Load in the background: /health/live answers at once, /health/ready once warm.
+        loading = asyncio.create_task(state.load())
+        yield
+        await loading
+        await state.shutdown()
+
+    app = FastAPI(
+        title="attn-translate",
+        summary="Attention seq2seq (GRU + Bahdanau/Luong) translation with ONNX Runtime",
+        version="0.1.0",
+        lifespan=lifespan,
+    )
+    app.state.service = state
+    app.include_router(router)
+    install_error_handlers(app)
+    app.add_middleware(RequestContext, metrics=state.metrics)
+    return app

@@ -1,0 +1,80 @@
+"""A real uvicorn server process on a free port, started the way `make serve` starts it."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.conftest import DEFAULT_BUNDLE, ROOT
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class Server:
+    url: str
+    process: subprocess.Popen[bytes]
+    log_path: Path
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def wait(self, path: str, status: int, timeout: float = 60.0) -> httpx.Response:
+        deadline = time.monotonic() + timeout
+        last: object = None
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"server exited with {self.process.returncode}:\n{self.log()}")
+            try:
+                response = httpx.get(self.url + path, timeout=2)
+                if response.status_code == status:
+                    return response
+                last = response.status_code
+            except httpx.TransportError as exc:
+                last = exc
+            time.sleep(0.05)
+        raise TimeoutError(f"{path} never answered {status} (last: {last}):\n{self.log()}")
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+
+
+def start_server(tmp: Path, bundle: Path = DEFAULT_BUNDLE, **env: str) -> Server:
+    port = free_port()
+    log_path = tmp / f"server-{port}.log"
+    environ = {**os.environ, "SERVICE_BUNDLE_DIR": str(bundle), "SERVICE_PORT": str(port),
+               "SERVICE_HOST": "127.0.0.1", "PYTHONUNBUFFERED": "1", **env}
+    with log_path.open("wb") as log:
+        process = subprocess.Popen([sys.executable, "-m", "service"], cwd=ROOT, env=environ,
+                                   stdout=log, stderr=subprocess.STDOUT)
+    server = Server(f"http://127.0.0.1:{port}", process, log_path)
+    server.wait("/health/live", 200)
+    return server
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    srv = start_server(tmp_path_factory.mktemp("server"), SERVICE_MAX_WAIT_MS="20")
+    try:
+        srv.wait("/health/ready", 200)
+        yield srv
+    finally:
+        srv.stop()

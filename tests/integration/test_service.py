@@ -1,0 +1,178 @@
+"""Every endpoint of a real server process serving the shipped default bundle."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+
+from service.bundle import read_manifest
+from service.placeholders import keeps_placeholders
+from tests.conftest import DEFAULT_BUNDLE, ROOT
+from tests.integration.conftest import Server, start_server
+
+MANIFEST = read_manifest(DEFAULT_BUNDLE)
+
+
+def post(server: Server, body: object, **kwargs: object) -> httpx.Response:
+    return httpx.post(server.url + "/translate", json=body, timeout=60, **kwargs)  # type: ignore[arg-type]
+
+
+def metric(server: Server, name: str) -> float:
+    text = httpx.get(server.url + "/metrics").text
+    match = re.search(rf"^{re.escape(name)} (\S+)$", text, re.MULTILINE)
+    return float(match.group(1)) if match else 0.0
+
+
+def test_health_and_model_metadata(server: Server) -> None:
+    assert httpx.get(server.url + "/health/live").json() == {"status": "ok"}
+    assert httpx.get(server.url + "/health/ready").json()["status"] == "ready"
+    info = httpx.get(server.url + "/model").json()
+    assert info["model_id"] == MANIFEST.model_id
+    assert info["provider"] == "cpu" and info["variant"] == "fp32"
+    assert "fp32_beam4" in info["metrics"] and "Model card" in info["model_card"]
+
+
+def test_single_text_and_batch(server: Server) -> None:
+    single = post(server, {"text": "Open the file."})
+    assert single.status_code == 200
+    body = single.json()
+    assert body["model"] == MANIFEST.model_id
+    [translation] = body["translations"]
+    assert translation["text"] and translation["score"] < 0
+    assert set(body["timing"]) == {"total_ms", "queue_ms", "decode_ms", "batch_size"}
+
+    batch = post(server, {"text": ["Insert table", "", "Delete the selected rows"],
+                          "beam_size": 1}).json()["translations"]
+    assert len(batch) == 3 and batch[1]["text"] == "" and batch[0]["text"] and batch[2]["text"]
+
+
+def test_matches_the_offline_evaluation_cli(server: Server, tmp_path: Path) -> None:
+    examples = MANIFEST.metrics["examples"]
+    (tmp_path / "test.tsv").write_text(
+        "".join(f"{e['source']}\t{e['reference']}\n" for e in examples
+                if "\n" not in e["source"] and "\t" not in e["source"]), encoding="utf-8")
+    cli = subprocess.run(
+        [sys.executable, "-m", "model_export", "evaluate", "--bundle", str(DEFAULT_BUNDLE),
+         "--data", str(tmp_path), "--beam", "4", "--examples", "100"],
+        cwd=ROOT, capture_output=True, text=True, check=True)
+    offline = [eval(line[4:]) for line in cli.stdout.splitlines() if line.startswith("OUT ")]
+    sources = [eval(line[4:]) for line in cli.stdout.splitlines() if line.startswith("SRC ")]
+    assert sources and len(offline) == len(sources)
+
+    online = post(server, {"text": sources, "beam_size": 4}).json()["translations"]
+    assert [t["text"] for t in online] == offline
+    for e in examples:  # and the outputs recorded when the bundle was built
+        [greedy] = post(server, {"text": e["source"], "beam_size": 1}).json()["translations"]
+        assert greedy["text"] == e["greedy"]
+
+
+def test_placeholders_come_back_intact(server: Server) -> None:
+    texts = ["Could not open %s.", "Delete $(ARG1) rows?", "The file {name} is read-only.",
+             "Page %1 of %2"]
+    out = post(server, {"text": texts}).json()["translations"]
+    for source, t in zip(texts, out, strict=True):
+        assert keeps_placeholders(source, t["text"]), (source, t["text"])
+
+
+def test_attention_alignment_and_n_best(server: Server) -> None:
+    response = post(server, {"text": "Save the document", "beam_size": 4, "n_best": 3,
+                             "return_attention": True, "return_alignment": True})
+    [t] = response.json()["translations"]
+    attention = np.array(t["attention"])
+    assert attention.shape == (len(t["target_tokens"]), len(t["source_tokens"]))
+    np.testing.assert_allclose(attention.sum(axis=1), 1.0, atol=2e-3)
+    assert t["source_tokens"][-1] == "</s>" and t["target_tokens"][-1] == "</s>"
+    assert len(t["alternatives"]) == 3 and t["alternatives"][0]["text"] == t["text"]
+    scores = [a["score"] for a in t["alternatives"]]
+    assert scores == sorted(scores, reverse=True)
+    words = t["text"].split()
+    assert [link["target"] for link in t["alignment"]] == list(range(len(words)))
+    assert {link["source_word"] for link in t["alignment"]} <= {"Save", "the", "document"}
+
+
+def test_concurrent_requests_are_batched_together(server: Server) -> None:
+    count_before = metric(server, "translate_batch_size_count")
+    sum_before = metric(server, "translate_batch_size_sum")
+    texts = [f"Insert {n} rows above the selection" for n in range(24)]
+    with ThreadPoolExecutor(24) as pool:
+        responses = list(pool.map(lambda t: post(server, {"text": t, "beam_size": 2}), texts))
+    assert all(r.status_code == 200 for r in responses)
+    batches = metric(server, "translate_batch_size_count") - count_before
+    sentences = metric(server, "translate_batch_size_sum") - sum_before
+    assert sentences == 24
+    assert batches < 24  # some requests shared a batch
+    assert max(r.json()["timing"]["batch_size"] for r in responses) > 1
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "message"),
+    [
+        ({"text": "a" * 2001}, 413, "SERVICE_MAX_TEXT_CHARS"),
+        ({"text": ["a"] * 65}, 413, "SERVICE_MAX_TEXTS"),
+        ({"text": "word " * 300}, 413, "SERVICE_MAX_INPUT_TOKENS"),
+        ({"text": "a", "beam_size": 9}, 422, "SERVICE_MAX_BEAM_SIZE"),
+        ({"text": "a", "beam_size": 2, "n_best": 3}, 422, "must not exceed beam_size"),
+        ({"text": 42}, 422, "valid string"),
+        ({"text": ["a", 3]}, 422, "valid string"),
+        ({"text": []}, 422, "empty"),
+        ({"beam_size": 2}, 422, "text: Field required"),
+        ({"text": "a", "max_length": 10_000}, 422, "max_length"),
+        ({"text": "a", "unknown": 1}, 422, "Extra inputs"),
+        ([1, 2], 422, "valid dictionary"),
+    ],
+)
+def test_bad_input_gets_a_clear_4xx(server: Server, body: object, status: int,
+                                    message: str) -> None:
+    response = post(server, body)
+    assert response.status_code == status
+    error = response.json()["error"]
+    assert message in error["message"] and error["request_id"]
+
+
+def test_invalid_json_and_request_id(server: Server) -> None:
+    response = httpx.post(server.url + "/translate", content=b'{"text": ',
+                          headers={"content-type": "application/json",
+                                   "X-Request-ID": "client-42"})
+    assert response.status_code == 422
+    assert response.json()["error"]["code"] == "invalid_json"
+    assert response.headers["X-Request-ID"] == "client-42"
+    assert re.fullmatch(r"[0-9a-f]{32}", httpx.get(server.url + "/health/live")
+                        .headers["X-Request-ID"])
+    assert '"request_id":"client-42"' in server.log()
+
+
+def test_metrics_exposition(server: Server) -> None:
+    text = httpx.get(server.url + "/metrics").text
+    for name in ("translate_http_requests_total", "translate_http_request_seconds_bucket",
+                 "translate_queue_wait_seconds_bucket", "translate_batch_size_bucket",
+                 "translate_tokens_in_total", "translate_tokens_out_total",
+                 "translate_decode_steps_total", "translate_http_in_flight",
+                 "translate_model_load_seconds", "translate_model_info"):
+        assert name in text, name
+    assert 'provider="cpu"' in text
+    assert 'route="/translate",status="200"' in text
+
+
+def test_corrupted_bundle_keeps_the_service_not_ready(tmp_path: Path) -> None:
+    bundle = tmp_path / "bundle"
+    shutil.copytree(DEFAULT_BUNDLE, bundle)
+    with (bundle / "decoder.onnx").open("r+b") as f:
+        f.seek(2048)
+        f.write(b"\x00" * 16)
+    server = start_server(tmp_path, bundle)
+    try:
+        response = server.wait("/health/ready", 503)
+        assert "altered" in response.json()["error"]["message"]
+        assert post(server, {"text": "Open"}).status_code == 503
+        assert httpx.get(server.url + "/health/live").status_code == 200
+        assert "decoder.onnx was altered" in server.log()
+    finally:
+        server.stop()
