@@ -2,18 +2,45 @@
 
 from __future__ import annotations
 
+import logging
+from types import FrameType
+
 import uvicorn
 
 from service.app import create_app
 from service.logs import configure_logging
 from service.settings import Settings
+from service.state import ServiceState
+
+log = logging.getLogger("service")
+
+
+class GracefulServer(uvicorn.Server):
+    """On SIGTERM/SIGINT, turn readiness off before uvicorn stops accepting connections.
+
+    uvicorn then lets in-flight requests (queued ones included) finish, up to
+    SERVICE_SHUTDOWN_TIMEOUT_S, and the app's shutdown drains the batcher.
+    """
+
+    def __init__(self, config: uvicorn.Config, state: ServiceState) -> None:
+        super().__init__(config)
+        self.state = state
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        if self.state.ready:
+            log.info("signal %d: not ready any more, finishing in-flight requests", sig)
+        self.state.ready, self.state.detail = False, "shutting down"
+        super().handle_exit(sig, frame)
 
 
 def main() -> None:
     settings = Settings()
     configure_logging(settings.log_level)
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.port,
-                log_config=None, access_log=False, timeout_graceful_shutdown=30)
+    app = create_app(settings)
+    config = uvicorn.Config(app, host=settings.host, port=settings.port, log_config=None,
+                            access_log=False,
+                            timeout_graceful_shutdown=int(settings.shutdown_timeout_s) or None)
+    GracefulServer(config, app.state.service).run()
 
 
 if __name__ == "__main__":

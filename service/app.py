@@ -7,10 +7,13 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.staticfiles import StaticFiles
 
+from service.api import pages
 from service.api.routes import router
 from service.errors import install_error_handlers
-from service.middleware import RequestContext
+from service.middleware import BodyLimit, RequestContext
 from service.settings import Settings
 from service.state import ServiceState
 
@@ -34,6 +37,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.service = state
     app.include_router(router)
+    app.include_router(pages.router)
+    app.mount("/static", StaticFiles(directory=pages.STATIC_DIR), name="static")
     install_error_handlers(app)
+    # Added last = outermost: request ids and metrics cover every response, CORS headers too.
+    app.add_middleware(BodyLimit, max_bytes=state.settings.max_body_bytes)
+    if origins := state.settings.origin_list():
+        app.add_middleware(CORSMiddleware, allow_origins=origins, allow_methods=["GET", "POST"],
+                           allow_headers=["Authorization", "Content-Type", "X-API-Key",
+                                          "X-Request-ID"], expose_headers=["X-Request-ID"])
     app.add_middleware(RequestContext, metrics=state.metrics)
     return app

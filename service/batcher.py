@@ -21,6 +21,14 @@ from service.translator import DecodeOptions, Prepared, Translation, Translator
 log = logging.getLogger(__name__)
 
 
+class Overloaded(Exception):
+    """The queue is full or shutting down: the request was not accepted."""
+
+
+class QueueTimeout(Exception):
+    """The request waited in the queue longer than the timeout; its work was dropped."""
+
+
 @dataclass
 class Job:
     rows: Sequence[Prepared]
@@ -41,12 +49,16 @@ class BatchResult:
 
 class Batcher:
     def __init__(self, translator: Translator, metrics: Metrics, max_batch_size: int,
-                 max_wait_s: float) -> None:
+                 max_wait_s: float, max_queue_sentences: int = 1024,
+                 queue_timeout_s: float = 30.0) -> None:
         self.translator = translator
         self.metrics = metrics
         self.max_batch_size = max_batch_size
         self.max_wait_s = max_wait_s
+        self.max_queue_sentences = max_queue_sentences
+        self.queue_timeout_s = queue_timeout_s
         self._jobs: deque[Job] = deque()
+        self._queued_sentences = 0
         self._wakeup = asyncio.Event()
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="decode")
         self._task: asyncio.Task[None] | None = None
@@ -58,16 +70,35 @@ class Batcher:
         self._task = asyncio.create_task(self._run(), name="batcher")
 
     async def submit(self, rows: Sequence[Prepared], options: DecodeOptions) -> BatchResult:
-        """Queue ``rows`` and wait for their translations."""
+        """Queue ``rows`` and wait for their translations.
+
+        Raises :class:`Overloaded` at once when the queue is full or closing, and
+        :class:`QueueTimeout` when the job is still queued after ``queue_timeout_s``.
+        """
         if self._closing:
-            raise RuntimeError("batcher is shutting down")
+            raise Overloaded("the service is shutting down")
+        if self._queued_sentences + len(rows) > self.max_queue_sentences:
+            raise Overloaded(f"the queue holds {self._queued_sentences} sentences; the limit is "
+                             f"{self.max_queue_sentences} (SERVICE_MAX_QUEUE_SENTENCES)")
         job = Job(rows, options, asyncio.get_running_loop().create_future())
         self._arrival_gap = job.enqueued - self._last_arrival
         self._last_arrival = job.enqueued
         self._jobs.append(job)
+        self._queued_sentences += len(rows)
         self.metrics.queue_depth.set(len(self._jobs))
         self._wakeup.set()
-        translations = await job.future
+        try:
+            translations = await asyncio.wait_for(asyncio.shield(job.future),
+                                                  self.queue_timeout_s)
+        except TimeoutError:
+            if job.started:  # its batch is decoding: let it finish
+                translations = await job.future
+            else:
+                self._jobs.remove(job)
+                self._queued_sentences -= len(rows)
+                job.future.cancel()
+                raise QueueTimeout(f"queued for more than {self.queue_timeout_s:g}s "
+                                   "(SERVICE_QUEUE_TIMEOUT_S)") from None
         finished = time.perf_counter()
         return BatchResult(translations, job.started - job.enqueued, finished - job.started,
                            job.batch_sentences)
@@ -129,6 +160,7 @@ class Batcher:
             else:
                 rest.append(job)
         self._jobs.extendleft(reversed(rest))
+        self._queued_sentences -= rows
         return batch
 
     async def _decode(self, loop: asyncio.AbstractEventLoop, batch: list[Job]) -> None:

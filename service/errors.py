@@ -37,6 +37,10 @@ class NotReady(ServiceError):
     status, code = 503, "not_ready"
 
 
+class Busy(ServiceError):
+    status, code = 503, "overloaded"
+
+
 class DecodeFailed(ServiceError):
     status, code = 500, "decode_failed"
 

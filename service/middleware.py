@@ -1,4 +1,4 @@
-"""Pure-ASGI middleware: request id, access log and HTTP metrics for every request."""
+"""Pure-ASGI middleware: request id, access log, HTTP metrics and the body size limit."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import uuid
 from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from service.errors import LimitExceeded, error_response
 from service.logs import request_id_var
 from service.metrics import Metrics
 
@@ -53,3 +54,37 @@ class RequestContext:
             log.info("%s %s %d", scope["method"], path, status,
                      extra={"route": route, "status": status, "method": scope["method"],
                             "duration_ms": round(1000 * seconds, 2)})
+
+
+class BodyLimit:
+    """Refuse bodies over ``max_bytes`` before they are parsed (Content-Length or streamed)."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope["headers"]).get(b"content-length")
+        if declared is not None and (not declared.isdigit() or int(declared) > self.max_bytes):
+            response = error_response(413, "limit_exceeded", self._message())
+            await response(scope, receive, send)
+            return
+        seen = 0
+
+        async def counting_receive() -> Message:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.max_bytes:
+                    raise LimitExceeded(self._message())
+            return message
+
+        await self.app(scope, counting_receive, send)
+
+    def _message(self) -> str:
+        return (f"request body is larger than {self.max_bytes} bytes "
+                "(SERVICE_MAX_BODY_BYTES)")

@@ -42,3 +42,24 @@ class Settings(BaseSettings):
     max_texts: int = Field(64, ge=1, description="texts per request")
     max_input_tokens: int = Field(256, ge=2, description="subword tokens per text")
     max_beam_size: int = Field(8, ge=1, description="largest beam a request may ask for")
+    max_body_bytes: int = Field(1_000_000, ge=1024, description="request body size, checked "
+                                "before parsing")
+
+    # Overload and shutdown
+    max_queue_sentences: int = Field(1024, ge=1, description="queued sentences before new "
+                                     "requests get 503 + Retry-After")
+    queue_timeout_s: float = Field(30.0, gt=0, description="a request still queued after this "
+                                   "long gets 503 and is dropped")
+    shutdown_timeout_s: float = Field(30.0, ge=0, description="on SIGTERM, how long in-flight "
+                                      "requests may take to finish")
+
+    # Access control
+    api_keys: str = Field("", description="comma-separated keys for /translate; empty = open")
+    protect_metrics: bool = Field(False, description="require an API key for /metrics too")
+    cors_origins: str = Field("", description="comma-separated allowed origins; empty = no CORS")
+
+    def key_list(self) -> list[str]:
+        return [k.strip() for k in self.api_keys.split(",") if k.strip()]
+
+    def origin_list(self) -> list[str]:
+        return [o.strip() for o in self.cors_origins.split(",") if o.strip()]

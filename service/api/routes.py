@@ -21,8 +21,10 @@ from service.api.schemas import (
     TranslateResponse,
     TranslationOut,
 )
+from service.auth import check_key, presented_key
+from service.batcher import Overloaded, QueueTimeout
 from service.bundle import MODEL_CARD
-from service.errors import DecodeFailed, InvalidOption, LimitExceeded, NotReady
+from service.errors import Busy, DecodeFailed, InvalidOption, LimitExceeded, NotReady
 from service.settings import Settings
 from service.state import ServiceState
 from service.translator import DecodeOptions, InputTooLong, Translation, Translator
@@ -34,13 +36,24 @@ def get_state(request: Request) -> ServiceState:
 
 
 StateDep = Annotated[ServiceState, Depends(get_state)]
+
+
+def require_key(request: Request, state: StateDep) -> None:
+    check_key(presented_key(request), state.settings.key_list())
+
+
+def require_key_for_metrics(request: Request, state: StateDep) -> None:
+    if state.settings.protect_metrics:
+        require_key(request, state)
+
+
 router = APIRouter()
 ERRORS: dict[int | str, dict[str, Any]] = {
-    code: {"model": ErrorResponse} for code in (413, 422, 500, 503)}
+    code: {"model": ErrorResponse} for code in (401, 403, 413, 422, 500, 503)}
 
 
 @router.post("/translate", response_model=TranslateResponse, response_model_exclude_none=True,
-             responses=ERRORS, tags=["translate"])
+             responses=ERRORS, tags=["translate"], dependencies=[Depends(require_key)])
 async def translate(body: TranslateRequest, state: StateDep) -> TranslateResponse:
     """Translate one text or a list of texts (a batch)."""
     started = time.perf_counter()
@@ -54,8 +67,11 @@ async def translate(body: TranslateRequest, state: StateDep) -> TranslateRespons
         raise LimitExceeded(f"{exc} (SERVICE_MAX_INPUT_TOKENS)") from exc
     try:
         result = await batcher.submit(rows, options)
+    except (Overloaded, QueueTimeout) as exc:
+        raise Busy(str(exc), headers={"Retry-After": "1"}) from exc
     except Exception as exc:
-        raise DecodeFailed(f"decoding failed: {type(exc).__name__}") from exc
+        raise DecodeFailed(f"decoding failed ({type(exc).__name__}); the server keeps "
+                           "serving, retry or report the request_id") from exc
     outputs = [to_output(translator, t, body) for t in result.translations]
     timing = Timing(total_ms=round(1000 * (time.perf_counter() - started), 2),
                     queue_ms=round(1000 * result.queue_seconds, 2),
@@ -126,14 +142,15 @@ async def ready(state: StateDep) -> Health:
     return Health(status="ready")
 
 
-@router.get("/metrics", tags=["health"], response_class=Response)
+@router.get("/metrics", tags=["health"], response_class=Response,
+            dependencies=[Depends(require_key_for_metrics)])
 async def metrics(state: StateDep) -> Response:
     """Prometheus text exposition."""
     return Response(generate_latest(state.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
 
-@router.get("/model", response_model=ModelInfo, responses={503: {"model": ErrorResponse}},
-            tags=["model"])
+@router.get("/model", response_model=ModelInfo, responses=ERRORS, tags=["model"],
+            dependencies=[Depends(require_key)])
 async def model(state: StateDep) -> ModelInfo:
     """The served model: manifest summary, test metrics and model card."""
     translator, _ = state.require_ready()
