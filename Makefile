@@ -6,7 +6,7 @@ BUNDLE ?= models/en-de
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: serve test lint typecheck pytest test-quick model bench clean
+.PHONY: serve test test-quick lint pytest browser model bench docker-check clean
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -24,17 +24,34 @@ serve: $(VENV)/.service
 	SERVICE_BUNDLE_DIR=$(BUNDLE) SERVICE_HOST=$(HOST) SERVICE_PORT=$(PORT) $(PY) -m service
 
 lint: $(VENV)/.dev
-	$(VENV)/bin/ruff check service model_export tests
+	$(VENV)/bin/ruff check service model_export bench tests
 	$(VENV)/bin/mypy
 
-pytest: $(VENV)/.dev
+# Debian's chromium for the browser test (the test skips, saying why, if it cannot be had).
+browser:
+	sh scripts/install-browser.sh
+
+pytest: $(VENV)/.dev browser
 	$(PY) -m pytest -q -p no:cacheprovider
 
 test: lint pytest
 
-# Reproduce the shipped default model from scratch (downloads the Debian package, ~45 min).
+# Same suite with a smaller fuzzing budget (100 generated requests instead of 1000).
+test-quick: $(VENV)/.dev
+	FUZZ_CASES=100 $(PY) -m pytest -q -p no:cacheprovider -x
+
+# Reproduce the shipped default model from scratch (downloads the Debian package, ~1 h).
 model: $(VENV)/.dev
-	$(PY) -m model_export all --lang de --work work --out $(BUNDLE)
+	$(PY) -m model_export all --lang de --work work --out $(BUNDLE) --ship int8
+
+# Benchmarks (needs `make model` first for the PyTorch baseline); see BENCHMARKS.md.
+bench: $(VENV)/.dev
+	command -v wrk >/dev/null || apt-get install -y -q wrk
+	$(PY) -m bench
+
+# Build and run the CPU image with podman (no Docker engine needed).
+docker-check:
+	../shared/tools/container-check compose docker/docker-compose.yml translate
 
 clean:
-	rm -rf $(VENV) work .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) work artifacts .pytest_cache .mypy_cache .ruff_cache

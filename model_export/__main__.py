@@ -64,12 +64,17 @@ def _parser() -> argparse.ArgumentParser:
     bundle.add_argument("--model-id", help="default: <source>-<target>-gru-<attention>")
     bundle.add_argument("--no-int8", action="store_true")
     bundle.add_argument("--eval-limit", type=int, default=0, help="score the first N test pairs")
+    bundle.add_argument("--average", type=int, default=5,
+                        help="try averaging the last N epoch snapshots; keep it if dev BLEU "
+                        "improves (0: use the best checkpoint)")
+    bundle.add_argument("--ship", default="fp32,int8",
+                        help="variants kept in the bundle after evaluating all (size budget)")
 
     evaluate = sub.add_parser("evaluate", help="score a bundle on a split with ONNX Runtime")
     evaluate.add_argument("--bundle", type=Path, required=True)
     evaluate.add_argument("--data", type=Path, default=Path("work/data"))
     evaluate.add_argument("--split", choices=("train", "dev", "test"), default="test")
-    evaluate.add_argument("--variant", default="fp32")
+    evaluate.add_argument("--variant", default="auto", help="fp32, int8 or auto")
     evaluate.add_argument("--beam", type=int, default=4)
     evaluate.add_argument("--length-penalty", type=float, default=0.6)
     evaluate.add_argument("--examples", type=int, default=5)
@@ -80,6 +85,7 @@ def _parser() -> argparse.ArgumentParser:
     every.add_argument("--input", type=Path)
     every.add_argument("--work", type=Path, default=Path("work"))
     every.add_argument("--out", type=Path, required=True)
+    every.add_argument("--ship", default="fp32,int8", help="variants kept in the bundle")
     _add_model_args(every)
     return parser
 
@@ -103,13 +109,18 @@ def _corpus(lang: str, source: Path | None, data: Path) -> None:
 
 
 def _bundle(run: Path, data: Path, out: Path, source: str, target: str, model_id: str | None,
-            int8: bool = True, eval_limit: int = 0) -> None:
+            int8: bool = True, eval_limit: int = 0, ship: str = "fp32,int8",
+            average: int = 5) -> None:
     from model_export.package import build_bundle
-    from model_export.train import load_model
+    from model_export.train import choose_final, load_model
+
+    if average:
+        choose_final(run, data, average)
 
     attention = load_model(run)[0].config.attention
     manifest = build_bundle(run, data, out, model_id or f"{source}-{target}-gru-{attention}",
-                            source, target, int8=int8, eval_limit=eval_limit)
+                            source, target, int8=int8, eval_limit=eval_limit,
+                            ship=tuple(ship.split(",")))
     print(json.dumps(manifest.metrics, indent=2))
 
 
@@ -139,14 +150,14 @@ def main(argv: list[str] | None = None) -> None:
         _train(args, args.data, args.run)
     elif args.command == "bundle":
         _bundle(args.run, args.data, args.out, args.source_lang, args.target_lang,
-                args.model_id, not args.no_int8, args.eval_limit)
+                args.model_id, not args.no_int8, args.eval_limit, args.ship, args.average)
     elif args.command == "evaluate":
         _evaluate(args)
     else:
         data, run = args.work / "data", args.work / f"run-en-{args.lang}"
         _corpus(args.lang, args.input, data)
         _train(args, data, run)
-        _bundle(run, data, args.out, "en", args.lang, None)
+        _bundle(run, data, args.out, "en", args.lang, None, ship=args.ship)
 
 
 if __name__ == "__main__":

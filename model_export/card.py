@@ -70,7 +70,10 @@ def write_card(out_dir: Path, manifest: Manifest) -> None:
     if "greedy_test_mismatches" in p:
         lines.append(f"- Greedy outputs differing from PyTorch on test: "
                      f"{p['greedy_test_mismatches']} of {p['greedy_test_sentences']}.")
-    lines += ["", "## Files", "", "| file | bytes |", "|---|---|",
+    shipped = ", ".join(sorted(manifest.variants))
+    lines += ["", "## Files", "",
+              f"Variants shipped: {shipped}. Every variant in the table above was built and "
+              "scored; `make model` rebuilds them all.", "", "| file | bytes |", "|---|---|",
               *[f"| {n} | {s:,} |" for n, s in sizes.items() if n != MODEL_CARD], "",
               "## Known weaknesses", WEAKNESSES, "## Examples (test set, beam search)", ""]
     lines += [f"- {e['source']!r} → {e['beam']!r} (reference {e['reference']!r})"

@@ -47,8 +47,12 @@ def _write_manifest(out_dir: Path, manifest: Manifest) -> Manifest:
 
 def build_bundle(run_dir: Path, data_dir: Path, out_dir: Path, model_id: str,
                  source_lang: str, target_lang: str, int8: bool = True,
-                 eval_limit: int = 0, beam_size: int = 4) -> Manifest:
-    """Export the best checkpoint of ``run_dir`` into ``out_dir`` and evaluate it on test."""
+                 eval_limit: int = 0, beam_size: int = 4,
+                 ship: tuple[str, ...] = ("fp32", "int8")) -> Manifest:
+    """Export the best checkpoint of ``run_dir`` into ``out_dir`` and evaluate it on test.
+
+    Every variant is evaluated; only those in ``ship`` stay in the bundle (a size budget).
+    """
     model, sp = load_model(run_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     for stale in out_dir.iterdir():
@@ -111,5 +115,12 @@ def build_bundle(run_dir: Path, data_dir: Path, out_dir: Path, model_id: str,
         {"source": sources[i], "reference": references[i], "greedy": onnx_greedy[i],
          "beam": outputs[f"fp32_beam{beam_size}"][i], "beam_size": beam_size} for i in picked]
     manifest = Manifest(**{**manifest.__dict__, "metrics": metrics, "parity": parity_report})
+    kept = {name: files for name, files in manifest.variants.items() if name in ship}
+    if not kept:
+        raise ValueError(f"ship {ship} names none of the built variants {list(variants)}")
+    for name in manifest.variants.keys() - kept.keys():
+        for file in manifest.variants[name].values():
+            (out_dir / file).unlink()
+    manifest = Manifest(**{**manifest.__dict__, "variants": kept})
     write_card(out_dir, manifest)
     return _write_manifest(out_dir, manifest)

@@ -29,6 +29,7 @@ from service.decoding import max_lengths
 from service.placeholders import mask, unmask
 
 log = logging.getLogger(__name__)
+KEEP_SNAPSHOTS = 5
 
 
 @dataclass
@@ -184,6 +185,11 @@ def train(cfg: TrainConfig, resume: bool = True) -> dict[str, Any]:
         torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
                     "state": state, "py_rng": random.getstate(),
                     "torch_rng": torch.get_rng_state()}, checkpoint)
+        snapshots = cfg.run_dir / "epochs"  # for checkpoint averaging; the last few only
+        snapshots.mkdir(exist_ok=True)
+        torch.save(model.state_dict(), snapshots / f"{state['epoch']:03d}.pt")
+        for old in sorted(snapshots.glob("*.pt"))[:-KEEP_SNAPSHOTS]:
+            old.unlink()
         with (cfg.run_dir / "log.jsonl").open("a") as f:
             f.write(json.dumps(record) + "\n")
         if state["bad_epochs"] >= cfg.patience:
@@ -198,8 +204,33 @@ def train(cfg: TrainConfig, resume: bool = True) -> dict[str, Any]:
 
 
 def load_model(run_dir: Path) -> tuple[Seq2Seq, spm.SentencePieceProcessor]:
-    """The best checkpoint of a run, in eval mode, with its tokenizer."""
-    saved = torch.load(run_dir / "best.pt", weights_only=False)
+    """The run's final model (``final.pt`` if chosen, else ``best.pt``), in eval mode."""
+    path = run_dir / "final.pt" if (run_dir / "final.pt").exists() else run_dir / "best.pt"
+    saved = torch.load(path, weights_only=False)
     model = Seq2Seq(ModelConfig(**saved["config"]))
     model.load_state_dict(saved["model"])
     return model.eval(), load_tokenizer(run_dir / "spm.model")
+
+
+def choose_final(run_dir: Path, data_dir: Path, average: int) -> dict[str, float]:
+    """Write ``final.pt``: the best-dev checkpoint or the average of the last ``average``
+    epoch snapshots (Vaswani et al., 2017, sec. 6.1), whichever has the higher dev BLEU."""
+    best = torch.load(run_dir / "best.pt", weights_only=False)
+    snapshots = sorted((run_dir / "epochs").glob("*.pt"))[-average:]
+    dev = load_split(data_dir / "dev.tsv")
+    sp = load_tokenizer(run_dir / "spm.model")
+    candidates = {"best": best["model"]}
+    if len(snapshots) >= 2:
+        states = [torch.load(p, weights_only=True) for p in snapshots]
+        candidates[f"average of {len(states)}"] = {
+            k: sum(s[k].float() for s in states) / len(states) for k in states[0]}
+    scores = {}
+    for name, weights in candidates.items():
+        model = Seq2Seq(ModelConfig(**best["config"]))
+        model.load_state_dict(weights)
+        scores[name] = evaluate_greedy(model.eval(), sp, dev).bleu
+    winner = max(scores, key=lambda k: scores[k])
+    log.info("dev BLEU %s: using %s", scores, winner)
+    torch.save({"model": candidates[winner], "config": best["config"], "chosen": winner},
+               run_dir / "final.pt")
+    return scores

@@ -37,13 +37,15 @@ class Job:
     enqueued: float = field(default_factory=time.perf_counter)
     started: float = 0.0  # when its batch began decoding
     batch_sentences: int = 0  # size of the batch it was decoded in
+    encode_seconds: float = 0.0  # the batch's encoder run
 
 
 @dataclass(frozen=True)
 class BatchResult:
     translations: list[Translation]
     queue_seconds: float
-    decode_seconds: float
+    decode_seconds: float  # encoder + search
+    encode_seconds: float
     batch_sentences: int
 
 
@@ -101,7 +103,7 @@ class Batcher:
                                    "(SERVICE_QUEUE_TIMEOUT_S)") from None
         finished = time.perf_counter()
         return BatchResult(translations, job.started - job.enqueued, finished - job.started,
-                           job.batch_sentences)
+                           job.encode_seconds, job.batch_sentences)
 
     async def close(self) -> None:
         """Finish every queued job, then stop the worker."""
@@ -185,6 +187,7 @@ class Batcher:
         self._observe(rows, results, time.perf_counter() - now, steps_before)
         at = 0
         for job in live:
+            job.encode_seconds = self.translator.last_encode_seconds
             if not job.future.done():
                 job.future.set_result(results[at : at + len(job.rows)])
             at += len(job.rows)

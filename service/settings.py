@@ -18,7 +18,8 @@ class Settings(BaseSettings):
 
     # Model
     bundle_dir: Path = Field(DEFAULT_BUNDLE, description="model bundle directory")
-    variant: Literal["fp32", "int8"] = Field("fp32", description="which ONNX files to load")
+    variant: Literal["auto", "fp32", "int8"] = Field(
+        "auto", description="which ONNX files to load; auto = fp32 if shipped, else int8")
     provider: Literal["cpu", "cuda", "auto"] = Field("cpu", description="execution provider")
     intra_op_threads: int = Field(0, ge=0, description="onnxruntime threads per op; 0 = cores")
     allow_spinning: bool = Field(False, description="onnxruntime busy-wait between ops")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -62,14 +63,18 @@ class Prepared:
 class Translator:
     """A verified bundle loaded into onnxruntime, translating lists of texts."""
 
-    def __init__(self, bundle_dir: Path, variant: str = "fp32",
+    def __init__(self, bundle_dir: Path, variant: str = "auto",
                  options: SessionOptions | None = None) -> None:
         self.bundle_dir = Path(bundle_dir)
         self.manifest: Manifest = verify_bundle(self.bundle_dir)
         self.sp = spm.SentencePieceProcessor(model_file=str(self.bundle_dir / TOKENIZER))
+        if variant == "auto":  # the most accurate variant the bundle ships
+            variant = next(v for v in ("fp32", "int8", *self.manifest.variants)
+                           if v in self.manifest.variants)
         self.model = OnnxSeq2Seq(self.bundle_dir, self.manifest, variant,
                                  options or SessionOptions())
         self.special = self.manifest.special_tokens
+        self.last_encode_seconds = 0.0
 
     def prepare(self, texts: Sequence[str], max_tokens: int | None = None) -> list[Prepared]:
         """Mask and tokenize; raise :class:`InputTooLong` naming the first offending text."""
@@ -78,7 +83,7 @@ class Translator:
         rows = []
         for i, text in enumerate(texts):
             masked = mask(text)
-            ids = self.sp.encode(masked.text) if masked.text.strip() else []
+            ids = self.sp.encode(masked.text) if text.strip() else []
             if len(ids) + 1 > limit:
                 raise InputTooLong(i, len(ids) + 1, limit)
             rows.append(Prepared(masked, ids + [self.special.eos] if ids else []))
@@ -113,7 +118,9 @@ class Translator:
     def _search(self, batch: Sequence[list[int]], options: DecodeOptions
                 ) -> list[list[Hypothesis]]:
         src, lengths = self.encode(batch)
+        started = time.perf_counter()
         encoded = self.model.encode(src, lengths)
+        self.last_encode_seconds = time.perf_counter() - started  # read by the batcher
         cap = min(options.max_length or self.manifest.max_target_tokens,
                   self.manifest.max_target_tokens)
         limit = max_lengths(lengths, options.max_length_ratio, 10, cap)

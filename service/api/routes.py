@@ -76,6 +76,7 @@ async def translate(body: TranslateRequest, state: StateDep) -> TranslateRespons
     timing = Timing(total_ms=round(1000 * (time.perf_counter() - started), 2),
                     queue_ms=round(1000 * result.queue_seconds, 2),
                     decode_ms=round(1000 * result.decode_seconds, 2),
+                    encode_ms=round(1000 * result.encode_seconds, 2),
                     batch_size=result.batch_sentences)
     return TranslateResponse(model=translator.manifest.model_id, translations=outputs,
                              timing=timing)

@@ -53,6 +53,7 @@ class Timing(BaseModel):
     total_ms: float
     queue_ms: float = Field(description="waiting for a batch to start")
     decode_ms: float = Field(description="encoder + search for the whole batch")
+    encode_ms: float = Field(description="the encoder's share of decode_ms")
     batch_size: int = Field(description="sentences decoded together with this request's")
 
 

@@ -1,0 +1,163 @@
+"""Measuring tools: servers as subprocesses, wrk load, RSS, the machine's roofline."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+@dataclass
+class Proc:
+    url: str
+    process: subprocess.Popen[bytes]
+    started: float  # perf_counter at spawn
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+
+    def wait_for(self, path: str, timeout: float = 120.0) -> float:
+        """Seconds from spawn until ``path`` answers 200."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"{self.url}: exited with {self.process.returncode}")
+            try:
+                if httpx.get(self.url + path, timeout=1).status_code == 200:
+                    return time.perf_counter() - self.started
+            except httpx.TransportError:
+                pass
+            time.sleep(0.005)
+        raise TimeoutError(f"{self.url}{path} not ready")
+
+
+def start_service(bundle: Path, **env: str) -> Proc:
+    port = free_port()
+    environ = {**os.environ, "SERVICE_BUNDLE_DIR": str(bundle), "SERVICE_PORT": str(port),
+               "SERVICE_LOG_LEVEL": "warning", **env}
+    started = time.perf_counter()
+    process = subprocess.Popen([sys.executable, "-m", "service"], cwd=ROOT, env=environ,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return Proc(f"http://127.0.0.1:{port}", process, started)
+
+
+def start_naive(run_dir: Path, threads: int) -> Proc:
+    port = free_port()
+    started = time.perf_counter()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "bench.naive_server", "--run", str(run_dir), "--port", str(port),
+         "--threads", str(threads)], cwd=ROOT, stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL)
+    return Proc(f"http://127.0.0.1:{port}", process, started)
+
+
+LUA = """
+local bodies = {%s}
+local i = 0
+request = function()
+  i = i %% #bodies + 1
+  return wrk.format("POST", "/translate", {["Content-Type"] = "application/json"}, bodies[i])
+end
+"""
+_UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3}
+
+
+@dataclass
+class LoadResult:
+    rps: float
+    p50_ms: float
+    p99_ms: float
+    errors: int
+    max_rss_mib: float
+
+
+def wrk(url: str, bodies: Sequence[dict[str, object]], connections: int, seconds: float,
+        pid: int | None = None) -> LoadResult:
+    """Closed-loop load: ``connections`` clients, each sending its next request on reply."""
+    script = LUA % ", ".join(json.dumps(json.dumps(b)) for b in bodies)
+    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as f:
+        f.write(script)
+    threads = min(2, connections)
+    proc = subprocess.Popen(
+        ["wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "--latency",
+         "--timeout", "60s", "-s", f.name, url], stdout=subprocess.PIPE, text=True)
+    max_rss = 0.0
+    while proc.poll() is None:
+        if pid is not None:
+            max_rss = max(max_rss, rss_mib(pid))
+        time.sleep(0.2)
+    out = proc.stdout.read() if proc.stdout else ""
+    os.unlink(f.name)
+
+    def latency(pct: str) -> float:
+        m = re.search(rf"^\s+{pct}%\s+([\d.]+)(us|ms|s)\s*$", out, re.MULTILINE)
+        return float(m.group(1)) * _UNITS[m.group(2)] if m else float("nan")
+
+    rps = re.search(r"Requests/sec:\s+([\d.]+)", out)
+    errors = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
+    socket_errors = re.search(r"Socket errors:.*?timeout (\d+)", out)
+    return LoadResult(float(rps.group(1)) if rps else 0.0, latency("50"), latency("99"),
+                      (int(errors.group(1)) if errors else 0)
+                      + (int(socket_errors.group(1)) if socket_errors else 0), max_rss)
+
+
+def prometheus(url: str) -> dict[str, float]:
+    """Unlabelled samples of a /metrics page."""
+    text = httpx.get(url + "/metrics", timeout=10).text
+    return {m.group(1): float(m.group(2))
+            for m in re.finditer(r"^([a-z_]+) ([0-9.e+-]+)$", text, re.MULTILINE)}
+
+
+def peak_flops(seconds: float = 2.0, n: int = 1024) -> float:
+    """Sustained float32 GEMM rate of numpy's BLAS on all cores (FLOP/s)."""
+    a = np.random.default_rng(0).standard_normal((n, n), dtype=np.float32)
+    b = a.copy()
+    a @ b  # warm up
+    runs, started = 0, time.perf_counter()
+    while time.perf_counter() - started < seconds:
+        a @ b
+        runs += 1
+    return 2 * n**3 * runs / (time.perf_counter() - started)
+
+
+def memory_bandwidth(mib: int = 512, repeats: int = 5) -> float:
+    """Copy bandwidth (bytes read + written per second) of a large buffer."""
+    src = np.ones(mib * 1024 * 1024 // 4, dtype=np.float32)
+    dst = np.empty_like(src)
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        np.copyto(dst, src)
+        times.append(time.perf_counter() - started)
+    return 2 * src.nbytes / statistics.median(times)

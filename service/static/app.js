@@ -1,0 +1,133 @@
+// The attention playground: sends the text to the public API (POST /translate) and shows the
+// answer: translation, n-best list, timing, attention views; errors exactly as the API words them.
+import { $, el } from "./dom.js";
+import { initHeatmap, renderAlignment, renderHeatmap } from "./attention.js";
+
+// ---- model badge ----------------------------------------------------------------------------
+
+async function loadModel() {
+  const badge = $("model");
+  try {
+    const response = await fetch("/model");
+    if (response.ok) {
+      const m = await response.json();
+      badge.textContent = `${m.source_lang} → ${m.target_lang} · ${m.model_id}`;
+      badge.title = `${m.architecture.attention} attention · ${m.variant} · ${m.provider}`;
+      badge.dataset.state = "ready";
+      $("translation").lang = m.target_lang;
+      return;
+    }
+    const loading = response.status === 503;
+    badge.textContent = loading ? "model loading…" : `model: HTTP ${response.status}`;
+  } catch (err) {
+    badge.textContent = "service unreachable";
+  }
+  badge.dataset.state = "waiting";
+  setTimeout(loadModel, 2000);
+}
+
+// ---- request --------------------------------------------------------------------------------
+
+function requestBody() {
+  const body = { text: $("text").value, return_attention: true, return_alignment: true };
+  // An empty field leaves the choice to the service; the service checks every limit.
+  if ($("beam").value) body.beam_size = Number($("beam").value);
+  if ($("nbest").value) body.n_best = Number($("nbest").value);
+  return body;
+}
+
+function setBusy(busy) {
+  $("app").dataset.state = busy ? "loading" : "idle";
+  $("submit").disabled = busy;
+  $("submit").textContent = busy ? "Translating…" : "Translate";
+}
+
+async function translate(event) {
+  event.preventDefault();
+  if ($("app").dataset.state === "loading") return;
+  setBusy(true);
+  const headers = { "Content-Type": "application/json" };
+  if ($("key").value) headers["X-API-Key"] = $("key").value;
+  let response = null, body = null;
+  try {
+    response = await fetch("/translate", {
+      method: "POST", headers, body: JSON.stringify(requestBody()),
+    });
+    body = await response.json().catch(() => null);
+  } catch (err) {
+    body = { error: { message: `Could not reach the service: ${err.message}` } };
+  }
+  setBusy(false);
+  if (response && response.ok) render(body);
+  else showError(response, body);
+}
+
+// ---- errors ---------------------------------------------------------------------------------
+
+const ERROR_TITLES = {
+  401: "An API key is required", 403: "The API key is not valid", 413: "Over a limit",
+  422: "Invalid request", 503: "The service is not ready", 500: "The server failed",
+};
+
+function showError(response, body) {
+  const error = (body && body.error) || {};
+  const status = response ? response.status : 0;
+  const title = ERROR_TITLES[status] || (status ? `HTTP ${status}` : "Network error");
+  $("error-title").textContent = status ? `${title} (${status} ${error.code || ""})` : title;
+  $("error-message").textContent = error.message || (response && response.statusText) || "";
+  const details = $("error-details");
+  details.replaceChildren(...(error.details || []).map(
+    (d) => el("li", "", `${(d.loc || []).filter((p) => p !== "body").join(".")}: ${d.msg}`)));
+  const retry = response && response.headers.get("Retry-After");
+  $("error-meta").textContent = [
+    retry ? `Retry after ${retry} s.` : "",
+    error.request_id ? `Request id ${error.request_id}` : "",
+  ].filter(Boolean).join(" · ");
+  $("error").hidden = false;
+  $("result").hidden = true;
+  $("app").dataset.state = "error";
+}
+
+// ---- result ---------------------------------------------------------------------------------
+
+function render(response) {
+  const [t] = response.translations;
+  const timing = response.timing, ms = (x) => `${x.toFixed(1)} ms`;
+  const encoder = timing.encode_ms === undefined ? "" : ` (encoder ${ms(timing.encode_ms)})`;
+  $("translation").textContent = t.text;
+  $("meta").textContent = `score ${t.score.toFixed(3)} · ${ms(timing.total_ms)} total: `
+    + `${ms(timing.queue_ms)} queued, ${ms(timing.decode_ms)} decoding${encoder}, `
+    + `batch of ${timing.batch_size} · ${response.model}`;
+  renderAlternatives(t.alternatives || []);
+  renderHeatmap(t);
+  renderAlignment(t);
+  $("error").hidden = true;
+  $("result").hidden = false;
+  $("app").dataset.state = "done";
+}
+
+function renderAlternatives(alternatives) {
+  $("alternatives").replaceChildren(...alternatives.map((alt, i) => {
+    const item = el("li", i === 0 ? "best" : "");
+    item.append(el("span", "alt-text", alt.text), el("span", "score", alt.score.toFixed(3)));
+    return item;
+  }));
+  $("alternatives-box").hidden = alternatives.length === 0;
+}
+
+// ---- wiring ---------------------------------------------------------------------------------
+
+function updateChars() {
+  const n = $("text").value.length;
+  $("chars").textContent = `${n} character${n === 1 ? "" : "s"}`;
+}
+
+// A module runs once the document is parsed: the elements are there.
+$("form").addEventListener("submit", translate);
+$("text").addEventListener("input", updateChars);
+$("text").addEventListener("keydown", (event) => {
+  if (event.key === "Enter" && (event.ctrlKey || event.metaKey)) $("form").requestSubmit();
+});
+initHeatmap();
+updateChars();
+loadModel();

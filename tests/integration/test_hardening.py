@@ -1,0 +1,269 @@
+"""Overload, shutdown, hostile input, faults and access control against real server processes."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import signal
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+import numpy as np
+import onnx
+import onnx.numpy_helper
+import pytest
+
+from service.bundle import MANIFEST, hash_files
+from tests.conftest import DEFAULT_BUNDLE
+from tests.integration.conftest import Server, start_server
+
+TEXT = "Insert the selected rows above the current table and keep their formatting."
+
+
+def rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise RuntimeError("no VmRSS")
+
+
+def fire(server: Server, bodies: list[object], workers: int, **headers: str
+         ) -> list[tuple[int | str, float, httpx.Response | None]]:
+    """POST every body concurrently; (status or exception name, seconds, response)."""
+
+    def one(body: object) -> tuple[int | str, float, httpx.Response | None]:
+        started = time.perf_counter()
+        try:
+            r = httpx.post(server.url + "/translate", json=body, timeout=120, headers=headers)
+            return r.status_code, time.perf_counter() - started, r
+        except httpx.HTTPError as exc:
+            return type(exc).__name__, time.perf_counter() - started, None
+
+    with ThreadPoolExecutor(workers) as pool:
+        return list(pool.map(one, bodies))
+
+
+@pytest.fixture
+def small_queue_server(tmp_path: Path) -> Iterator[Server]:
+    server = start_server(tmp_path, SERVICE_MAX_QUEUE_SENTENCES="8", SERVICE_MAX_BATCH_SIZE="4")
+    server.wait("/health/ready", 200)
+    yield server
+    server.stop()
+
+
+def test_burst_of_ten_times_capacity(small_queue_server: Server) -> None:
+    server = small_queue_server
+    expected = httpx.post(server.url + "/translate", json={"text": TEXT}).json()
+    rss_before = rss_kib(server.process.pid)
+
+    results = fire(server, [{"text": TEXT}] * 120, workers=120)
+
+    statuses = [status for status, _, _ in results]
+    assert set(statuses) <= {200, 503}, statuses
+    assert statuses.count(200) >= 8 and statuses.count(503) >= 1
+    for status, seconds, response in results:
+        assert response is not None
+        if status == 200:
+            assert response.json()["translations"] == expected["translations"]
+        else:
+            assert response.headers["Retry-After"] == "1"
+            assert "SERVICE_MAX_QUEUE_SENTENCES" in response.json()["error"]["message"]
+            assert seconds < 5  # refused at once, not after queueing
+    assert server.process.poll() is None
+    assert rss_kib(server.process.pid) - rss_before < 200 * 1024
+    assert httpx.get(server.url + "/health/ready").status_code == 200
+    assert httpx.post(server.url + "/translate", json={"text": TEXT}).json()[
+        "translations"] == expected["translations"]
+
+
+def test_requests_queued_too_long_get_503_and_are_dropped(tmp_path: Path) -> None:
+    server = start_server(tmp_path, SERVICE_QUEUE_TIMEOUT_S="0.05", SERVICE_MAX_BATCH_SIZE="1")
+    try:
+        server.wait("/health/ready", 200)
+        results = fire(server, [{"text": TEXT, "beam_size": 8}] * 16, workers=16)
+        statuses = [status for status, _, _ in results]
+        assert set(statuses) <= {200, 503} and 503 in statuses and 200 in statuses
+        timed_out = [r for s, _, r in results if s == 503 and r is not None]
+        assert all("SERVICE_QUEUE_TIMEOUT_S" in r.json()["error"]["message"] for r in timed_out)
+        sentences = float(next(line.split()[1] for line in httpx.get(server.url + "/metrics")
+                               .text.splitlines() if line.startswith("translate_batch_size_sum")))
+        assert sentences < 16 + 2  # dropped requests were not decoded (warm-up not counted)
+    finally:
+        server.stop()
+
+
+def test_sigterm_during_load_loses_no_accepted_request(tmp_path: Path) -> None:
+    server = start_server(tmp_path, SERVICE_MAX_BATCH_SIZE="2")
+    server.wait("/health/ready", 200)
+    with ThreadPoolExecutor(24) as pool:
+        futures = [pool.submit(fire, server, [{"text": TEXT, "beam_size": 8}], 1)
+                   for _ in range(24)]
+        time.sleep(0.3)  # requests are queued and decoding
+        server.process.send_signal(signal.SIGTERM)
+        ready_after = httpx.get(server.url + "/health/ready", timeout=5).status_code
+        results = [f.result()[0] for f in futures]
+    assert server.process.wait(timeout=30) == 0
+    statuses = [status for status, _, _ in results]
+    # Accepted requests complete; requests arriving after SIGTERM are refused, never dropped.
+    assert statuses.count(200) >= 4
+    assert set(statuses) <= {200, 503, "ConnectError"}, statuses
+    assert ready_after == 503
+    assert "finishing in-flight requests" in server.log()
+
+
+@pytest.mark.parametrize(
+    ("content", "status"),
+    [
+        (b'{"text": "' + b"a" * 2_000_000 + b'"}', 413),
+        (b"[" * 50_000 + b"]" * 50_000, 400),
+        (b'{"text": "\xff\xfe broken utf-8"}', 400),
+        (b'{"text": "a", "beam_size": 1e308}', 422),
+        (b'{"text": "a", "n_best": -1}', 422),
+        (b'{"text": "a", "max_length": 99999999999999999999}', 422),
+        (b"", 422),
+        (b"null", 422),
+    ],
+)
+def test_hostile_bodies_get_json_4xx(server: Server, content: bytes, status: int) -> None:
+    response = httpx.post(server.url + "/translate", content=content, timeout=30,
+                          headers={"content-type": "application/json"})
+    assert response.status_code == status
+    error = response.json()["error"]
+    assert error["message"] and "Traceback" not in response.text
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["\x00\x07\x1b[31m control \u200b\ufeff", "مرحبا بالعالم", "שלום עולם", "🙂🚀 emoji 🇩🇪",
+     "   \t\n  ", "%s %1 $(ARG1) {name}", "<b></b>", "a" * 2000, "\ud7ff\ue000\U0010ffff"],
+)
+def test_unusual_text_translates(server: Server, text: str) -> None:
+    response = httpx.post(server.url + "/translate", json={"text": text, "beam_size": 2},
+                          timeout=60)
+    assert response.status_code in (200, 413), response.text
+    if response.status_code == 200:
+        [t] = response.json()["translations"]
+        assert isinstance(t["text"], str)
+        if not text.strip():
+            assert t["text"] == ""
+
+
+def test_only_placeholders_are_kept(server: Server) -> None:
+    response = httpx.post(server.url + "/translate", json={"text": "%s"})
+    assert response.json()["translations"][0]["text"].strip() == "%s"
+
+
+def faulty_decoder_bundle(tmp_path: Path, max_source: int = 40) -> Path:
+    """A bundle whose decoder raises inside onnxruntime for sources over ``max_source`` tokens.
+
+    The graph gains ConstantOfShape([max_source - S]), whose sum (0.0) is added to the
+    log-probs: outputs are unchanged, but a negative dimension fails at run time. A real
+    runtime fault, triggered only by long inputs, so warm-up and short requests pass.
+    """
+    bundle = tmp_path / "bundle"
+    shutil.copytree(DEFAULT_BUNDLE, bundle)
+    model = onnx.load(str(bundle / "decoder.onnx"))
+    graph = model.graph
+    for node in graph.node:  # rename the producer of log_probs
+        node.output[:] = ["log_probs_raw" if o == "log_probs" else o for o in node.output]
+    h = onnx.helper
+    graph.initializer.extend([
+        onnx.numpy_helper.from_array(np.array(max_source, np.int64), "fault_limit"),
+        onnx.numpy_helper.from_array(np.array(1, np.int64), "fault_axis"),
+        onnx.numpy_helper.from_array(np.array([0], np.int64), "fault_unsqueeze"),
+    ])
+    graph.node.extend([
+        h.make_node("Shape", ["src_mask"], ["fault_shape"]),
+        h.make_node("Gather", ["fault_shape", "fault_axis"], ["fault_len"]),
+        h.make_node("Sub", ["fault_limit", "fault_len"], ["fault_room"]),
+        h.make_node("Unsqueeze", ["fault_room", "fault_unsqueeze"], ["fault_dims"]),
+        h.make_node("ConstantOfShape", ["fault_dims"], ["fault_zeros"],
+                    value=onnx.numpy_helper.from_array(np.zeros(1, np.float32))),
+        h.make_node("ReduceSum", ["fault_zeros"], ["fault_zero"], keepdims=0),
+        h.make_node("Add", ["log_probs_raw", "fault_zero"], ["log_probs"]),
+    ])
+    onnx.save(model, str(bundle / "decoder.onnx"))
+    manifest = json.loads((bundle / MANIFEST).read_text())
+    manifest["files"] = hash_files(bundle)
+    (bundle / MANIFEST).write_text(json.dumps(manifest))
+    return bundle
+
+
+def test_runtime_fault_fails_only_its_batch(tmp_path: Path) -> None:
+    server = start_server(tmp_path, faulty_decoder_bundle(tmp_path), SERVICE_MAX_WAIT_MS="0")
+    try:
+        server.wait("/health/ready", 200)
+        long_text = " ".join(["Insert rows"] * 30)
+        failed = httpx.post(server.url + "/translate", json={"text": long_text}, timeout=30)
+        assert failed.status_code == 500
+        error = failed.json()["error"]
+        assert error["code"] == "decode_failed" and error["request_id"]
+        assert error["request_id"] == failed.headers["X-Request-ID"]
+        assert "Traceback" not in failed.text and "onnxruntime" not in failed.text
+        for _ in range(3):  # the server keeps serving
+            ok = httpx.post(server.url + "/translate", json={"text": "Open the file"})
+            assert ok.status_code == 200 and ok.json()["translations"][0]["text"]
+        assert "decoding a batch of 1 sentences failed" in server.log()
+    finally:
+        server.stop()
+
+
+@pytest.mark.parametrize("missing", ["spm.model", "encoder.onnx"])
+def test_missing_files_keep_the_service_not_ready(tmp_path: Path, missing: str) -> None:
+    bundle = tmp_path / "bundle"
+    shutil.copytree(DEFAULT_BUNDLE, bundle)
+    (bundle / missing).unlink()
+    server = start_server(tmp_path, bundle)
+    try:
+        response = server.wait("/health/ready", 503)
+        assert f"{missing} is missing" in response.json()["error"]["message"]
+        assert server.process.poll() is None  # no silent crash loop: up and saying why
+        assert f"{missing} is missing" in server.log()
+    finally:
+        server.stop()
+
+
+def test_truncated_model_file_keeps_the_service_not_ready(tmp_path: Path) -> None:
+    bundle = tmp_path / "bundle"
+    shutil.copytree(DEFAULT_BUNDLE, bundle)
+    data = (bundle / "encoder.onnx").read_bytes()
+    (bundle / "encoder.onnx").write_bytes(data[: len(data) // 2])
+    server = start_server(tmp_path, bundle)
+    try:
+        assert "altered" in server.wait("/health/ready", 503).json()["error"]["message"]
+    finally:
+        server.stop()
+
+
+def test_api_keys_cors_and_open_health(tmp_path: Path) -> None:
+    server = start_server(tmp_path, SERVICE_API_KEYS="k-one,k-two",
+                          SERVICE_CORS_ORIGINS="https://app.example")
+    try:
+        server.wait("/health/ready", 200)
+        url = server.url + "/translate"
+        body = {"text": "Open"}
+        missing = httpx.post(url, json=body)
+        assert missing.status_code == 401 and missing.headers["WWW-Authenticate"] == "Bearer"
+        assert httpx.post(url, json=body, headers={"X-API-Key": "nope"}).status_code == 403
+        assert httpx.post(url, json=body, headers={"X-API-Key": "k-two"}).status_code == 200
+        assert httpx.post(url, json=body, headers={"Authorization": "Bearer k-one"}
+                          ).status_code == 200
+        assert httpx.get(server.url + "/health/ready").status_code == 200
+        assert httpx.get(server.url + "/metrics").status_code == 200
+        preflight = httpx.options(url, headers={"Origin": "https://app.example",
+                                                "Access-Control-Request-Method": "POST"})
+        assert preflight.headers["access-control-allow-origin"] == "https://app.example"
+        other = httpx.options(url, headers={"Origin": "https://evil.example",
+                                            "Access-Control-Request-Method": "POST"})
+        assert "access-control-allow-origin" not in other.headers
+    finally:
+        server.stop()
+
+
+def test_cors_is_off_by_default(server: Server) -> None:
+    response = httpx.post(server.url + "/translate", json={"text": "Open"},
+                          headers={"Origin": "https://app.example"})
+    assert "access-control-allow-origin" not in response.headers
