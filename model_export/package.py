@@ -99,6 +99,10 @@ def build_bundle(run_dir: Path, data_dir: Path, out_dir: Path, model_id: str,
             metrics[f"{variant}_{name}"] = score(sources, hyps, references).as_dict()
             log.info("%s %s: %s", variant, name, metrics[f"{variant}_{name}"])
             outputs[f"{variant}_{name}"] = hyps
+    # What the placeholder constraint buys: the same search without it.
+    hyps = translate_corpus(Translator(out_dir, "fp32"), sources,
+                            DecodeOptions(beam_size=beam_size, keep_placeholders=False))
+    metrics[f"fp32_beam{beam_size}_unconstrained"] = score(sources, hyps, references).as_dict()
     onnx_greedy = outputs["fp32_greedy"]
     torch_greedy = translate_greedy(model, sp, sources)
     mismatches = sum(a != b for a, b in zip(onnx_greedy, torch_greedy, strict=True))

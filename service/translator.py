@@ -11,8 +11,8 @@ import numpy as np
 import sentencepiece as spm
 
 from service.bundle import TOKENIZER, Manifest, verify_bundle
-from service.decoding import Hypothesis, beam_search, greedy_search, max_lengths
-from service.placeholders import Masked, mask, unmask
+from service.decoding import Hypothesis, Placeholders, beam_search, greedy_search, max_lengths
+from service.placeholders import SENTINELS, Masked, mask, unmask
 from service.runtime import OnnxSeq2Seq, SessionOptions
 
 
@@ -31,6 +31,7 @@ class DecodeOptions:
     length_penalty: float = 0.6  # GNMT alpha
     max_length_ratio: float = 2.0  # target steps <= ratio * source tokens + 10
     max_length: int | None = None  # absolute cap on target tokens (None: the model's)
+    keep_placeholders: bool = True  # constrain search: every source placeholder, no other
 
 
 @dataclass
@@ -75,6 +76,8 @@ class Translator:
                                  options or SessionOptions())
         self.special = self.manifest.special_tokens
         self.last_encode_seconds = 0.0
+        ids = [self.sp.piece_to_id(s) for s in SENTINELS]
+        self.sentinel_ids = np.array([i for i in ids if i != self.sp.unk_id()], dtype=np.int64)
 
     def prepare(self, texts: Sequence[str], max_tokens: int | None = None) -> list[Prepared]:
         """Mask and tokenize; raise :class:`InputTooLong` naming the first offending text."""
@@ -124,12 +127,16 @@ class Translator:
         cap = min(options.max_length or self.manifest.max_target_tokens,
                   self.manifest.max_target_tokens)
         limit = max_lengths(lengths, options.max_length_ratio, 10, cap)
+        placeholders = None
+        if options.keep_placeholders and self.sentinel_ids.size:
+            required = (src[:, :, None] == self.sentinel_ids[None, None, :]).sum(axis=1)
+            placeholders = Placeholders(self.sentinel_ids, required)  # (B, P) counts
         if options.beam_size == 1:
             return [[h] for h in greedy_search(self.model, encoded, self.special.bos,
-                                               self.special.eos, limit)]
+                                               self.special.eos, limit, placeholders)]
         return beam_search(self.model, encoded, self.special.bos, self.special.eos, limit,
                            beam_size=options.beam_size, n_best=options.n_best,
-                           alpha=options.length_penalty)
+                           alpha=options.length_penalty, placeholders=placeholders)
 
     def _candidate(self, hyp: Hypothesis, masked: Masked) -> Candidate:
         text = unmask(self.sp.decode(hyp.tokens), masked.placeholders)

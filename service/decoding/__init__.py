@@ -1,12 +1,14 @@
 """Search over a step decoder, in numpy: nothing here knows FastAPI, ONNX or torch."""
 
 from service.decoding.beam import beam_search, length_penalty
+from service.decoding.constraints import Placeholders
 from service.decoding.greedy import greedy_search
 from service.decoding.types import EncodedBatch, Hypothesis, StepModel, max_lengths
 
 __all__ = [
     "EncodedBatch",
     "Hypothesis",
+    "Placeholders",
     "StepModel",
     "beam_search",
     "greedy_search",

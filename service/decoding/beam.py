@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from service.decoding.constraints import Placeholders, constrain, emitted
 from service.decoding.types import EncodedBatch, Hypothesis, StepModel
 
 
@@ -41,16 +42,19 @@ class Beams:
     attention: np.ndarray  # (N, K, t, S) attention of every step so far
     hidden: np.ndarray  # (N * K, H)
     rows: EncodedBatch  # N * K rows, each sentence repeated K times
+    missing: np.ndarray | None = None  # (N, K, P) sentinels each hypothesis still owes
 
     def keep(self, keep: np.ndarray) -> Beams:
         """Only the sentences where ``keep`` (N,) is True."""
         K = self.scores.shape[1]
         row_keep = np.repeat(keep, K)
         return Beams(self.sentence[keep], self.scores[keep], self.tokens[keep],
-                     self.attention[keep], self.hidden[row_keep], self.rows.take(row_keep))
+                     self.attention[keep], self.hidden[row_keep], self.rows.take(row_keep),
+                     None if self.missing is None else self.missing[keep])
 
 
-def start(encoded: EncodedBatch, beam_size: int) -> Beams:
+def start(encoded: EncodedBatch, beam_size: int,
+          placeholders: Placeholders | None = None) -> Beams:
     B, S = encoded.mask.shape
     scores = np.full((B, beam_size), -np.inf)
     scores[:, 0] = 0.0  # all beams start identical: expand only the first
@@ -62,6 +66,8 @@ def start(encoded: EncodedBatch, beam_size: int) -> Beams:
         attention=np.zeros((B, beam_size, 0, S), dtype=np.float32),
         hidden=encoded.hidden[rows],
         rows=encoded.take(rows),
+        missing=None if placeholders is None
+        else np.repeat(placeholders.required[:, None, :], beam_size, axis=1),
     )
 
 
@@ -73,13 +79,17 @@ def advance(
     eos: int,
     alpha: float,
     finished: list[list[Hypothesis]],
+    sentinel_ids: np.ndarray | None = None,
 ) -> Beams:
     """Expand every live hypothesis by one token, finish those ending in EOS, keep the K best.
 
     :param log_probs: (N * K, V) from the step model; hidden (N * K, H); attention (N * K, S)
+    :param sentinel_ids: (P,) with ``beams.missing``: the placeholder constraint
     """
     N, K = beams.scores.shape
     V = log_probs.shape[1]
+    if beams.missing is not None and sentinel_ids is not None:
+        log_probs = constrain(log_probs, beams.missing.reshape(N * K, -1), sentinel_ids, eos)
     S = attention.shape[1]
     t = beams.tokens.shape[2]
     expanded = (beams.scores[:, :, None] + log_probs.reshape(N, K, V)).reshape(N, K * V)
@@ -101,6 +111,10 @@ def advance(
     beam = np.take_along_axis(top_beam, live, axis=1)  # (N, K)
     token = np.take_along_axis(top_token, live, axis=1)
     n = np.arange(N)[:, None]
+    missing = None
+    if beams.missing is not None and sentinel_ids is not None:
+        missing = beams.missing[n, beam] - emitted(token.reshape(-1), sentinel_ids).reshape(
+            N, K, -1)
     return Beams(
         sentence=beams.sentence,
         scores=np.take_along_axis(top_scores, live, axis=1),
@@ -109,6 +123,7 @@ def advance(
                                  axis=2),
         hidden=hidden.reshape(N, K, -1)[n, beam].reshape(N * K, -1),
         rows=beams.rows,  # every row of a sentence holds the same source
+        missing=missing,
     )
 
 
@@ -132,22 +147,25 @@ def beam_search(
     beam_size: int = 4,
     n_best: int = 1,
     alpha: float = 0.6,
+    placeholders: Placeholders | None = None,
 ) -> list[list[Hypothesis]]:
     """Return the ``n_best`` hypotheses of every sentence, best first.
 
     :param max_len: (B,) steps allowed per sentence, EOS included
     :param alpha: length penalty exponent; 0 ranks by raw log-probability
+    :param placeholders: if given, keep every source sentinel and invent none
     """
     if not 1 <= n_best <= beam_size:
         raise ValueError(f"n_best must be between 1 and beam_size ({beam_size}), got {n_best}")
     B = encoded.mask.shape[0]
     finished: list[list[Hypothesis]] = [[] for _ in range(B)]
-    beams = start(encoded, beam_size)
+    beams = start(encoded, beam_size, placeholders)
+    sentinel_ids = None if placeholders is None else placeholders.sentinel_ids
     while beams.sentence.size:
         N, K = beams.scores.shape
         prev = beams.tokens[:, :, -1].reshape(-1) if beams.tokens.shape[2] else np.full(N * K, bos)
         log_probs, hidden, attention = model.step(prev.astype(np.int64), beams.hidden, beams.rows)
-        beams = advance(beams, log_probs, hidden, attention, eos, alpha, finished)
+        beams = advance(beams, log_probs, hidden, attention, eos, alpha, finished, sentinel_ids)
         complete = np.array([len(finished[s]) >= beam_size for s in beams.sentence])
         at_limit = ~complete & (beams.tokens.shape[2] >= max_len[beams.sentence])
         finish_at_limit(beams, at_limit, alpha, finished)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from service.decoding.constraints import Placeholders, constrain, emitted
 from service.decoding.types import EncodedBatch, Hypothesis, StepModel
 
 
@@ -13,10 +14,12 @@ def greedy_search(
     bos: int,
     eos: int,
     max_len: np.ndarray,
+    placeholders: Placeholders | None = None,
 ) -> list[Hypothesis]:
     """Pick the most probable token at every step.
 
     :param max_len: (B,) steps allowed per sentence, EOS included
+    :param placeholders: if given, keep every source sentinel and invent none
     """
     B, S = encoded.mask.shape
     active = np.arange(B)  # original index of each row still decoding
@@ -26,10 +29,15 @@ def greedy_search(
     tokens: list[list[int]] = [[] for _ in range(B)]
     attention: list[list[np.ndarray]] = [[] for _ in range(B)]
     scores = np.zeros(B, dtype=np.float64)
+    missing = placeholders.required.copy() if placeholders is not None else None  # (B, P)
     step = 0
     while active.size:
         log_probs, hidden, attn = model.step(prev, hidden, rows)  # (N, V), (N, H), (N, S)
+        if placeholders is not None and missing is not None:
+            log_probs = constrain(log_probs, missing[active], placeholders.sentinel_ids, eos)
         prev = log_probs.argmax(axis=-1)  # (N,)
+        if placeholders is not None and missing is not None:
+            missing[active] -= emitted(prev, placeholders.sentinel_ids)
         step += 1
         scores[active] += log_probs[np.arange(active.size), prev]
         for row, sentence in enumerate(active):

@@ -3,7 +3,7 @@ import itertools
 import numpy as np
 import pytest
 
-from service.decoding import beam_search, greedy_search, length_penalty
+from service.decoding import Placeholders, beam_search, greedy_search, length_penalty
 from service.decoding.beam import top_candidates
 from tests.service.decoding.toy import ToyModel
 
@@ -103,3 +103,27 @@ def test_max_length_is_respected() -> None:
 def test_top_candidates_orders_and_breaks_ties_by_index() -> None:
     scores = np.array([[0.1, 0.5, 0.5, -1.0, 0.3]])
     assert top_candidates(scores, 3).tolist() == [[1, 2, 4]]
+
+
+def test_placeholder_constraint_keeps_required_sentinels_and_invents_none() -> None:
+    model = ToyModel(vocab=12, seed=15)  # a seed where most hypotheses end with EOS
+    sentinels = np.array([8, 9, 10])
+    required = np.array([[1, 0, 0], [0, 2, 0], [0, 0, 0]])  # per sentence
+    constraint = Placeholders(sentinels, required)
+    lengths, limits = [4, 3, 5], np.array([30, 30, 30])
+    greedy = greedy_search(model, model.encode(lengths), BOS, EOS, limits, constraint)
+    beams = beam_search(model, model.encode(lengths), BOS, EOS, limits, beam_size=3, n_best=3,
+                        placeholders=constraint)
+    finished_with_sentinel = 0
+    for i in range(3):
+        for hyp in [greedy[i], *beams[i]]:
+            counts = np.array([hyp.tokens.count(int(s)) for s in sentinels])
+            assert (counts <= required[i]).all(), (i, hyp.tokens)  # none invented
+            if len(hyp.attention) > len(hyp.tokens):  # ended with EOS: none missing
+                assert (counts == required[i]).all(), (i, hyp.tokens)
+                finished_with_sentinel += int(required[i].any())
+    assert finished_with_sentinel > 0
+    [[single]] = beam_search(model, model.encode(lengths).take(np.array([0])), BOS, EOS,
+                             limits[:1],
+                             beam_size=1, placeholders=constraint.take(np.array([0])))
+    assert single.tokens == greedy[0].tokens  # beam(1) == greedy under the constraint too
