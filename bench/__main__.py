@@ -157,7 +157,8 @@ def cold_start(bundle: Path, runs: int = 5) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench")
     parser.add_argument("--bundle", type=Path, default=ROOT / "models" / "en-de")
-    parser.add_argument("--int8-bundle", type=Path, help="a bundle holding the int8 variant")
+    parser.add_argument("--full-bundle", type=Path, default=ROOT / "work" / "bundle-full",
+                        help="a bundle with both fp32 and int8 (the shipped one has one variant)")
     parser.add_argument("--data", type=Path, default=ROOT / "work" / "data")
     parser.add_argument("--run", type=Path, default=ROOT / "work" / "run-en-de")
     parser.add_argument("--seconds", type=float, default=10)
@@ -175,10 +176,12 @@ def main() -> None:
     results["roofline"] = {"peak_gflops": peak / 1e9, "bandwidth_gbs": bandwidth / 1e9}
     print(f"peak {peak / 1e9:.1f} GFLOP/s, copy bandwidth {bandwidth / 1e9:.1f} GB/s", flush=True)
 
-    variants = {"fp32": args.bundle} | ({"int8": args.int8_bundle} if args.int8_bundle else {})
+    full: Path = args.full_bundle
+    variants = {v: full for v in ("fp32", "int8")} if full.is_dir() else {"auto": args.bundle}
     results["decode"] = {}
     for variant, bundle in variants.items():
         translator = Translator(bundle, variant)
+        variant = translator.model.variant
         src_len = statistics.mean(len(r.ids) for r in translator.prepare(texts["medium"]))
         cost = decoder_cost(translator.manifest, src_len, 4.0 if variant == "fp32" else 1.0)
         for beam in (1, 4):
@@ -206,8 +209,8 @@ def main() -> None:
         "ours, batching off": lambda: start_service(args.bundle, SERVICE_MAX_BATCH_SIZE="1"),
         "ours": lambda: start_service(args.bundle),
     }
-    if args.int8_bundle:
-        systems["ours int8"] = lambda: start_service(args.int8_bundle, SERVICE_VARIANT="int8")
+    if full.is_dir():
+        systems["ours fp32"] = lambda: start_service(full, SERVICE_VARIANT="fp32")
     results["throughput"] = bench_throughput(systems, texts["mix"], args.seconds, args.runs,
                                              [int(c) for c in args.concurrency.split(",")])
     args.out.write_text(json.dumps(results, indent=2))

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from model_export.model.decoder import Decoder
@@ -57,7 +58,8 @@ class Seq2Seq(nn.Module):
 
     def generate_log_probs(self, readout: torch.Tensor) -> torch.Tensor:
         """:param readout: (..., E) -> log-probabilities (..., V) via the tied embeddings."""
-        return torch.log_softmax(readout @ self.embed.weight.t(), dim=-1)
+        # F.linear exports as Gemm(transB=1): a folded transpose would store the matrix twice.
+        return torch.log_softmax(F.linear(readout, self.embed.weight), dim=-1)
 
     def decode_step(
         self,

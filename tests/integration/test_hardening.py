@@ -103,14 +103,20 @@ def test_sigterm_during_load_loses_no_accepted_request(tmp_path: Path) -> None:
                    for _ in range(24)]
         time.sleep(0.3)  # requests are queued and decoding
         server.process.send_signal(signal.SIGTERM)
-        ready_after = httpx.get(server.url + "/health/ready", timeout=5).status_code
+        try:  # readiness is off; uvicorn has usually closed the listener already
+            ready_after: int | str = httpx.get(server.url + "/health/ready", timeout=5
+                                               ).status_code
+        except httpx.ConnectError:
+            ready_after = "refused"
         results = [f.result()[0] for f in futures]
-    assert server.process.wait(timeout=30) == 0
+    # uvicorn re-raises the signal after its graceful shutdown: -SIGTERM is an orderly exit.
+    assert server.process.wait(timeout=30) in (0, -signal.SIGTERM)
+    assert "Finished server process" in server.log()
     statuses = [status for status, _, _ in results]
     # Accepted requests complete; requests arriving after SIGTERM are refused, never dropped.
     assert statuses.count(200) >= 4
     assert set(statuses) <= {200, 503, "ConnectError"}, statuses
-    assert ready_after == 503
+    assert ready_after in (503, "refused")
     assert "finishing in-flight requests" in server.log()
 
 
