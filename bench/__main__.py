@@ -200,6 +200,8 @@ def main() -> None:
     results["latency"] = {k: bench_latency(proc.url, translator, texts[k], 30)
                           for k in ("short", "medium", "long")}
     for k, v in results["latency"].items():
+        v["mean_tokens"] = statistics.mean(len(r.ids) for r in translator.prepare(texts[k]))
+    for k, v in results["latency"].items():
         print(f"latency {k}: {v}", flush=True)
     proc.stop()
     results["cold_start_s"] = cold_start(args.bundle)

@@ -105,8 +105,9 @@ class LoadResult:
 def wrk(url: str, bodies: Sequence[dict[str, object]], connections: int, seconds: float,
         pid: int | None = None) -> LoadResult:
     """Closed-loop load: ``connections`` clients, each sending its next request on reply."""
-    script = LUA % ", ".join(json.dumps(json.dumps(b)) for b in bodies)
-    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as f:
+    # Lua long brackets hold UTF-8 JSON verbatim (Lua knows no \uXXXX escapes).
+    script = LUA % ", ".join(f"[==[{json.dumps(b, ensure_ascii=False)}]==]" for b in bodies)
+    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False, encoding="utf-8") as f:
         f.write(script)
     threads = min(2, connections)
     proc = subprocess.Popen(

@@ -48,7 +48,8 @@ def render(r: dict[str, Any]) -> str:
             "| input | client p50 | client p99 | server total | queue | encoder | decode | "
             "raw decode (no HTTP) |", "|---|---|---|---|---|---|---|---|"]
     for k, v in r["latency"].items():
-        out.append(f"| {k} | {v['p50_ms']:.1f} | {v['p99_ms']:.1f} | "
+        out.append(f"| {k} ({v['mean_tokens']:.0f} tokens) | {v['p50_ms']:.1f} | "
+                   f"{v['p99_ms']:.1f} | "
                    f"{v['server_total_p50_ms']:.1f} | {v['server_queue_p50_ms']:.2f} | "
                    f"{v['server_encode_p50_ms']:.2f} | {v['server_decode_p50_ms']:.1f} | "
                    f"{v['raw_decode_p50_ms']:.1f} |")

@@ -36,6 +36,8 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--max-steps", type=int, default=0, help="stop after N updates (smoke tests)")
     p.add_argument("--dev-limit", type=int, default=0, help="evaluate on the first N dev pairs")
+    p.add_argument("--restart-lr", type=float, default=0.0,
+                   help="when resuming: warm restart at this learning rate, patience reset")
     p.add_argument("--no-resume", action="store_true",
                    help="start over even if a checkpoint exists")
 
@@ -76,7 +78,7 @@ def _parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--split", choices=("train", "dev", "test"), default="test")
     evaluate.add_argument("--variant", default="auto", help="fp32, int8 or auto")
     evaluate.add_argument("--beam", type=int, default=4)
-    evaluate.add_argument("--length-penalty", type=float, default=0.6)
+    evaluate.add_argument("--length-penalty", type=float, help="default: the bundle's")
     evaluate.add_argument("--examples", type=int, default=5)
     evaluate.add_argument("--limit", type=int, default=0)
 
@@ -98,7 +100,8 @@ def _train(args: argparse.Namespace, data: Path, run: Path) -> None:
     train(TrainConfig(data_dir=data, run_dir=run, model=model, max_epochs=args.epochs,
                       time_budget_min=args.time_budget_min, batch_tokens=args.batch_tokens,
                       lr=args.lr, seed=args.seed, max_steps=args.max_steps,
-                      dev_limit=args.dev_limit), resume=not args.no_resume)
+                      dev_limit=args.dev_limit, restart_lr=args.restart_lr),
+          resume=not args.no_resume)
 
 
 def _corpus(lang: str, source: Path | None, data: Path) -> None:

@@ -49,6 +49,7 @@ class TrainConfig:
     max_tokens: int = 100  # longer training pairs are dropped
     dev_limit: int = 0  # evaluate on the first N dev pairs only (0 = all)
     max_steps: int = 0  # stop after N updates (tests); 0 = no limit
+    restart_lr: float = 0.0  # on resume: warm restart at this LR, patience reset (0 = off)
     seed: int = 1
     threads: int = 2
 
@@ -138,6 +139,10 @@ def train(cfg: TrainConfig, resume: bool = True) -> dict[str, Any]:
         random.setstate(saved["py_rng"])
         torch.set_rng_state(saved["torch_rng"])
         log.info("resumed from epoch %d (best dev BLEU %.2f)", state["epoch"], state["best_bleu"])
+        if cfg.restart_lr:  # warm restart (Loshchilov & Hutter, 2017): new LR, patience reset
+            for group in optimizer.param_groups:
+                group["lr"] = cfg.restart_lr
+            state["bad_epochs"] = 0
     else:
         random.seed(cfg.seed)
     (cfg.run_dir / "config.json").write_text(json.dumps(asdict(cfg), default=str, indent=2))

@@ -35,7 +35,8 @@ class Settings(BaseSettings):
 
     # Decoding defaults
     default_beam_size: int = Field(4, ge=1, description="beam size when a request names none")
-    length_penalty: float = Field(0.6, ge=0, description="GNMT length penalty alpha")
+    length_penalty: float | None = Field(
+        None, ge=0, description="GNMT length penalty alpha; unset: the bundle's tuned value")
     max_length_ratio: float = Field(2.0, gt=0, description="target steps <= ratio*source+10")
 
     # Request limits

@@ -28,7 +28,7 @@ class InputTooLong(ValueError):
 class DecodeOptions:
     beam_size: int = 4  # 1 = greedy
     n_best: int = 1
-    length_penalty: float = 0.6  # GNMT alpha
+    length_penalty: float | None = None  # GNMT alpha; None: the bundle's tuned value
     max_length_ratio: float = 2.0  # target steps <= ratio * source tokens + 10
     max_length: int | None = None  # absolute cap on target tokens (None: the model's)
     keep_placeholders: bool = True  # constrain search: every source placeholder, no other
@@ -75,6 +75,7 @@ class Translator:
         self.model = OnnxSeq2Seq(self.bundle_dir, self.manifest, variant,
                                  options or SessionOptions())
         self.special = self.manifest.special_tokens
+        self.length_penalty = float(self.manifest.decoding.get("length_penalty", 0.6))
         self.last_encode_seconds = 0.0
         ids = [self.sp.piece_to_id(s) for s in SENTINELS]
         self.sentinel_ids = np.array([i for i in ids if i != self.sp.unk_id()], dtype=np.int64)
@@ -136,7 +137,8 @@ class Translator:
                                                self.special.eos, limit, placeholders)]
         return beam_search(self.model, encoded, self.special.bos, self.special.eos, limit,
                            beam_size=options.beam_size, n_best=options.n_best,
-                           alpha=options.length_penalty, placeholders=placeholders)
+                           alpha=self.length_penalty if options.length_penalty is None
+                           else options.length_penalty, placeholders=placeholders)
 
     def _candidate(self, hyp: Hypothesis, masked: Masked) -> Candidate:
         text = unmask(self.sp.decode(hyp.tokens), masked.placeholders)

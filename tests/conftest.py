@@ -2,8 +2,20 @@ from pathlib import Path
 
 import pytest
 
+from service.bundle import read_manifest
+
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_BUNDLE = ROOT / "models" / "en-de"
+
+
+def shipped_files() -> tuple[str, str]:
+    """(encoder, decoder) file names of the variant the service loads by default."""
+    variants = read_manifest(DEFAULT_BUNDLE).variants
+    files = variants["fp32"] if "fp32" in variants else next(iter(variants.values()))
+    return files["encoder"], files["decoder"]
+
+
+ENCODER_FILE, DECODER_FILE = shipped_files()
 
 
 @pytest.fixture(scope="session")

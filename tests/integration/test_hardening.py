@@ -17,7 +17,7 @@ import onnx.numpy_helper
 import pytest
 
 from service.bundle import MANIFEST, hash_files
-from tests.conftest import DEFAULT_BUNDLE
+from tests.conftest import DECODER_FILE, DEFAULT_BUNDLE, ENCODER_FILE
 from tests.integration.conftest import Server, start_server
 
 TEXT = "Insert the selected rows above the current table and keep their formatting."
@@ -171,7 +171,7 @@ def faulty_decoder_bundle(tmp_path: Path, max_source: int = 40) -> Path:
     """
     bundle = tmp_path / "bundle"
     shutil.copytree(DEFAULT_BUNDLE, bundle)
-    model = onnx.load(str(bundle / "decoder.onnx"))
+    model = onnx.load(str(bundle / DECODER_FILE))
     graph = model.graph
     for node in graph.node:  # rename the producer of log_probs
         node.output[:] = ["log_probs_raw" if o == "log_probs" else o for o in node.output]
@@ -191,7 +191,7 @@ def faulty_decoder_bundle(tmp_path: Path, max_source: int = 40) -> Path:
         h.make_node("ReduceSum", ["fault_zeros"], ["fault_zero"], keepdims=0),
         h.make_node("Add", ["log_probs_raw", "fault_zero"], ["log_probs"]),
     ])
-    onnx.save(model, str(bundle / "decoder.onnx"))
+    onnx.save(model, str(bundle / DECODER_FILE))
     manifest = json.loads((bundle / MANIFEST).read_text())
     manifest["files"] = hash_files(bundle)
     (bundle / MANIFEST).write_text(json.dumps(manifest))
@@ -217,7 +217,7 @@ def test_runtime_fault_fails_only_its_batch(tmp_path: Path) -> None:
         server.stop()
 
 
-@pytest.mark.parametrize("missing", ["spm.model", "encoder.onnx"])
+@pytest.mark.parametrize("missing", ["spm.model", ENCODER_FILE])
 def test_missing_files_keep_the_service_not_ready(tmp_path: Path, missing: str) -> None:
     bundle = tmp_path / "bundle"
     shutil.copytree(DEFAULT_BUNDLE, bundle)
@@ -235,8 +235,8 @@ def test_missing_files_keep_the_service_not_ready(tmp_path: Path, missing: str) 
 def test_truncated_model_file_keeps_the_service_not_ready(tmp_path: Path) -> None:
     bundle = tmp_path / "bundle"
     shutil.copytree(DEFAULT_BUNDLE, bundle)
-    data = (bundle / "encoder.onnx").read_bytes()
-    (bundle / "encoder.onnx").write_bytes(data[: len(data) // 2])
+    data = (bundle / ENCODER_FILE).read_bytes()
+    (bundle / ENCODER_FILE).write_bytes(data[: len(data) // 2])
     server = start_server(tmp_path, bundle)
     try:
         assert "altered" in server.wait("/health/ready", 503).json()["error"]["message"]

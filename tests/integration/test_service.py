@@ -15,7 +15,7 @@ import pytest
 
 from service.bundle import read_manifest
 from service.placeholders import keeps_placeholders
-from tests.conftest import DEFAULT_BUNDLE, ROOT
+from tests.conftest import DECODER_FILE, DEFAULT_BUNDLE, ROOT
 from tests.integration.conftest import Server, start_server
 
 MANIFEST = read_manifest(DEFAULT_BUNDLE)
@@ -165,7 +165,7 @@ def test_metrics_exposition(server: Server) -> None:
 def test_corrupted_bundle_keeps_the_service_not_ready(tmp_path: Path) -> None:
     bundle = tmp_path / "bundle"
     shutil.copytree(DEFAULT_BUNDLE, bundle)
-    with (bundle / "decoder.onnx").open("r+b") as f:
+    with (bundle / DECODER_FILE).open("r+b") as f:
         f.seek(2048)
         f.write(b"\x00" * 16)
     server = start_server(tmp_path, bundle)
@@ -174,6 +174,6 @@ def test_corrupted_bundle_keeps_the_service_not_ready(tmp_path: Path) -> None:
         assert "altered" in response.json()["error"]["message"]
         assert post(server, {"text": "Open"}).status_code == 503
         assert httpx.get(server.url + "/health/live").status_code == 200
-        assert "decoder.onnx was altered" in server.log()
+        assert f"{DECODER_FILE} was altered" in server.log()
     finally:
         server.stop()

@@ -1,4 +1,5 @@
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -13,6 +14,7 @@ from service.bundle import (
     sha256_file,
     verify_bundle,
 )
+from tests.conftest import DECODER_FILE, ENCODER_FILE
 
 
 @pytest.fixture
@@ -26,7 +28,7 @@ def test_shipped_bundle_verifies(default_bundle: Path) -> None:
     manifest = verify_bundle(default_bundle)
     assert manifest.format_version == FORMAT_VERSION
     assert (manifest.source_lang, manifest.target_lang) == ("en", "de")
-    assert {"fp32", "int8"} <= manifest.variants.keys()
+    assert manifest.variants and {"fp32_beam4", "int8_beam4"} <= manifest.metrics.keys()
     for name, digest in manifest.files.items():
         assert sha256_file(default_bundle / name) == digest
     assert manifest.parity["log_probs"] < 1e-4
@@ -35,12 +37,12 @@ def test_shipped_bundle_verifies(default_bundle: Path) -> None:
 
 
 def test_tampered_file_is_rejected(bundle_copy: Path) -> None:
-    with (bundle_copy / "decoder.onnx").open("r+b") as f:
+    with (bundle_copy / DECODER_FILE).open("r+b") as f:
         f.seek(1000)
         byte = f.read(1)
         f.seek(1000)
         f.write(bytes([byte[0] ^ 0xFF]))
-    with pytest.raises(BundleError, match=r"decoder\.onnx was altered"):
+    with pytest.raises(BundleError, match=f"{re.escape(DECODER_FILE)} was altered"):
         verify_bundle(bundle_copy)
 
 
@@ -62,9 +64,9 @@ def test_unknown_format_version_is_rejected(bundle_copy: Path) -> None:
 def test_manifest_must_list_every_model_file(bundle_copy: Path) -> None:
     path = bundle_copy / MANIFEST
     data = json.loads(path.read_text())
-    del data["files"]["encoder.onnx"]
+    del data["files"][ENCODER_FILE]
     path.write_text(json.dumps(data))
-    with pytest.raises(BundleError, match=r"no sha256 for encoder\.onnx"):
+    with pytest.raises(BundleError, match=f"no sha256 for {re.escape(ENCODER_FILE)}"):
         verify_bundle(bundle_copy)
 
 
