@@ -13,8 +13,11 @@ WEAKNESSES = """\
   domain and translate poorly.
 - Rare words are split into subwords and can come out as plausible-looking but wrong German
   compounds; product names are mostly copied but not guaranteed.
-- A placeholder the model drops is not re-inserted: check `placeholders_kept` below and
-  validate placeholders downstream if a missing one would break your UI.
+- Sentences over ~25 tokens degrade quickly: the model starts to paraphrase frequent UI
+  phrases ("Extras ▸ Optionen…") instead of translating (see the last examples below).
+- The search is constrained to emit every source placeholder, but a hypothesis that runs into
+  the length limit can still miss one (see `placeholders kept`); validate placeholders
+  downstream if a missing one would break your UI.
 - No formality or terminology control; LibreOffice's style (formal "Sie", »quotes«) is learned.
 """
 
