@@ -18,6 +18,8 @@ WEAKNESSES = """\
 - The search is constrained to emit every source placeholder, but a hypothesis that runs into
   the length limit can still miss one (see `placeholders kept`); validate placeholders
   downstream if a missing one would break your UI.
+- int8 dynamic quantization computes activation scales per batch, so an int8 translation can
+  differ slightly depending on the sentences it is batched with (fp32 does not).
 - No formality or terminology control; LibreOffice's style (formal "Sie", »quotes«) is learned.
 """
 
