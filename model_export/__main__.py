@@ -50,6 +50,8 @@ def _parser() -> argparse.ArgumentParser:
     corpus = sub.add_parser("corpus", help="build train/dev/test TSV files")
     corpus.add_argument("--lang", default="de", help="target language of libreoffice-l10n-LANG")
     corpus.add_argument("--input", type=Path, help="use this .tsv/.po/.mo (or .mo dir) instead")
+    corpus.add_argument("--debian-package", help="read this package's /usr/share/locale catalogs "
+                        "instead (e.g. libgtk-3-common: independent evaluation data)")
     corpus.add_argument("--data", type=Path, default=Path("work/data"))
 
     train = sub.add_parser("train", help="train a model (resumes from the run's checkpoint)")
@@ -75,7 +77,8 @@ def _parser() -> argparse.ArgumentParser:
     evaluate = sub.add_parser("evaluate", help="score a bundle on a split with ONNX Runtime")
     evaluate.add_argument("--bundle", type=Path, required=True)
     evaluate.add_argument("--data", type=Path, default=Path("work/data"))
-    evaluate.add_argument("--split", choices=("train", "dev", "test"), default="test")
+    evaluate.add_argument("--split", choices=("train", "dev", "test", "all"), default="test",
+                          help="all: the three splits together (for an evaluation-only corpus)")
     evaluate.add_argument("--variant", default="auto", help="fp32, int8 or auto")
     evaluate.add_argument("--beam", type=int, default=4)
     evaluate.add_argument("--length-penalty", type=float, help="default: the bundle's")
@@ -104,10 +107,10 @@ def _train(args: argparse.Namespace, data: Path, run: Path) -> None:
           resume=not args.no_resume)
 
 
-def _corpus(lang: str, source: Path | None, data: Path) -> None:
+def _corpus(lang: str, source: Path | None, data: Path, package: str | None = None) -> None:
     from model_export.corpus import build, read_source
 
-    pairs, origin = read_source(source, lang)
+    pairs, origin = read_source(source, lang, package)
     build(pairs, data, origin)
 
 
@@ -132,7 +135,8 @@ def _evaluate(args: argparse.Namespace) -> None:
     from model_export.metrics import score
     from service.translator import DecodeOptions, Translator, translate_corpus
 
-    pairs = load_split(args.data / f"{args.split}.tsv")
+    splits = ("train", "dev", "test") if args.split == "all" else (args.split,)
+    pairs = [p for split in splits for p in load_split(args.data / f"{split}.tsv")]
     if args.limit:
         pairs = pairs[: args.limit]
     sources, references = [s for s, _ in pairs], [t for _, t in pairs]
@@ -148,7 +152,7 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     args = _parser().parse_args(argv)
     if args.command == "corpus":
-        _corpus(args.lang, args.input, args.data)
+        _corpus(args.lang, args.input, args.data, args.debian_package)
     elif args.command == "train":
         _train(args, args.data, args.run)
     elif args.command == "bundle":

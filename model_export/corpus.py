@@ -79,14 +79,13 @@ def read_tsv(path: Path) -> Iterator[Pair]:
             yield source, target
 
 
-def download_libreoffice(lang: str, workdir: Path) -> Path:
-    """``apt-get download`` + ``dpkg -x`` the l10n package; return its LC_MESSAGES dir."""
+def download_catalogs(package: str, catalog_dir: str, workdir: Path) -> tuple[Path, str]:
+    """``apt-get download`` + ``dpkg -x`` a Debian package; its catalog dir and .deb name."""
     workdir.mkdir(parents=True, exist_ok=True)
-    package = f"libreoffice-l10n-{lang}"
     subprocess.run(["apt-get", "download", package], cwd=workdir, check=True)
     deb = next(workdir.glob(f"{package}_*.deb"))
     subprocess.run(["dpkg", "-x", str(deb), str(workdir / "root")], check=True)
-    return workdir / "root" / MO_DIR.format(lang=lang)
+    return workdir / "root" / catalog_dir, unquote(deb.name)
 
 
 _MNEMONIC_RE = re.compile(r"~|_(?=[^\W_])")
@@ -169,18 +168,22 @@ def load_split(path: Path) -> list[Pair]:
     return [(unesc(s), unesc(t)) for s, t in read_tsv(path)]
 
 
-def read_source(path: Path | None, lang: str) -> tuple[list[Pair], str]:
+def read_source(path: Path | None, lang: str, package: str | None = None
+                ) -> tuple[list[Pair], str]:
     """Pairs and a description of where they came from.
 
-    ``path`` is a ``.tsv``/``.po``/``.mo`` file or a directory of ``.mo`` catalogs; with none,
-    Debian's ``libreoffice-l10n-<lang>`` package is downloaded.
+    ``path`` is a ``.tsv``/``.po``/``.mo`` file or a directory of ``.mo`` catalogs. With none,
+    a Debian package is downloaded: ``libreoffice-l10n-<lang>`` by default (the training
+    data), or ``package``'s ``/usr/share/locale/<lang>`` catalogs (other applications' UI
+    strings, for independent evaluation).
     """
     if path is None:
+        catalogs = MO_DIR if package is None else "usr/share/locale/{lang}/LC_MESSAGES"
         with tempfile.TemporaryDirectory() as tmp:
-            mo_dir = download_libreoffice(lang, Path(tmp))
-            deb = unquote(next(Path(tmp).glob("*.deb")).name)
+            mo_dir, deb = download_catalogs(package or f"libreoffice-l10n-{lang}",
+                                            catalogs.format(lang=lang), Path(tmp))
             pairs = [pair for mo in sorted(mo_dir.glob("*.mo")) for pair in read_mo(mo)]
-            return pairs, f"Debian package {deb} (LibreOffice UI catalogs, en→{lang})"
+            return pairs, f"Debian package {deb} (UI catalogs, en→{lang})"
     if path.is_dir():
         return [pair for mo in sorted(path.glob("*.mo")) for pair in read_mo(mo)], str(path)
     readers = {".tsv": read_tsv, ".po": read_po, ".mo": read_mo}
