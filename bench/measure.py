@@ -111,7 +111,7 @@ def wrk(url: str, bodies: Sequence[dict[str, object]], connections: int, seconds
         f.write(script)
     threads = min(2, connections)
     proc = subprocess.Popen(
-        ["wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "--latency",
+        ["wrk", f"-t{threads}", f"-c{connections}", f"-d{round(seconds)}s", "--latency",
          "--timeout", "60s", "-s", f.name, url], stdout=subprocess.PIPE, text=True)
     max_rss = 0.0
     while proc.poll() is None:

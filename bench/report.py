@@ -20,19 +20,21 @@ def render(r: dict[str, Any]) -> str:
         "",
         "### Throughput, closed loop, beam 4 (median of runs)",
         "",
-        "| system | clients | req/s | tokens/s | p50 ms | p99 ms | mean batch | errors |",
-        "|---|---|---|---|---|---|---|---|",
+        "| system | clients | req/s (wrk) | req/s (server) | tokens/s | p50 ms | p99 ms | "
+        "mean batch | errors |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for name, system in r["throughput"].items():
         for c, v in system["concurrency"].items():
-            out.append(f"| {name} | {c} | {v['rps']:.1f} | {v['tokens_per_s']:.0f} | "
+            out.append(f"| {name} | {c} | {v['rps']:.1f} | {v.get('server_rps', 0):.1f} | "
+                       f"{v['tokens_per_s']:.0f} | "
                        f"{v['p50_ms']:.0f} | {v['p99_ms']:.0f} | {v['mean_batch']:.1f} | "
                        f"{v['errors']} |")
-    out += ["", "Ratios at the highest concurrency:", ""]
+    out += ["", "Ratios at the highest concurrency (requests completed by the server):", ""]
     top = str(max(int(c) for c in r["throughput"]["ours"]["concurrency"]))
 
     def rps(name: str) -> float:
-        return float(r["throughput"][name]["concurrency"][top]["rps"])
+        return float(r["throughput"][name]["concurrency"][top]["server_rps"])
 
     out.append(f"- ours / naive PyTorch: {rps('ours') / rps('naive PyTorch'):.1f}×")
     out.append(f"- ours / ours with batching off: {rps('ours') / rps('ours, batching off'):.1f}×")
