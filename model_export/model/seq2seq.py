@@ -58,7 +58,8 @@ class Seq2Seq(nn.Module):
 
     def generate_log_probs(self, readout: torch.Tensor) -> torch.Tensor:
         """:param readout: (..., E) -> log-probabilities (..., V) via the tied embeddings."""
-        # F.linear exports as Gemm(transB=1): a folded transpose would store the matrix twice.
+        # Tied output layer. Note: the exported fp32 decoder still stores this matrix twice
+        # (Gather table + output projection), 6 MB that int8 shrinks; not yet deduplicated.
         return torch.log_softmax(F.linear(readout, self.embed.weight), dim=-1)
 
     def decode_step(
