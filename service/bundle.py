@@ -10,8 +10,8 @@ A bundle is a directory::
     spm.model            the SentencePiece model (joint source/target vocabulary)
     README.md            the model card
 
-Both ``model_export`` (writer) and ``service`` (reader) import this module; it must never
-import torch.
+The offline exporter (writer) and the service (reader) both import this module, so it stays
+numpy/json only: the serving image has no deep-learning framework.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Search over a step decoder, in numpy: nothing here knows FastAPI, ONNX or torch."""
+"""Search over a step decoder, in numpy: nothing here knows FastAPI, ONNX or PyTorch."""
 
 from service.decoding.beam import beam_search, length_penalty
 from service.decoding.constraints import Placeholders
