@@ -11,10 +11,9 @@ WEAKNESSES = """\
 - Trained only on LibreOffice UI strings (~15.6k pairs): menu items, dialog labels, tooltips,
   error messages. General prose, long sentences and other software's terminology are out of
   domain and translate poorly.
-- Rare words are split into subwords and can come out as plausible-looking but wrong German
-  compounds; product names are mostly copied but not guaranteed.
-- Sentences over ~25 tokens degrade quickly: the model starts to paraphrase frequent UI
-  phrases ("Extras ▸ Optionen…") instead of translating (see the last examples below).
+- Rare words are split into subwords and can come out as non-words (see the examples below).
+- Long sentences degrade: the model paraphrases frequent UI phrases ("Extras ▸ Optionen…")
+  instead of translating (the last examples below).
 - The search is constrained to emit every source placeholder, but a hypothesis that runs into
   the length limit can still miss one (see `placeholders kept`); validate placeholders
   downstream if a missing one would break your UI.

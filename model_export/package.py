@@ -107,19 +107,20 @@ def build_bundle(run_dir: Path, data_dir: Path, out_dir: Path, model_id: str,
     sources, references = [s for s, _ in test], [t for _, t in test]
     metrics: dict[str, Any] = {"test_sentences": len(test)}
     outputs: dict[str, list[str]] = {}
-    for variant in variants:
-        translator = Translator(out_dir, variant)
+    # Created after the tuned length penalty is in the manifest, since they read it.
+    translators = {variant: Translator(out_dir, variant) for variant in variants}
+    for variant, translator in translators.items():
         for name, beam in (("greedy", 1), (f"beam{beam_size}", beam_size)):
             hyps = translate_corpus(translator, sources, DecodeOptions(beam_size=beam))
             metrics[f"{variant}_{name}"] = score(sources, hyps, references).as_dict()
             log.info("%s %s: %s", variant, name, metrics[f"{variant}_{name}"])
             outputs[f"{variant}_{name}"] = hyps
     # What the placeholder constraint buys: the same search without it.
-    hyps = translate_corpus(Translator(out_dir, "fp32"), sources,
+    hyps = translate_corpus(translators["fp32"], sources,
                             DecodeOptions(beam_size=beam_size, keep_placeholders=False))
     metrics[f"fp32_beam{beam_size}_unconstrained"] = score(sources, hyps, references).as_dict()
     # Parity of the exported graphs: PyTorch's greedy has no placeholder constraint.
-    unconstrained = translate_corpus(Translator(out_dir, "fp32"), sources,
+    unconstrained = translate_corpus(translators["fp32"], sources,
                                      DecodeOptions(beam_size=1, keep_placeholders=False))
     torch_greedy = translate_greedy(model, sp, sources)
     mismatches = sum(a != b for a, b in zip(unconstrained, torch_greedy, strict=True))
@@ -135,10 +136,9 @@ def build_bundle(run_dir: Path, data_dir: Path, out_dir: Path, model_id: str,
     # Each alone (batch of one): int8 activation scales are computed per batch, so an int8
     # output can depend on its batch mates; a lone request to the service is a batch of one.
     served = next(v for v in ("fp32", "int8", *variants) if v in ship and v in variants)
-    translator = Translator(out_dir, served)
 
     def alone(text: str, beam: int) -> str:
-        return translator.translate([text], DecodeOptions(beam_size=beam))[0].best.text
+        return translators[served].translate([text], DecodeOptions(beam_size=beam))[0].best.text
 
     metrics["examples"] = [
         {"source": sources[i], "reference": references[i], "variant": served,
