@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -55,6 +56,13 @@ class Server:
                 self.process.wait(timeout=30)
             except subprocess.TimeoutExpired:
                 self.process.kill()
+
+
+def metric(server: Server, name: str) -> float:
+    """An unlabelled sample of the server's /metrics (0 when absent)."""
+    text = httpx.get(server.url + "/metrics", timeout=5).text
+    match = re.search(rf"^{re.escape(name)} (\S+)$", text, re.MULTILINE)
+    return float(match.group(1)) if match else 0.0
 
 
 def start_server(tmp: Path, bundle: Path = DEFAULT_BUNDLE, **env: str) -> Server:

@@ -18,7 +18,7 @@ import pytest
 
 from service.bundle import MANIFEST, hash_files
 from tests.conftest import DECODER_FILE, DEFAULT_BUNDLE, ENCODER_FILE
-from tests.integration.conftest import Server, start_server
+from tests.integration.conftest import Server, metric, start_server
 
 TEXT = "Insert the selected rows above the current table and keep their formatting."
 
@@ -88,17 +88,10 @@ def test_requests_queued_too_long_get_503_and_are_dropped(tmp_path: Path) -> Non
         assert set(statuses) <= {200, 503} and 503 in statuses and 200 in statuses
         timed_out = [r for s, _, r in results if s == 503 and r is not None]
         assert all("SERVICE_QUEUE_TIMEOUT_S" in r.json()["error"]["message"] for r in timed_out)
-        sentences = float(next(line.split()[1] for line in httpx.get(server.url + "/metrics")
-                               .text.splitlines() if line.startswith("translate_batch_size_sum")))
+        sentences = metric(server, "translate_batch_size_sum")
         assert sentences < 16 + 2  # dropped requests were not decoded (warm-up not counted)
     finally:
         server.stop()
-
-
-def in_flight(server: Server) -> float:
-    text = httpx.get(server.url + "/metrics", timeout=5).text
-    return float(next(line.split()[1] for line in text.splitlines()
-                      if line.startswith("translate_http_in_flight ")))
 
 
 def test_sigterm_during_load_loses_no_accepted_request(tmp_path: Path) -> None:
@@ -115,7 +108,8 @@ def test_sigterm_during_load_loses_no_accepted_request(tmp_path: Path) -> None:
     with ThreadPoolExecutor(16) as pool:
         futures = [pool.submit(one, i) for i in range(16)]
         deadline = time.monotonic() + 30
-        while in_flight(server) < 5 and time.monotonic() < deadline:  # the scrape is 1
+        # 5 in flight: our /metrics scrape itself and at least 4 translations.
+        while metric(server, "translate_http_in_flight") < 5 and time.monotonic() < deadline:
             time.sleep(0.01)
         server.process.send_signal(signal.SIGTERM)
         try:  # readiness is off; uvicorn has usually closed the listener already

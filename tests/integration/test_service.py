@@ -16,19 +16,13 @@ import pytest
 from service.bundle import read_manifest
 from service.placeholders import keeps_placeholders
 from tests.conftest import DECODER_FILE, DEFAULT_BUNDLE, ROOT
-from tests.integration.conftest import Server, start_server
+from tests.integration.conftest import Server, metric, start_server
 
 MANIFEST = read_manifest(DEFAULT_BUNDLE)
 
 
 def post(server: Server, body: object, **kwargs: object) -> httpx.Response:
     return httpx.post(server.url + "/translate", json=body, timeout=60, **kwargs)  # type: ignore[arg-type]
-
-
-def metric(server: Server, name: str) -> float:
-    text = httpx.get(server.url + "/metrics").text
-    match = re.search(rf"^{re.escape(name)} (\S+)$", text, re.MULTILINE)
-    return float(match.group(1)) if match else 0.0
 
 
 def test_health_and_model_metadata(server: Server) -> None:
