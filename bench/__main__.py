@@ -74,7 +74,7 @@ def bench_decode(translator: Translator, texts: list[str], batch: int, beam: int
     rates = []
     for _ in range(repeats):
         started = time.perf_counter()
-        out = translator.translate_prepared(rows, options)
+        out = translator.translate_prepared(rows, options).translations
         seconds = time.perf_counter() - started
         rates.append(sum(len(t.best.token_ids) + 1 for t in out) / seconds)
     return statistics.median(rates)

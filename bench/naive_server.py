@@ -63,7 +63,7 @@ def create_app(run_dir: Path, threads: int) -> FastAPI:
             outputs, hidden, keys = model.encode(src, torch.tensor([len(ids)]))
             enc = EncodedBatch(outputs.numpy(), hidden.numpy(), keys.numpy(),
                                np.ones((1, len(ids)), dtype=bool))
-            limit = max_lengths(np.array([len(ids)]), 2.0, 10, 512)
+            limit = max_lengths(np.array([len(ids)]), 2.0, 512)
             if body.beam_size == 1:
                 hyp = greedy_search(step, enc, BOS, EOS, limit)[0]
             else:

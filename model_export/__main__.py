@@ -3,7 +3,8 @@
     python -m model_export all --lang de --out models/en-de      # reproduce the default model
     python -m model_export corpus --lang de --data work/data
     python -m model_export train --data work/data --run work/run
-    python -m model_export bundle --data work/data --run work/run --out models/en-de
+    python -m model_export bundle --data work/data --run work/run --out work/bundle-full
+    python -m model_export ship --bundle work/bundle-full --variants int8 --out models/en-de
     python -m model_export evaluate --bundle models/en-de --beam 4
 """
 
@@ -15,25 +16,30 @@ import logging
 from dataclasses import fields
 from pathlib import Path
 
+from model_export.corpus import PACKAGE_LISTS
 from model_export.model import ModelConfig
 from model_export.model.attention import ATTENTIONS
+from model_export.train import TrainConfig
 
 log = logging.getLogger("model_export")
 
 
 def _add_model_args(p: argparse.ArgumentParser) -> None:
-    defaults = ModelConfig()
-    p.add_argument("--attention", choices=ATTENTIONS, default=defaults.attention)
-    p.add_argument("--vocab-size", type=int, default=6000)
-    for name in ("emb_dim", "enc_hidden", "dec_hidden", "attn_dim"):
-        p.add_argument(f"--{name.replace('_', '-')}", type=int, default=getattr(defaults, name))
-    p.add_argument("--dropout", type=float, default=defaults.dropout)
-    p.add_argument("--epochs", type=int, default=40)
-    p.add_argument("--time-budget-min", type=float, default=42.0,
-                   help="stop after the epoch that crosses this much training time (0: none)")
-    p.add_argument("--batch-tokens", type=int, default=1500)
-    p.add_argument("--lr", type=float, default=2e-3)
-    p.add_argument("--seed", type=int, default=1)
+    model = ModelConfig()
+    train = {f.name: f.default for f in fields(TrainConfig)}
+    p.add_argument("--attention", choices=ATTENTIONS, default=model.attention)
+    for name in ("vocab_size", "emb_dim", "enc_hidden", "dec_hidden", "attn_dim"):
+        p.add_argument(f"--{name.replace('_', '-')}", type=int, default=getattr(model, name))
+    p.add_argument("--dropout", type=float, default=model.dropout)
+    p.add_argument("--epochs", type=int, default=train["max_epochs"])
+    p.add_argument("--time-budget-min", type=float, default=train["time_budget_min"],
+                   help="stop at the evaluation that crosses this much training time (0: none)")
+    p.add_argument("--eval-every", type=int, default=train["eval_every"],
+                   help="validate and checkpoint every N updates too (0: at epoch ends only)")
+    p.add_argument("--batch-tokens", type=int, default=train["batch_tokens"])
+    p.add_argument("--lr", type=float, default=train["lr"])
+    p.add_argument("--label-smoothing", type=float, default=train["label_smoothing"])
+    p.add_argument("--seed", type=int, default=train["seed"])
     p.add_argument("--max-steps", type=int, default=0, help="stop after N updates (smoke tests)")
     p.add_argument("--dev-limit", type=int, default=0, help="evaluate on the first N dev pairs")
     p.add_argument("--restart-lr", type=float, default=0.0,
@@ -42,16 +48,25 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
                    help="start over even if a checkpoint exists")
 
 
+def _add_corpus_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--lang", default="de", help="the catalogs' target language")
+    p.add_argument("--packages", type=Path, default=PACKAGE_LISTS / "train.txt",
+                        help="Debian packages to read (one per line)")
+    p.add_argument("--heldout", type=Path, default=PACKAGE_LISTS / "heldout.txt",
+                        help="whole applications kept out of training (out-of-domain test)")
+    p.add_argument("--debs", type=Path, default=Path("work/debs"), help="download cache")
+    p.add_argument("--input", type=Path, help="use this .tsv/.po/.mo (or dir) instead")
+    p.add_argument("--debian-package", help="read only this package's catalogs instead "
+                        "(e.g. libgtk-3-common: independent evaluation data)")
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m model_export", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
 
     corpus = sub.add_parser("corpus", help="build train/dev/test TSV files")
-    corpus.add_argument("--lang", default="de", help="target language of libreoffice-l10n-LANG")
-    corpus.add_argument("--input", type=Path, help="use this .tsv/.po/.mo (or .mo dir) instead")
-    corpus.add_argument("--debian-package", help="read this package's /usr/share/locale catalogs "
-                        "instead (e.g. libgtk-3-common: independent evaluation data)")
+    _add_corpus_args(corpus)
     corpus.add_argument("--data", type=Path, default=Path("work/data"))
 
     train = sub.add_parser("train", help="train a model (resumes from the run's checkpoint)")
@@ -71,52 +86,59 @@ def _parser() -> argparse.ArgumentParser:
     bundle.add_argument("--average", type=int, default=5,
                         help="try averaging the last N epoch snapshots; keep it if dev BLEU "
                         "improves (0: use the best checkpoint)")
-    bundle.add_argument("--ship", default="fp32,int8",
-                        help="variants kept in the bundle after evaluating all (size budget)")
+
+    ship = sub.add_parser("ship", help="copy a bundle keeping only some variants (size budget)")
+    ship.add_argument("--bundle", type=Path, required=True)
+    ship.add_argument("--out", type=Path, required=True)
+    ship.add_argument("--variants", default="int8", help="comma-separated, e.g. int8")
 
     evaluate = sub.add_parser("evaluate", help="score a bundle on a split with ONNX Runtime")
     evaluate.add_argument("--bundle", type=Path, required=True)
     evaluate.add_argument("--data", type=Path, default=Path("work/data"))
-    evaluate.add_argument("--split", choices=("train", "dev", "test", "all"), default="test",
-                          help="all: the three splits together (for an evaluation-only corpus)")
+    evaluate.add_argument("--split", default="test",
+                          help="SPLIT.tsv in --data (train, dev, test, heldout, "
+                          "test-libreoffice-l10n-de...) or all (train + dev + test)")
     evaluate.add_argument("--variant", default="auto", help="fp32, int8 or auto")
     evaluate.add_argument("--beam", type=int, default=4)
     evaluate.add_argument("--length-penalty", type=float, help="default: the bundle's")
-    evaluate.add_argument("--examples", type=int, default=5)
+    evaluate.add_argument("--examples", type=int, default=5, help="print N examples")
     evaluate.add_argument("--limit", type=int, default=0)
+    evaluate.add_argument("--json", type=Path, help="write the scores and every output here")
 
     every = sub.add_parser("all", help="corpus + train + bundle in one go")
-    every.add_argument("--lang", default="de")
-    every.add_argument("--input", type=Path)
+    _add_corpus_args(every)
     every.add_argument("--work", type=Path, default=Path("work"))
     every.add_argument("--out", type=Path, required=True)
-    every.add_argument("--ship", default="fp32,int8", help="variants kept in the bundle")
     _add_model_args(every)
     return parser
 
 
 def _train(args: argparse.Namespace, data: Path, run: Path) -> None:
-    from model_export.train import TrainConfig, train
+    from model_export.train import train
 
     model_fields = {f.name for f in fields(ModelConfig)}
     model = ModelConfig(**{k: v for k, v in vars(args).items() if k in model_fields})
     train(TrainConfig(data_dir=data, run_dir=run, model=model, max_epochs=args.epochs,
                       time_budget_min=args.time_budget_min, batch_tokens=args.batch_tokens,
+                      eval_every=args.eval_every, label_smoothing=args.label_smoothing,
                       lr=args.lr, seed=args.seed, max_steps=args.max_steps,
                       dev_limit=args.dev_limit, restart_lr=args.restart_lr),
           resume=not args.no_resume)
 
 
-def _corpus(lang: str, source: Path | None, data: Path, package: str | None = None) -> None:
-    from model_export.corpus import build, read_source
+def _corpus(args: argparse.Namespace, data: Path) -> None:
+    from model_export.corpus import build, build_from_packages, read_packages, read_source
 
-    pairs, origin = read_source(source, lang, package)
-    build(pairs, data, origin)
+    if args.input or args.debian_package:
+        pairs, origin = read_source(args.input, args.lang, args.debian_package, args.debs)
+        build(pairs, data, origin)
+    else:
+        build_from_packages(read_packages(args.packages), read_packages(args.heldout),
+                            args.lang, data, args.debs)
 
 
 def _bundle(run: Path, data: Path, out: Path, source: str, target: str, model_id: str | None,
-            int8: bool = True, eval_limit: int = 0, ship: str = "fp32,int8",
-            average: int = 5) -> None:
+            int8: bool = True, eval_limit: int = 0, average: int = 5) -> None:
     from model_export.package import build_bundle
     from model_export.train import choose_final, load_model
 
@@ -125,8 +147,7 @@ def _bundle(run: Path, data: Path, out: Path, source: str, target: str, model_id
 
     attention = load_model(run)[0].config.attention
     manifest = build_bundle(run, data, out, model_id or f"{source}-{target}-gru-{attention}",
-                            source, target, int8=int8, eval_limit=eval_limit,
-                            ship=tuple(ship.split(",")))
+                            source, target, int8=int8, eval_limit=eval_limit)
     print(json.dumps(manifest.metrics, indent=2))
 
 
@@ -143,28 +164,40 @@ def _evaluate(args: argparse.Namespace) -> None:
     translator = Translator(args.bundle, args.variant)
     options = DecodeOptions(beam_size=args.beam, length_penalty=args.length_penalty)
     outputs = translate_corpus(translator, sources, options)
-    print(json.dumps(score(sources, outputs, references).as_dict(), indent=2))
+    scores = score(sources, outputs, references).as_dict()
+    print(json.dumps(scores, indent=2))
     for s, r, o in list(zip(sources, references, outputs, strict=True))[: args.examples]:
         print(f"SRC {s!r}\nREF {r!r}\nOUT {o!r}\n")
+    if args.json:
+        args.json.write_text(json.dumps({
+            "bundle": str(args.bundle), "variant": translator.variant, "beam": args.beam,
+            "scores": scores, "outputs": [
+                {"source": s, "reference": r, "output": o}
+                for s, r, o in zip(sources, references, outputs, strict=True)]},
+            ensure_ascii=False, indent=1), encoding="utf-8")
 
 
 def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     args = _parser().parse_args(argv)
     if args.command == "corpus":
-        _corpus(args.lang, args.input, args.data, args.debian_package)
+        _corpus(args, args.data)
     elif args.command == "train":
         _train(args, args.data, args.run)
     elif args.command == "bundle":
         _bundle(args.run, args.data, args.out, args.source_lang, args.target_lang,
-                args.model_id, not args.no_int8, args.eval_limit, args.ship, args.average)
+                args.model_id, not args.no_int8, args.eval_limit, args.average)
+    elif args.command == "ship":
+        from model_export.package import ship
+
+        ship(args.bundle, args.out, args.variants.split(","))
     elif args.command == "evaluate":
         _evaluate(args)
     else:
         data, run = args.work / "data", args.work / f"run-en-{args.lang}"
-        _corpus(args.lang, args.input, data)
+        _corpus(args, data)
         _train(args, data, run)
-        _bundle(run, data, args.out, "en", args.lang, None, ship=args.ship)
+        _bundle(run, data, args.out, "en", args.lang, None)
 
 
 if __name__ == "__main__":

@@ -8,19 +8,17 @@ from typing import Any
 from service.bundle import MODEL_CARD, Manifest
 
 WEAKNESSES = """\
-- Trained only on LibreOffice UI strings (~15.6k pairs): menu items, dialog labels, tooltips,
-  error messages. General prose, long sentences and other software's terminology are out of
-  domain and translate poorly.
-- Rare words are split into subwords and can come out as non-words (see the examples below).
-- Long sentences degrade: the model paraphrases frequent UI phrases ("Extras ▸ Optionen…")
-  instead of translating (the last examples below).
+- Trained on software UI strings (menu items, dialog labels, tooltips, messages) of Debian
+  packages; general prose, long sentences and domain jargon outside software translate poorly.
+- Rare words are split into subwords and can come out as non-words; names of products and
+  places are sometimes translated when they should be kept (see the examples below).
 - The search is constrained to emit every source placeholder, but a hypothesis that runs into
   the length limit can still miss one (see `placeholders kept`); validate placeholders
   downstream if a missing one would break your UI.
-- int8 dynamic quantization computes activation scales per batch, so an int8 translation can
-  differ slightly depending on the sentences it is batched with (fp32 does not).
-- No formality or terminology control; LibreOffice's style (formal "Sie", »quotes«) is learned.
+- Catalogs disagree on style (formal "Sie" vs informal "du", quotes, terminology); the model
+  mixes what it saw. No formality or terminology control.
 """
+TOP_PACKAGES = 30
 
 
 def _row(name: str, m: dict[str, Any]) -> str:
@@ -28,11 +26,35 @@ def _row(name: str, m: dict[str, Any]) -> str:
             f"{100 * m['placeholders_kept']:.1f} % of {m['placeholder_sentences']} |")
 
 
+def _scores(metrics: dict[str, Any]) -> list[str]:
+    return [_row(k.replace("_", " "), v) for k, v in metrics.items()
+            if isinstance(v, dict) and "bleu" in v]
+
+
+def _data_lines(corpus: dict[str, Any]) -> list[str]:
+    lines = [f"- Source: {corpus['source']}",
+             f"- {corpus['raw']} catalog entries, {corpus['clean']} after cleaning (mnemonics "
+             "stripped, untranslated/empty/over-long/credit entries dropped, deduplicated by "
+             f"source across packages); split by source hash: {corpus['splits']}."]
+    packages = corpus.get("packages", {})
+    if packages:
+        top = sorted(packages.items(), key=lambda kv: -kv[1]["added"])[:TOP_PACKAGES]
+        lines += ["", f"Pairs contributed per package (the {len(top)} largest of "
+                  f"{len(packages)}; the full list is in the manifest):", "",
+                  "| package | catalog entries | unique pairs added |", "|---|---|---|",
+                  *[f"| {name} | {c['raw']} | {c['added']} |" for name, c in top]]
+    heldout = corpus.get("heldout_packages", {})
+    if heldout:
+        lines += ["", "Held out of training and dev (out-of-domain test; only strings not "
+                  "seen in any training package are kept): "
+                  + ", ".join(f"{name} ({c['unseen']})" for name, c in heldout.items()) + "."]
+    return lines
+
+
 def write_card(out_dir: Path, manifest: Manifest) -> None:
     a, t, metrics = manifest.architecture, manifest.training, manifest.metrics
     corpus = t["corpus"]
     sizes = {p.name: p.stat().st_size for p in sorted(out_dir.iterdir()) if p.is_file()}
-    rows = [_row(k.replace("_", " "), v) for k, v in metrics.items() if isinstance(v, dict)]
     lines = [
         f"# Model card: {manifest.model_id}",
         "",
@@ -41,10 +63,7 @@ def write_card(out_dir: Path, manifest: Manifest) -> None:
         f"{a.num_parameters / 1e6:.1f}M parameters, exported to ONNX (opset {manifest.opset}).",
         "",
         "## Data",
-        f"- Source: {corpus['source']}",
-        f"- {corpus['raw']} catalog entries, {corpus['clean']} after cleaning (mnemonics "
-        "stripped, untranslated/empty/over-long pairs dropped, deduplicated by source); "
-        f"split by source hash: {corpus['splits']}.",
+        *_data_lines(corpus),
         "- Placeholders (`%s`, `%1`, `$(ARG1)`, `{name}`, `<b>`, newlines…) are masked as "
         "`<phN>` sentinels before tokenization and restored after decoding.",
         f"- Joint SentencePiece unigram vocabulary of {a.vocab_size} pieces, tied embeddings.",
@@ -52,24 +71,33 @@ def write_card(out_dir: Path, manifest: Manifest) -> None:
         "## Model and training",
         f"- Embeddings {a.emb_dim}, encoder 2×{a.enc_hidden} (bi-GRU), decoder GRU "
         f"{a.dec_hidden}, attention {a.attention} ({a.attn_dim}).",
-        f"- {t['epochs']} epochs, {t['train_seconds'] / 60:.0f} min on {t['threads']} CPU "
-        f"threads; best dev BLEU (greedy) {t['best_dev_bleu']}.",
+        f"- {t['epochs']} epochs ({t.get('steps', '?')} updates), "
+        f"{t['train_seconds'] / 60:.0f} min on {t['threads']} CPU threads; best dev BLEU "
+        f"(greedy) {t['best_dev_bleu']}.",
         "",
-        f"## Test results ({metrics['test_sentences']} sentences, sacrebleu)",
+        f"## Test results ({metrics['test_sentences']} sentences of every domain, sacrebleu)",
         "",
         "| decoding | BLEU | chrF | placeholders kept |",
         "|---|---|---|---|",
-        *rows,
+        *_scores(metrics),
         "",
     ]
+    for name, domain in metrics.get("domains", {}).items():
+        lines += [f"### {name} ({domain['sentences']} sentences)", "",
+                  "| decoding | BLEU | chrF | placeholders kept |", "|---|---|---|---|",
+                  *_scores(domain), ""]
     if "length_penalty" in manifest.decoding:
         lines += [f"Beam search uses the GNMT length penalty α = "
                   f"{manifest.decoding['length_penalty']}, chosen on the dev set; outputs keep "
                   "every source placeholder by constrained search (the unconstrained row shows "
                   "what that changes).", ""]
     if "int8_bleu_delta" in metrics:
-        lines += [f"int8 dynamic quantization changes beam BLEU by "
+        lines += [f"int8 (static, batch-invariant) quantization changes beam BLEU by "
                   f"{metrics['int8_bleu_delta']:+.2f}.", ""]
+    if "provenance" in metrics:
+        p = metrics["provenance"]
+        lines += [f"Measured with onnxruntime {p['onnxruntime']} on {p['cpu']} "
+                  f"({', '.join(p['isa'])}; {p['cpu_count']} cores).", ""]
     p = manifest.parity
     lines += [
         "## ONNX parity with PyTorch",
@@ -84,7 +112,8 @@ def write_card(out_dir: Path, manifest: Manifest) -> None:
               f"Variants shipped: {shipped}. Every variant in the table above was built and "
               "scored; `make model` rebuilds them all.", "", "| file | bytes |", "|---|---|",
               *[f"| {n} | {s:,} |" for n, s in sizes.items() if n != MODEL_CARD], "",
-              "## Known weaknesses", WEAKNESSES, "## Examples (test set, beam search)", ""]
+              "## Known weaknesses", WEAKNESSES,
+              "## Examples (test and held-out sets, beam search, good and bad)", ""]
     lines += [f"- {e['source']!r} → {e['beam']!r} (reference {e['reference']!r})"
               for e in metrics.get("examples", [])]
     (out_dir / MODEL_CARD).write_text("\n".join(lines) + "\n", encoding="utf-8")

@@ -1,75 +1,51 @@
-"""Parallel corpus: LibreOffice UI translations from Debian's ``libreoffice-l10n-<lang>``.
+"""Parallel corpus: UI translations from the gettext catalogs of Debian packages.
 
-The package ships gettext ``.mo`` catalogs (English msgid -> translated msgstr). We read
-them, strip mnemonic markers, drop useless pairs, dedupe by source and split
-deterministically into train/dev/test TSV files. A user TSV (``source<TAB>target``) or
-``.po`` file can be used instead.
+Debian packages ship ``.mo`` catalogs (English msgid -> translated msgstr). The default
+corpus reads the German catalogs of the packages listed in ``model_export/packages/``
+(LibreOffice, GNOME, KDE, Xfce, GIMP, Inkscape, core tools...), strips mnemonic markers,
+drops useless pairs, dedupes by source across packages and splits deterministically into
+train/dev/test TSV files, plus whole applications held out as an out-of-domain test set.
+A user TSV (``source<TAB>target``), ``.po``/``.mo`` file or directory can be used instead.
 """
 
 from __future__ import annotations
 
-import ast
 import hashlib
 import json
 import logging
 import re
-import struct
 import subprocess
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from urllib.parse import unquote
+from typing import Any
+
+import polib
+from tqdm import tqdm
 
 from service.placeholders import PLACEHOLDER_RE
 
 log = logging.getLogger(__name__)
 
-MO_DIR = "usr/lib/libreoffice/program/resource/{lang}/LC_MESSAGES"
+PACKAGE_LISTS = Path(__file__).parent / "packages"  # train.txt, heldout.txt
 MAX_CHARS = 200  # longer entries are help-like paragraphs, not UI strings
 SPLITS = ("train", "dev", "test")
 
 Pair = tuple[str, str]
 
 
-def read_mo(path: Path) -> Iterator[Pair]:
-    """Yield (msgid, msgstr) from a gettext ``.mo`` file; msgctxt (before ``\\x04``) dropped."""
-    data = path.read_bytes()
-    magic = struct.unpack("<I", data[:4])[0]
-    endian = "<" if magic == 0x950412DE else ">"
-    if struct.unpack(endian + "I", data[:4])[0] != 0x950412DE:
-        raise ValueError(f"{path} is not a gettext .mo file")
-    _, count, orig_at, trans_at = struct.unpack(endian + "4I", data[4:20])
-    for i in range(count):
-        olen, ooff = struct.unpack(endian + "2I", data[orig_at + 8 * i : orig_at + 8 * i + 8])
-        tlen, toff = struct.unpack(endian + "2I", data[trans_at + 8 * i : trans_at + 8 * i + 8])
-        key = data[ooff : ooff + olen].decode("utf-8")
-        value = data[toff : toff + tlen].decode("utf-8")
-        if not key:  # the header entry
-            continue
-        source = key.split("\x04", 1)[-1].split("\x00")[0]  # plural forms: keep singular
-        yield source, value.split("\x00")[0]
+def read_catalog(path: Path) -> Iterator[Pair]:
+    """Yield (msgid, msgstr) from a gettext ``.po`` or ``.mo`` file (polib).
 
-
-def read_po(path: Path) -> Iterator[Pair]:
-    """Yield (msgid, msgstr) from a ``.po`` file (singular forms, non-fuzzy)."""
-    entry: dict[str, str] = {}
-    key = ""
-    fuzzy = False
-    for raw in [*path.read_text(encoding="utf-8").splitlines(), ""]:
-        line = raw.strip()
-        if line.startswith("#,") and "fuzzy" in line:
-            fuzzy = True
-        elif line.startswith(("msgid ", "msgstr ", "msgstr[0] ", "msgctxt ")):
-            key, _, rest = line.partition(" ")
-            key = "msgstr" if key == "msgstr[0]" else key
-            entry[key] = ast.literal_eval(rest)
-        elif line.startswith('"') and key:
-            entry[key] += ast.literal_eval(line)
-        elif not line:
-            if entry.get("msgid") and entry.get("msgstr") and not fuzzy:
-                yield entry["msgid"], entry["msgstr"]
-            entry, key, fuzzy = {}, "", False
+    Translated, non-fuzzy entries only; msgctxt is dropped and plural entries give their
+    singular pair (``msgstr[0]``).
+    """
+    catalog = polib.mofile(str(path)) if path.suffix == ".mo" else polib.pofile(str(path))
+    for entry in catalog.translated_entries():
+        target = entry.msgstr_plural.get(0, "") if entry.msgid_plural else entry.msgstr
+        if entry.msgid and target:
+            yield entry.msgid, target
 
 
 def read_tsv(path: Path) -> Iterator[Pair]:
@@ -79,21 +55,64 @@ def read_tsv(path: Path) -> Iterator[Pair]:
             yield source, target
 
 
-def download_catalogs(package: str, catalog_dir: str, workdir: Path) -> tuple[Path, str]:
-    """``apt-get download`` + ``dpkg -x`` a Debian package; its catalog dir and .deb name."""
-    workdir.mkdir(parents=True, exist_ok=True)
-    subprocess.run(["apt-get", "download", package], cwd=workdir, check=True)
-    deb = next(workdir.glob(f"{package}_*.deb"))
-    subprocess.run(["dpkg", "-x", str(deb), str(workdir / "root")], check=True)
-    return workdir / "root" / catalog_dir, unquote(deb.name)
+def read_packages(path: Path) -> list[str]:
+    """Package names from a list file: one per line, ``#`` starts a comment."""
+    lines = (line.split("#", 1)[0].strip() for line in path.read_text().splitlines())
+    return [line for line in lines if line]
 
 
-_MNEMONIC_RE = re.compile(r"~|_(?=[^\W_])")
+def download_debs(packages: Sequence[str], cache: Path) -> dict[str, Path]:
+    """``apt-get download`` what is not cached yet; each package's .deb (missing ones left out).
+
+    Packages are fetched in chunks; a chunk apt refuses (a name it does not know) is retried
+    one package at a time so one bad name costs only itself.
+    """
+    cache.mkdir(parents=True, exist_ok=True)
+
+    def cached() -> dict[str, Path]:
+        return {deb.name.split("_", 1)[0]: deb for deb in cache.glob("*.deb")}
+
+    todo = [p for p in packages if p not in cached()]
+    for start in range(0, len(todo), 100):
+        chunk = todo[start : start + 100]
+        if subprocess.run(["apt-get", "download", "-q=2", *chunk], cwd=cache).returncode:
+            for package in chunk:
+                subprocess.run(["apt-get", "download", "-q=2", package], cwd=cache)
+    debs = cached()
+    missing = [p for p in packages if p not in debs]
+    if missing:
+        log.warning("%d packages could not be downloaded: %s", len(missing), missing[:20])
+    return {p: debs[p] for p in packages if p in debs}
+
+
+def deb_catalogs(deb: Path, lang: str) -> list[Pair]:
+    """The ``lang`` gettext catalogs' pairs inside a .deb (extracted to a temporary dir)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        tar = subprocess.run(["dpkg-deb", "--fsys-tarfile", str(deb)], check=True,
+                             capture_output=True).stdout
+        subprocess.run(["tar", "-x", "-C", tmp, "--wildcards", "--no-anchored",
+                        f"*/{lang}/LC_MESSAGES/*.mo"], input=tar, capture_output=True)
+        pairs: list[Pair] = []
+        for mo in sorted(Path(tmp).rglob(f"{lang}/LC_MESSAGES/*.mo")):
+            try:
+                pairs.extend(read_catalog(mo))
+            except (UnicodeDecodeError, OSError, ValueError) as e:  # mis-declared charsets
+                log.warning("%s: %s skipped (%s)", deb.name, mo.name, e)
+        return pairs
+
+
+# Accelerators: LibreOffice ``~``, GTK ``_``, Qt/KDE ``&`` (entities such as ``&amp;`` are
+# placeholders and never reach this expression).
+_MNEMONIC_RE = re.compile(r"~|_(?=[^\W_])|&(?=[^\W_])")
 _SPACES_RE = re.compile(r"[ \u00a0]{2,}")
+# Catalog bookkeeping that is not UI text (GNOME's and KDE's translator-credit entries).
+_NOT_UI_RE = re.compile(r"translator[-_ ]credits|NAME OF TRANSLATORS|EMAIL OF TRANSLATORS|"
+                        r"^Your names?$|^Your emails?$", re.IGNORECASE)
 
 
 def strip_mnemonics(text: str) -> str:
-    """Remove accelerator markers (``~File``, ``_Open``, ``Ö_ffnen``) outside placeholders."""
+    """Remove accelerator markers (``~File``, ``_Open``, ``&Save``, ``Ö_ffnen``) outside
+    placeholders."""
     parts, at = [], 0
     for m in PLACEHOLDER_RE.finditer(text):
         parts.append(_MNEMONIC_RE.sub("", text[at : m.start()]))
@@ -103,20 +122,30 @@ def strip_mnemonics(text: str) -> str:
     return "".join(parts)
 
 
+def clean_pair(source: str, target: str, max_chars: int = MAX_CHARS) -> Pair | None:
+    """The pair with mnemonics and extra spaces removed, or None if it is not worth learning:
+    empty, untranslated, longer than ``max_chars``, credits, or without a letter."""
+    source = _SPACES_RE.sub(" ", strip_mnemonics(source)).strip()
+    target = _SPACES_RE.sub(" ", strip_mnemonics(target)).strip()
+    if not source or not target or source == target:
+        return None
+    if max(len(source), len(target)) > max_chars or _NOT_UI_RE.search(source):
+        return None
+    if not any(c.isalpha() for c in PLACEHOLDER_RE.sub("", source)):
+        return None
+    return source, target
+
+
 def clean(pairs: Iterable[Pair], max_chars: int = MAX_CHARS) -> list[Pair]:
-    """Strip mnemonics and whitespace; drop empty, untranslated and long pairs; dedupe by source.
+    """Clean each pair (:func:`clean_pair`) and dedupe by source.
 
     The first translation of a duplicated source wins, so the result is deterministic.
     """
     seen: dict[str, str] = {}
-    for source, target in pairs:
-        source = _SPACES_RE.sub(" ", strip_mnemonics(source)).strip()
-        target = _SPACES_RE.sub(" ", strip_mnemonics(target)).strip()
-        if not source or not target or source == target:
-            continue
-        if max(len(source), len(target)) > max_chars or source in seen:
-            continue
-        seen[source] = target
+    for pair in pairs:
+        cleaned = clean_pair(*pair, max_chars=max_chars)
+        if cleaned and cleaned[0] not in seen:
+            seen[cleaned[0]] = cleaned[1]
     return list(seen.items())
 
 
@@ -139,17 +168,81 @@ def build(pairs: Iterable[Pair], out_dir: Path, source: str = "") -> CorpusStats
     """Clean ``pairs``; write ``{train,dev,test}.tsv`` and ``corpus.json`` to ``out_dir``."""
     raw = list(pairs)
     cleaned = clean(raw)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    by_split: dict[str, list[Pair]] = {name: [] for name in SPLITS}
-    for pair in cleaned:
-        by_split[split_of(pair[0])].append(pair)
-    for name, items in by_split.items():
-        write_tsv(out_dir / f"{name}.tsv", items)
+    by_split = _write_splits(cleaned, out_dir)
     stats = CorpusStats(len(raw), len(cleaned), {k: len(v) for k, v in by_split.items()})
     (out_dir / "corpus.json").write_text(json.dumps({"source": source, **asdict(stats)}))
     log.info("corpus: %d raw pairs, %d after cleaning, split %s", stats.raw, stats.clean,
              stats.splits)
     return stats
+
+
+def _write_splits(pairs: Sequence[Pair], out_dir: Path) -> dict[str, list[Pair]]:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    by_split: dict[str, list[Pair]] = {name: [] for name in SPLITS}
+    for pair in pairs:
+        by_split[split_of(pair[0])].append(pair)
+    for name, items in by_split.items():
+        write_tsv(out_dir / f"{name}.tsv", items)
+    return by_split
+
+
+def build_from_packages(train_packages: Sequence[str], heldout_packages: Sequence[str],
+                        lang: str, out_dir: Path, cache: Path) -> dict[str, Any]:
+    """Download the packages' ``lang`` catalogs and :func:`assemble` the corpus."""
+    debs = download_debs([*train_packages, *heldout_packages], cache)
+
+    def catalogs(packages: Sequence[str]) -> list[tuple[str, list[Pair]]]:
+        return [(p, deb_catalogs(debs[p], lang)) for p in tqdm(packages, unit="pkg")
+                if p in debs]
+
+    meta = assemble(catalogs(train_packages), catalogs(heldout_packages), out_dir)
+    meta["source"] = f"Debian bookworm {lang} catalogs of {len(meta['packages'])} packages"
+    (out_dir / "corpus.json").write_text(json.dumps(meta, indent=1))
+    return meta
+
+
+def assemble(train: Sequence[tuple[str, list[Pair]]], heldout: Sequence[tuple[str, list[Pair]]],
+             out_dir: Path) -> dict[str, Any]:
+    """The multi-application corpus: train/dev/test from the ``train`` packages' pairs and
+    an out-of-domain ``heldout.tsv`` from whole applications never seen in training.
+
+    Duplicates across packages keep the first package's translation (list order), and each
+    package is credited with the unique pairs it added. ``test-<first package>.tsv`` is the
+    test split restricted to the first package (the previous corpus' test set). The held-out
+    set keeps only sources that occur in no training package.
+    """
+    seen: dict[str, str] = {}
+    origin: dict[str, str] = {}
+    counts: dict[str, dict[str, int]] = {}
+    for package, raw in train:
+        added = 0
+        for pair in raw:
+            cleaned = clean_pair(*pair)
+            if cleaned and cleaned[0] not in seen:
+                seen[cleaned[0]], origin[cleaned[0]] = cleaned[1], package
+                added += 1
+        counts[package] = {"raw": len(raw), "added": added}
+    by_split = _write_splits(list(seen.items()), out_dir)
+    first = train[0][0]
+    first_test = [p for p in by_split["test"] if origin[p[0]] == first]
+    write_tsv(out_dir / f"test-{first}.tsv", first_test)
+
+    unseen: dict[str, str] = {}
+    heldout_counts: dict[str, dict[str, int]] = {}
+    for package, raw in heldout:
+        fresh = [p for p in clean(raw) if p[0] not in seen and p[0] not in unseen]
+        unseen.update(fresh)
+        heldout_counts[package] = {"raw": len(raw), "unseen": len(fresh)}
+    write_tsv(out_dir / "heldout.tsv", list(unseen.items()))
+
+    meta = {"source": f"{len(counts)} packages", "raw": sum(c["raw"] for c in counts.values()),
+            "clean": len(seen), "splits": {k: len(v) for k, v in by_split.items()},
+            "slices": {f"test-{first}": len(first_test), "heldout": len(unseen)},
+            "packages": counts, "heldout_packages": heldout_counts}
+    (out_dir / "corpus.json").write_text(json.dumps(meta, indent=1))
+    log.info("corpus: %d packages, %d raw pairs, %d after cleaning, split %s, held out %d",
+             len(counts), meta["raw"], meta["clean"], meta["splits"], len(unseen))
+    return meta
 
 
 def write_tsv(path: Path, pairs: Iterable[Pair]) -> None:
@@ -168,25 +261,25 @@ def load_split(path: Path) -> list[Pair]:
     return [(unesc(s), unesc(t)) for s, t in read_tsv(path)]
 
 
-def read_source(path: Path | None, lang: str, package: str | None = None
-                ) -> tuple[list[Pair], str]:
+def read_source(path: Path | None, lang: str, package: str | None = None,
+                cache: Path = Path("work/debs")) -> tuple[list[Pair], str]:
     """Pairs and a description of where they came from.
 
-    ``path`` is a ``.tsv``/``.po``/``.mo`` file or a directory of ``.mo`` catalogs. With none,
-    a Debian package is downloaded: ``libreoffice-l10n-<lang>`` by default (the training
-    data), or ``package``'s ``/usr/share/locale/<lang>`` catalogs (other applications' UI
-    strings, for independent evaluation).
+    ``path`` is a ``.tsv``/``.po``/``.mo`` file or a directory of catalogs. With none, one
+    Debian package's ``lang`` catalogs are read (``package``, by default
+    ``libreoffice-l10n-<lang>``), e.g. another application's UI strings for evaluation.
     """
     if path is None:
-        catalogs = MO_DIR if package is None else "usr/share/locale/{lang}/LC_MESSAGES"
-        with tempfile.TemporaryDirectory() as tmp:
-            mo_dir, deb = download_catalogs(package or f"libreoffice-l10n-{lang}",
-                                            catalogs.format(lang=lang), Path(tmp))
-            pairs = [pair for mo in sorted(mo_dir.glob("*.mo")) for pair in read_mo(mo)]
-            return pairs, f"Debian package {deb} (UI catalogs, en→{lang})"
+        package = package or f"libreoffice-l10n-{lang}"
+        debs = download_debs([package], cache)
+        if package not in debs:
+            raise ValueError(f"Debian package {package!r} could not be downloaded")
+        return deb_catalogs(debs[package], lang), f"Debian package {debs[package].name}"
     if path.is_dir():
-        return [pair for mo in sorted(path.glob("*.mo")) for pair in read_mo(mo)], str(path)
-    readers = {".tsv": read_tsv, ".po": read_po, ".mo": read_mo}
-    if path.suffix not in readers:
-        raise ValueError(f"unknown corpus file type {path.suffix!r}: valid are .tsv, .po, .mo")
-    return list(readers[path.suffix](path)), str(path)
+        catalogs = sorted([*path.rglob("*.mo"), *path.rglob("*.po")])
+        return [pair for c in catalogs for pair in read_catalog(c)], str(path)
+    if path.suffix == ".tsv":
+        return list(read_tsv(path)), str(path)
+    if path.suffix in (".po", ".mo"):
+        return list(read_catalog(path)), str(path)
+    raise ValueError(f"unknown corpus file type {path.suffix!r}: valid are .tsv, .po, .mo")

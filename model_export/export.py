@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from model_export.model import Seq2Seq
+from model_export.tokenizer import BOS
 from service.bundle import DECODER_INPUTS, DECODER_OUTPUTS, ENCODER_INPUTS, ENCODER_OUTPUTS
 
 log = logging.getLogger(__name__)
@@ -71,7 +72,7 @@ def export_onnx(model: Seq2Seq, encoder_path: Path, decoder_path: Path) -> None:
                       "decoder_init": {0: "batch"},
                       "attention_keys": {0: "batch", 1: "src_len"}},
     )
-    prev = torch.full((3,), 2, dtype=torch.long)
+    prev = torch.full((3,), BOS, dtype=torch.long)
     torch.onnx.export(
         _DecoderGraph(model).eval(), (prev, hidden, outputs, keys, src != model.config.pad_id),
         str(decoder_path), dynamo=False,
@@ -109,7 +110,7 @@ def parity(model: Seq2Seq, encoder_path: Path, decoder_path: Path,
         for ours, theirs in zip(got, (outputs, hidden, keys), strict=True):
             worst["encoder"] = max(worst["encoder"], _maxdiff(ours, theirs))
         mask = src != model.config.pad_id
-        prev = torch.full((batch,), 2, dtype=torch.long)
+        prev = torch.full((batch,), BOS, dtype=torch.long)
         for _ in range(3):
             with torch.no_grad():
                 log_probs, next_hidden, attention = model.decode_step(prev, hidden, outputs,

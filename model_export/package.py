@@ -1,21 +1,27 @@
-"""Write a model bundle: ONNX export, parity, int8 quantization, evaluation, card, manifest."""
+"""Write a model bundle: ONNX export, parity, batch-invariant int8, evaluation, card, manifest."""
 
 from __future__ import annotations
 
 import json
 import logging
+import os
+import platform
 import shutil
-from dataclasses import asdict
+from collections.abc import Sequence
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import onnxruntime as ort
+import sentencepiece as spm
 import torch
-from onnxruntime.quantization import QuantType, quantize_dynamic
 
 from model_export.card import write_card
-from model_export.corpus import load_split
+from model_export.corpus import Pair, load_split
 from model_export.export import OPSET, export_onnx, parity
 from model_export.metrics import score
+from model_export.quantize import calibration_feeds, quantize_static_int8
 from model_export.tokenizer import BOS, EOS, PAD, UNK
 from model_export.train import load_model, translate_greedy
 from service.bundle import (
@@ -27,19 +33,60 @@ from service.bundle import (
     Manifest,
     SpecialTokens,
     hash_files,
+    verify_bundle,
 )
-from service.placeholders import find_placeholders
+from service.placeholders import find_placeholders, mask
+from service.runtime import OnnxSeq2Seq, SessionOptions
 from service.translator import DecodeOptions, Translator, translate_corpus
 
 log = logging.getLogger(__name__)
 
+CALIBRATION_SENTENCES = 512  # training sentences whose activations fix the int8 scales
+TEST_SENTENCES = 3000  # a stride sample of the test split (every domain in proportion)
+DEV_SENTENCES = 1500  # for tuning the length penalty
+# CPU features that change which int8/fp32 kernels onnxruntime runs (x86 and Arm names).
+ISA_FLAGS = ("sse4_2", "avx", "avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512_vnni",
+             "avx_vnni", "amx_int8", "asimd", "asimddp", "i8mm", "sve")
 
-def quantize(src: Path, dst: Path) -> None:
-    """int8 dynamic quantization of the weights (activations quantized at run time)."""
-    quantize_dynamic(src, dst, weight_type=QuantType.QInt8)
+
+def sample(pairs: Sequence[Pair], n: int) -> list[Pair]:
+    """Every k-th pair, ``n`` at most: deterministic and spread over the whole file."""
+    if n <= 0 or len(pairs) <= n:
+        return list(pairs)
+    return list(pairs[:: len(pairs) // n][:n])
 
 
-def tune_length_penalty(bundle: Path, dev: list[tuple[str, str]], beam_size: int,
+def provenance() -> dict[str, Any]:
+    """Where recorded metrics and examples were computed: outputs of a quantized model can
+    differ in near-ties between CPUs, thread counts and library builds."""
+    cpu, flags = platform.processor() or platform.machine(), set()
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.is_file():
+        for line in cpuinfo.read_text().splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() == "model name":
+                cpu = value.strip()
+            elif key.strip() in ("flags", "Features"):
+                flags |= set(value.split())
+    return {"onnxruntime": ort.__version__, "numpy": np.__version__,
+            "python": platform.python_version(), "cpu": cpu,
+            "isa": [f for f in ISA_FLAGS if f in flags], "cpu_count": os.cpu_count(),
+            "intra_op_threads": "onnxruntime default (one per core)"}
+
+
+def quantize_variant(out_dir: Path, manifest: Manifest, sp: spm.SentencePieceProcessor,
+                     train: Sequence[Pair]) -> None:
+    """Write the int8 files from the fp32 ones, calibrated on training sentences."""
+    model = OnnxSeq2Seq(out_dir, manifest, "fp32", SessionOptions())
+    sources = [sp.encode(mask(s).text) + [EOS] for s, _ in sample(train, CALIBRATION_SENTENCES)]
+    sources = [ids for ids in sources if len(ids) <= manifest.max_source_tokens]
+    encoder_feeds, decoder_feeds = calibration_feeds(model, sources, BOS, EOS, PAD)
+    for fp32, int8, feeds in zip(VARIANT_FILES["fp32"], VARIANT_FILES["int8"],
+                                 (encoder_feeds, decoder_feeds), strict=True):
+        quantize_static_int8(out_dir / fp32, out_dir / int8, feeds)
+
+
+def tune_length_penalty(bundle: Path, dev: Sequence[Pair], beam_size: int,
                         grid: tuple[float, ...] = (0.0, 0.6, 1.0, 1.5, 2.0)) -> float:
     """The GNMT alpha with the best dev BLEU (beam search, fp32); the test set stays unseen."""
     translator = Translator(bundle, "fp32")
@@ -52,73 +99,103 @@ def tune_length_penalty(bundle: Path, dev: list[tuple[str, str]], beam_size: int
 
 
 def _write_manifest(out_dir: Path, manifest: Manifest) -> Manifest:
-    manifest = Manifest(**{**manifest.__dict__, "files": hash_files(out_dir)})
+    manifest = replace(manifest, files=hash_files(out_dir))
     (out_dir / MANIFEST).write_text(manifest.to_json(), encoding="utf-8")
     return manifest
 
 
+def evaluate_set(translators: dict[str, Translator], pairs: Sequence[Pair], beam_size: int
+                 ) -> dict[str, Any]:
+    """Scores of every variant, greedy and beam, on ``pairs``."""
+    sources, references = [s for s, _ in pairs], [t for _, t in pairs]
+    metrics: dict[str, Any] = {"sentences": len(pairs)}
+    for variant, translator in translators.items():
+        for name, beam in (("greedy", 1), (f"beam{beam_size}", beam_size)):
+            hyps = translate_corpus(translator, sources, DecodeOptions(beam_size=beam))
+            metrics[f"{variant}_{name}"] = score(sources, hyps, references).as_dict()
+            log.info("%s %s: %s", variant, name, metrics[f"{variant}_{name}"])
+    return metrics
+
+
+def record_examples(translator: Translator, pairs: Sequence[Pair], beam_size: int
+                    ) -> list[dict[str, Any]]:
+    """Each pair translated alone, with the generated ids and scores: a later run on any
+    machine can force-decode these ids and compare scores instead of strings."""
+    examples = []
+    for source, reference in pairs:
+        example: dict[str, Any] = {"source": source, "reference": reference,
+                                   "variant": translator.variant, "beam_size": beam_size}
+        for name, beam in (("greedy", 1), ("beam", beam_size)):
+            best = translator.translate([source], DecodeOptions(beam_size=beam))[0].best
+            example |= {name: best.text, f"{name}_tokens": best.token_ids,
+                        f"{name}_score": round(best.score, 6)}
+        examples.append(example)
+    return examples
+
+
+def evaluation_sets(data_dir: Path, eval_limit: int) -> dict[str, list[Pair]]:
+    """``test`` (a stride sample) plus every slice the corpus step wrote (test-*, heldout)."""
+    sets = {"test": sample(load_split(data_dir / "test.tsv"), eval_limit or TEST_SENTENCES)}
+    for path in sorted(data_dir.glob("*.tsv")):
+        if path.stem.startswith("test-") or path.stem == "heldout":
+            pairs = load_split(path)
+            sets[path.stem] = sample(pairs, eval_limit) if eval_limit else pairs
+    return sets
+
+
 def build_bundle(run_dir: Path, data_dir: Path, out_dir: Path, model_id: str,
                  source_lang: str, target_lang: str, int8: bool = True,
-                 eval_limit: int = 0, beam_size: int = 4,
-                 ship: tuple[str, ...] = ("fp32", "int8")) -> Manifest:
-    """Export the best checkpoint of ``run_dir`` into ``out_dir`` and evaluate it on test.
-
-    Every variant is evaluated; only those in ``ship`` stay in the bundle (a size budget).
-    """
+                 eval_limit: int = 0, beam_size: int = 4) -> Manifest:
+    """Export the final checkpoint of ``run_dir`` into ``out_dir`` and evaluate it."""
     model, sp = load_model(run_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     for stale in out_dir.iterdir():
         if stale.is_file():
             stale.unlink()
-    variants = {"fp32": VARIANT_FILES["fp32"]} | ({"int8": VARIANT_FILES["int8"]} if int8 else {})
+    variants = ("fp32", "int8") if int8 else ("fp32",)
     enc, dec = (out_dir / f for f in VARIANT_FILES["fp32"])
     export_onnx(model, enc, dec)
     parity_report = parity(model, enc, dec)
-    if int8:
-        for src, dst in zip(VARIANT_FILES["fp32"], VARIANT_FILES["int8"], strict=True):
-            quantize(out_dir / src, out_dir / dst)
     shutil.copy(run_dir / "spm.model", out_dir / TOKENIZER)
 
     cfg = model.config
     summary = json.loads((run_dir / "summary.json").read_text())
     corpus = json.loads((data_dir / "corpus.json").read_text())
-    manifest = _write_manifest(out_dir, Manifest(
+    manifest = Manifest(
         format_version=FORMAT_VERSION, model_id=model_id, source_lang=source_lang,
         target_lang=target_lang,
         architecture=Architecture(cfg.attention, cfg.vocab_size, cfg.emb_dim, cfg.enc_hidden,
                                   cfg.dec_hidden, cfg.attn_dim, model.num_parameters()),
         special_tokens=SpecialTokens(pad=PAD, unk=UNK, bos=BOS, eos=EOS),
         max_source_tokens=256, max_target_tokens=512, opset=OPSET,
-        variants={name: {"encoder": e, "decoder": d} for name, (e, d) in variants.items()},
+        variants={v: dict(zip(("encoder", "decoder"), VARIANT_FILES[v], strict=True))
+                  for v in variants},
         files={},
         training={"corpus": corpus, "config": asdict(cfg), "epochs": summary["epoch"],
-                  "train_seconds": round(summary["train_seconds"]),
+                  "steps": summary["step"], "train_seconds": round(summary["train_seconds"]),
                   "best_dev_bleu": round(summary["best_bleu"], 2),
                   "threads": torch.get_num_threads()},
         parity=parity_report,
-    ))
+    )
+    if int8:
+        quantize_variant(out_dir, manifest, sp, load_split(data_dir / "train.tsv"))
+    manifest = _write_manifest(out_dir, manifest)
 
-    alpha = tune_length_penalty(out_dir, load_split(data_dir / "dev.tsv"), beam_size)
-    manifest = _write_manifest(out_dir, Manifest(**{**manifest.__dict__,
-                                                    "decoding": {"length_penalty": alpha}}))
-    test = load_split(data_dir / "test.tsv")
-    if eval_limit:
-        test = test[:eval_limit]
-    sources, references = [s for s, _ in test], [t for _, t in test]
-    metrics: dict[str, Any] = {"test_sentences": len(test)}
-    outputs: dict[str, list[str]] = {}
+    dev = sample(load_split(data_dir / "dev.tsv"), DEV_SENTENCES)
+    alpha = tune_length_penalty(out_dir, dev, beam_size)
+    manifest = _write_manifest(out_dir, replace(manifest, decoding={"length_penalty": alpha}))
     # Created after the tuned length penalty is in the manifest, since they read it.
     translators = {variant: Translator(out_dir, variant) for variant in variants}
-    for variant, translator in translators.items():
-        for name, beam in (("greedy", 1), (f"beam{beam_size}", beam_size)):
-            hyps = translate_corpus(translator, sources, DecodeOptions(beam_size=beam))
-            metrics[f"{variant}_{name}"] = score(sources, hyps, references).as_dict()
-            log.info("%s %s: %s", variant, name, metrics[f"{variant}_{name}"])
-            outputs[f"{variant}_{name}"] = hyps
+    sets = evaluation_sets(data_dir, eval_limit)
+    test = sets.pop("test")
+    metrics = evaluate_set(translators, test, beam_size)
+    metrics["test_sentences"] = metrics.pop("sentences")
+    sources = [s for s, _ in test]
     # What the placeholder constraint buys: the same search without it.
     hyps = translate_corpus(translators["fp32"], sources,
                             DecodeOptions(beam_size=beam_size, keep_placeholders=False))
-    metrics[f"fp32_beam{beam_size}_unconstrained"] = score(sources, hyps, references).as_dict()
+    metrics[f"fp32_beam{beam_size}_unconstrained"] = score(
+        sources, hyps, [t for _, t in test]).as_dict()
     # Parity of the exported graphs: PyTorch's greedy has no placeholder constraint.
     unconstrained = translate_corpus(translators["fp32"], sources,
                                      DecodeOptions(beam_size=1, keep_placeholders=False))
@@ -130,27 +207,34 @@ def build_bundle(run_dir: Path, data_dir: Path, out_dir: Path, model_id: str,
     if int8:
         metrics["int8_bleu_delta"] = round(
             metrics[f"int8_beam{beam_size}"]["bleu"] - metrics[f"fp32_beam{beam_size}"]["bleu"], 2)
-    # Test sentences with their offline outputs: the service must reproduce them exactly.
+    metrics["domains"] = {name: evaluate_set(translators, pairs, beam_size)
+                          for name, pairs in sets.items()}
     with_placeholder = [i for i, s in enumerate(sources) if find_placeholders(s)][:4]
-    picked = sorted(set(range(6)) | set(with_placeholder))
-    # Each alone (batch of one): int8 activation scales are computed per batch, so an int8
-    # output can depend on its batch mates; a lone request to the service is a batch of one.
-    served = next(v for v in ("fp32", "int8", *variants) if v in ship and v in variants)
+    picked = [test[i] for i in sorted(set(range(6)) | set(with_placeholder))]
+    picked += sets.get("heldout", [])[:: max(1, len(sets.get("heldout", [])) // 6)][:6]
+    served = translators["int8" if int8 else "fp32"]
+    metrics["examples"] = record_examples(served, picked, beam_size)
+    metrics["provenance"] = provenance()
+    manifest = replace(manifest, metrics=metrics, parity=parity_report)
+    write_card(out_dir, manifest)
+    return _write_manifest(out_dir, manifest)
 
-    def alone(text: str, beam: int) -> str:
-        return translators[served].translate([text], DecodeOptions(beam_size=beam))[0].best.text
 
-    metrics["examples"] = [
-        {"source": sources[i], "reference": references[i], "variant": served,
-         "greedy": alone(sources[i], 1), "beam": alone(sources[i], beam_size),
-         "beam_size": beam_size} for i in picked]
-    manifest = Manifest(**{**manifest.__dict__, "metrics": metrics, "parity": parity_report})
-    kept = {name: files for name, files in manifest.variants.items() if name in ship}
-    if not kept:
-        raise ValueError(f"ship {ship} names none of the built variants {list(variants)}")
-    for name in manifest.variants.keys() - kept.keys():
-        for file in manifest.variants[name].values():
-            (out_dir / file).unlink()
-    manifest = Manifest(**{**manifest.__dict__, "variants": kept})
+def ship(bundle: Path, out_dir: Path, variants: Sequence[str]) -> Manifest:
+    """Copy ``bundle`` into ``out_dir`` with only ``variants`` (a size budget); the manifest
+    keeps the scores of every variant that was built, so the card can compare them."""
+    manifest = verify_bundle(bundle)
+    missing = [v for v in variants if v not in manifest.variants]
+    if missing or not variants:
+        raise ValueError(f"cannot ship {list(variants)}: {bundle} has "
+                         f"{', '.join(sorted(manifest.variants))}")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for stale in out_dir.iterdir():
+        if stale.is_file():
+            stale.unlink()
+    kept = {v: manifest.variants[v] for v in variants}
+    for name in [TOKENIZER, *(f for files in kept.values() for f in files.values())]:
+        shutil.copy(bundle / name, out_dir / name)
+    manifest = replace(manifest, variants=kept)
     write_card(out_dir, manifest)
     return _write_manifest(out_dir, manifest)

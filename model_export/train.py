@@ -1,7 +1,8 @@
-"""Training loop: label-smoothed NLL, Adam, dev BLEU each epoch, LR decay, early stopping.
+"""Training loop: label-smoothed NLL, Adam, dev BLEU per evaluation, LR decay, early stopping.
 
 A run directory holds ``spm.model``, ``config.json``, ``checkpoint.pt`` (latest, for
-resuming) and ``best.pt`` (best dev BLEU), plus ``log.jsonl`` with one line per epoch.
+resuming, also mid-epoch) and ``best.pt`` (best dev BLEU), plus ``log.jsonl`` with one line
+per evaluation (every ``eval_every`` updates and at each epoch end).
 """
 
 from __future__ import annotations
@@ -37,9 +38,10 @@ class TrainConfig:
     data_dir: Path  # holds train.tsv / dev.tsv / test.tsv from the corpus step
     run_dir: Path  # checkpoints, tokenizer, logs
     model: ModelConfig = field(default_factory=ModelConfig)
-    max_epochs: int = 30
-    time_budget_min: float = 0.0  # stop after the epoch that crosses it; 0 = no budget
-    batch_tokens: int = 3000  # padded tokens (max of source/target width x sentences)
+    max_epochs: int = 40
+    time_budget_min: float = 0.0  # stop at the evaluation that crosses it; 0 = no budget
+    eval_every: int = 0  # also validate and checkpoint every N updates (0: at epoch ends)
+    batch_tokens: int = 2500  # padded tokens (max of source/target width x sentences)
     lr: float = 2e-3
     lr_decay: float = 0.5  # multiply the LR by this when dev BLEU does not improve
     min_lr: float = 1e-4
@@ -75,7 +77,7 @@ def translate_greedy(
         chunk = order[start : start + batch_size]
         src = pad([ids[i] for i in chunk])
         lengths = torch.tensor([len(ids[i]) for i in chunk])
-        limit = torch.from_numpy(max_lengths(lengths.numpy(), max_ratio, 10, max_target_tokens))
+        limit = torch.from_numpy(max_lengths(lengths.numpy(), max_ratio, max_target_tokens))
         for i, toks in zip(chunk, model.greedy(src, lengths, BOS, EOS, limit), strict=True):
             out[i] = unmask(sp.decode(toks), masked[i].placeholders)
     return out
@@ -136,26 +138,28 @@ def train(cfg: TrainConfig, resume: bool = True) -> dict[str, Any]:
         model.load_state_dict(saved["model"])
         optimizer.load_state_dict(saved["optimizer"])
         state = saved["state"]
-        random.setstate(saved["py_rng"])
         torch.set_rng_state(saved["torch_rng"])
         log.info("resumed from epoch %d (best dev BLEU %.2f)", state["epoch"], state["best_bleu"])
         if cfg.restart_lr:  # warm restart (Loshchilov & Hutter, 2017): new LR, patience reset
             for group in optimizer.param_groups:
                 group["lr"] = cfg.restart_lr
             state["bad_epochs"] = 0
-    else:
-        random.seed(cfg.seed)
     (cfg.run_dir / "config.json").write_text(json.dumps(asdict(cfg), default=str, indent=2))
     log.info("model: %s, %d parameters", cfg.model.attention, model.num_parameters())
 
     criterion = LabelSmoothedNLL(cfg.label_smoothing)
+    run = _Run(cfg, model, optimizer, sp, dev_pairs, state)
     while state["epoch"] < cfg.max_epochs:
-        started = time.perf_counter()
-        model.train()
-        total_loss, total_tokens = 0.0, 0
-        batches = list(token_batches(examples, cfg.batch_tokens, random.Random(random.random())))
-        bar = tqdm(batches, desc=f"epoch {state['epoch'] + 1}", unit="batch", leave=False)
+        # The batch order is a function of the seed and the epoch, so a run resumed from a
+        # mid-epoch checkpoint continues with exactly the batches it had not seen.
+        rng = random.Random(cfg.seed * 100_003 + state["epoch"])
+        batches = list(token_batches(examples, cfg.batch_tokens, rng))
+        start = state.setdefault("batch_index", 0)
+        bar = tqdm(batches[start:], desc=f"epoch {state['epoch'] + 1}", unit="batch",
+                   leave=False)
+        stop = False
         for batch in bar:
+            model.train()
             log_probs = model(batch.src, batch.src_lengths, batch.tgt_in)
             tokens = batch.num_target_tokens
             loss = criterion(log_probs, batch.tgt_out)
@@ -163,49 +167,87 @@ def train(cfg: TrainConfig, resume: bool = True) -> dict[str, Any]:
             (loss / tokens).backward()
             nn.utils.clip_grad_norm_(model.parameters(), cfg.clip_norm)
             optimizer.step()
-            total_loss += loss.item()
-            total_tokens += tokens
+            run.add(loss.item(), tokens)
             state["step"] += 1
-            bar.set_postfix(loss=f"{total_loss / total_tokens:.3f}")
-            if cfg.max_steps and state["step"] >= cfg.max_steps:
+            state["batch_index"] += 1
+            bar.set_postfix(loss=f"{run.loss:.3f}")
+            if state["batch_index"] == len(batches):
                 break
-        state["epoch"] += 1
-        state["train_seconds"] += time.perf_counter() - started
-        dev = evaluate_greedy(model, sp, dev_pairs)
-        lr = optimizer.param_groups[0]["lr"]
-        record = {"epoch": state["epoch"], "loss": total_loss / max(total_tokens, 1), "lr": lr,
-                  "dev_bleu": round(dev.bleu, 2), "dev_chrf": round(dev.chrf, 2),
-                  "seconds": round(time.perf_counter() - started, 1)}
-        state["history"].append(record)
-        log.info("epoch %(epoch)d loss %(loss).3f lr %(lr).2e dev BLEU %(dev_bleu).2f "
-                 "chrF %(dev_chrf).2f (%(seconds).0fs)", record)
-        if dev.bleu > state["best_bleu"]:
-            state["best_bleu"], state["bad_epochs"] = dev.bleu, 0
-            torch.save({"model": model.state_dict(), "config": asdict(cfg.model)},
-                       cfg.run_dir / "best.pt")
-        else:
-            state["bad_epochs"] += 1
-            for group in optimizer.param_groups:
-                group["lr"] = max(group["lr"] * cfg.lr_decay, cfg.min_lr)
-        torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                    "state": state, "py_rng": random.getstate(),
-                    "torch_rng": torch.get_rng_state()}, checkpoint)
-        snapshots = cfg.run_dir / "epochs"  # for checkpoint averaging; the last few only
-        snapshots.mkdir(exist_ok=True)
-        torch.save(model.state_dict(), snapshots / f"{state['epoch']:03d}.pt")
-        for old in sorted(snapshots.glob("*.pt"))[:-KEEP_SNAPSHOTS]:
-            old.unlink()
-        with (cfg.run_dir / "log.jsonl").open("a") as f:
-            f.write(json.dumps(record) + "\n")
-        if state["bad_epochs"] >= cfg.patience:
-            log.info("early stop: no dev improvement in %d epochs", cfg.patience)
-            break
-        over_budget = cfg.time_budget_min and state["train_seconds"] > 60 * cfg.time_budget_min
-        if over_budget or (cfg.max_steps and state["step"] >= cfg.max_steps):
+            if cfg.max_steps and state["step"] >= cfg.max_steps:
+                run.validate()
+                stop = True
+                break
+            if cfg.eval_every and state["step"] % cfg.eval_every == 0 and run.validate():
+                stop = True
+                break
+        if state["batch_index"] == len(batches):
+            state["epoch"] += 1
+            state["batch_index"] = 0
+            stop = run.validate() or bool(cfg.max_steps and state["step"] >= cfg.max_steps)
+        if stop:
             break
     summary = {k: state[k] for k in ("epoch", "step", "best_bleu", "train_seconds", "history")}
     (cfg.run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
     return summary
+
+
+class _Run:
+    """Validation and checkpointing of a training run, at epoch ends and every
+    ``eval_every`` steps: dev BLEU, best model, LR decay on a plateau, checkpoints to resume
+    from, snapshots to average, the log, early stopping and the time budget."""
+
+    def __init__(self, cfg: TrainConfig, model: Seq2Seq, optimizer: torch.optim.Optimizer,
+                 sp: spm.SentencePieceProcessor, dev_pairs: Sequence[Pair],
+                 state: dict[str, Any]) -> None:
+        self.cfg, self.model, self.optimizer, self.sp = cfg, model, optimizer, sp
+        self.dev_pairs, self.state = dev_pairs, state
+        self.total_loss, self.total_tokens = 0.0, 0
+        self.started = time.perf_counter()
+
+    def add(self, loss: float, tokens: int) -> None:
+        self.total_loss += loss
+        self.total_tokens += tokens
+
+    @property
+    def loss(self) -> float:
+        return self.total_loss / max(self.total_tokens, 1)
+
+    def validate(self) -> bool:
+        """Evaluate and checkpoint; True when training should stop."""
+        cfg, state = self.cfg, self.state
+        state["train_seconds"] += time.perf_counter() - self.started
+        dev = evaluate_greedy(self.model, self.sp, self.dev_pairs)
+        record = {"epoch": state["epoch"], "step": state["step"], "loss": self.loss,
+                  "lr": self.optimizer.param_groups[0]["lr"], "dev_bleu": round(dev.bleu, 2),
+                  "dev_chrf": round(dev.chrf, 2),
+                  "seconds": round(time.perf_counter() - self.started, 1)}
+        state["history"].append(record)
+        log.info("epoch %(epoch)d step %(step)d loss %(loss).3f lr %(lr).2e dev BLEU "
+                 "%(dev_bleu).2f chrF %(dev_chrf).2f (%(seconds).0fs)", record)
+        if dev.bleu > state["best_bleu"]:
+            state["best_bleu"], state["bad_epochs"] = dev.bleu, 0
+            torch.save({"model": self.model.state_dict(), "config": asdict(cfg.model)},
+                       cfg.run_dir / "best.pt")
+        else:
+            state["bad_epochs"] += 1
+            for group in self.optimizer.param_groups:
+                group["lr"] = max(group["lr"] * cfg.lr_decay, cfg.min_lr)
+        torch.save({"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+                    "state": state, "torch_rng": torch.get_rng_state()},
+                   cfg.run_dir / "checkpoint.pt")
+        snapshots = cfg.run_dir / "epochs"  # for checkpoint averaging; the last few only
+        snapshots.mkdir(exist_ok=True)
+        torch.save(self.model.state_dict(), snapshots / f"{state['step']:07d}.pt")
+        for old in sorted(snapshots.glob("*.pt"))[:-KEEP_SNAPSHOTS]:
+            old.unlink()
+        with (cfg.run_dir / "log.jsonl").open("a") as f:
+            f.write(json.dumps(record) + "\n")
+        self.total_loss, self.total_tokens = 0.0, 0
+        self.started = time.perf_counter()
+        if state["bad_epochs"] >= cfg.patience:
+            log.info("early stop: no dev improvement in %d evaluations", cfg.patience)
+            return True
+        return bool(cfg.time_budget_min and state["train_seconds"] > 60 * cfg.time_budget_min)
 
 
 def load_model(run_dir: Path) -> tuple[Seq2Seq, spm.SentencePieceProcessor]:

@@ -11,9 +11,9 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.staticfiles import StaticFiles
 
 from service.api import pages
+from service.api.errors import install_error_handlers
+from service.api.middleware import BodyLimit, RequestContext
 from service.api.routes import router
-from service.errors import install_error_handlers
-from service.middleware import BodyLimit, RequestContext
 from service.settings import Settings
 from service.state import ServiceState
 

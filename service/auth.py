@@ -1,31 +1,15 @@
-"""Optional API keys: ``Authorization: Bearer <key>`` or ``X-API-Key: <key>``."""
+"""Optional API keys, compared in constant time."""
 
 from __future__ import annotations
 
 import hmac
 
-from fastapi import Request
-
-from service.errors import ServiceError
-
-
-class Unauthorized(ServiceError):
-    status, code = 401, "unauthorized"
-
-
-class Forbidden(ServiceError):
-    status, code = 403, "forbidden"
-
-
-def presented_key(request: Request) -> str | None:
-    header = request.headers.get("authorization", "")
-    if header.lower().startswith("bearer "):
-        return header[7:].strip()
-    return request.headers.get("x-api-key")
+from service.errors import Forbidden, Unauthorized
 
 
 def check_key(presented: str | None, keys: list[str]) -> None:
-    """Raise 401 without a key and 403 with a wrong one; open when ``keys`` is empty.
+    """Raise :class:`Unauthorized` without a key and :class:`Forbidden` with a wrong one;
+    open when ``keys`` is empty.
 
     Every configured key is compared in constant time, so timing tells nothing about them.
     """
@@ -33,7 +17,7 @@ def check_key(presented: str | None, keys: list[str]) -> None:
         return
     if not presented:
         raise Unauthorized("an API key is required: send 'Authorization: Bearer <key>' or "
-                           "'X-API-Key: <key>'", headers={"WWW-Authenticate": "Bearer"})
+                           "'X-API-Key: <key>'")
     given = presented.encode()
     matched = False
     for key in keys:

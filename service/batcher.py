@@ -15,17 +15,18 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
+from service.errors import Busy
 from service.metrics import Metrics
-from service.translator import DecodeOptions, Prepared, Translation, Translator
+from service.translator import Decoded, DecodeOptions, Prepared, Translation, Translator
 
 log = logging.getLogger(__name__)
 
 
-class Overloaded(Exception):
+class Overloaded(Busy):
     """The queue is full or shutting down: the request was not accepted."""
 
 
-class QueueTimeout(Exception):
+class QueueTimeout(Busy):
     """The request waited in the queue longer than the timeout; its work was dropped."""
 
 
@@ -174,9 +175,8 @@ class Batcher:
         for job in live:
             job.started, job.batch_sentences = now, len(rows)
             self.metrics.queue_wait.observe(now - job.enqueued)
-        steps_before = self.translator.model.steps
         try:
-            results = await loop.run_in_executor(
+            decoded = await loop.run_in_executor(
                 self._executor, self.translator.translate_prepared, rows, live[0].options)
         except Exception as exc:  # a failed batch fails its own requests only
             log.exception("decoding a batch of %d sentences failed", len(rows))
@@ -184,19 +184,19 @@ class Batcher:
                 if not job.future.done():
                     job.future.set_exception(exc)
             return
-        self._observe(rows, results, time.perf_counter() - now, steps_before)
+        self._observe(rows, decoded, time.perf_counter() - now)
         at = 0
         for job in live:
-            job.encode_seconds = self.translator.last_encode_seconds
+            job.encode_seconds = decoded.stats.encode_seconds
             if not job.future.done():
-                job.future.set_result(results[at : at + len(job.rows)])
+                job.future.set_result(decoded.translations[at : at + len(job.rows)])
             at += len(job.rows)
 
-    def _observe(self, rows: Sequence[Prepared], results: Sequence[Translation],
-                 seconds: float, steps_before: int) -> None:
+    def _observe(self, rows: Sequence[Prepared], decoded: Decoded, seconds: float) -> None:
         m = self.metrics
         m.batch_size.observe(len(rows))
         m.decode_seconds.observe(seconds)
         m.tokens_in.inc(sum(len(r.ids) for r in rows))
-        m.tokens_out.inc(sum(len(t.best.token_ids) + 1 for t in results if t.source_ids))
-        m.decode_steps.inc(self.translator.model.steps - steps_before)
+        m.tokens_out.inc(sum(len(t.best.token_ids) + t.best.ended
+                             for t in decoded.translations if t.source_ids))
+        m.decode_steps.inc(decoded.stats.decoder_steps)

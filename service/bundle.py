@@ -27,7 +27,7 @@ MANIFEST = "manifest.json"
 TOKENIZER = "spm.model"
 MODEL_CARD = "README.md"
 
-# variant name -> (encoder file, decoder file)
+# variant name -> (encoder file, decoder file), the most accurate first
 VARIANT_FILES = {
     "fp32": ("encoder.onnx", "decoder.onnx"),
     "int8": ("encoder.int8.onnx", "decoder.int8.onnx"),
@@ -83,6 +83,15 @@ class Manifest:
     metrics: dict[str, Any] = field(default_factory=dict)
     parity: dict[str, Any] = field(default_factory=dict)
     decoding: dict[str, Any] = field(default_factory=dict)  # tuned defaults: length_penalty
+
+    def resolve_variant(self, requested: str) -> str:
+        """``auto``: the most accurate variant the bundle ships; else ``requested`` if shipped."""
+        if requested == "auto":
+            return next(v for v in (*VARIANT_FILES, *self.variants) if v in self.variants)
+        if requested not in self.variants:
+            raise BundleError(f"bundle has no {requested!r} variant: valid are "
+                              f"{', '.join(sorted(self.variants))} or 'auto'")
+        return requested
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2, ensure_ascii=False) + "\n"

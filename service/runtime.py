@@ -52,15 +52,12 @@ class OnnxSeq2Seq:
 
     def __init__(self, bundle_dir: Path, manifest: Manifest, variant: str,
                  options: SessionOptions) -> None:
-        if variant not in manifest.variants:
-            raise ValueError(f"bundle has no {variant!r} variant: valid are "
-                             f"{', '.join(sorted(manifest.variants))}")
+        variant = manifest.resolve_variant(variant)
         files = manifest.variants[variant]
         self.variant = variant
         self.provider = options.provider
         self.encoder = self._session(bundle_dir / files["encoder"], options)
         self.decoder = self._session(bundle_dir / files["decoder"], options)
-        self.steps = 0  # decoder calls so far (read by metrics)
 
     @staticmethod
     def _session(path: Path, options: SessionOptions) -> ort.InferenceSession:
@@ -85,7 +82,6 @@ class OnnxSeq2Seq:
 
     def step(self, prev_tokens: np.ndarray, hidden: np.ndarray,
              encoded: EncodedBatch) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        self.steps += 1
         inputs = (prev_tokens, hidden, encoded.outputs, encoded.keys, encoded.mask)
         log_probs, next_hidden, attention = self.decoder.run(
             None, dict(zip(DECODER_INPUTS, inputs, strict=True)))

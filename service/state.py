@@ -30,7 +30,7 @@ class ServiceState:
 
     def require_ready(self) -> tuple[Translator, Batcher]:
         if not self.ready or self.translator is None or self.batcher is None:
-            raise NotReady(f"service not ready: {self.detail}", headers={"Retry-After": "1"})
+            raise NotReady(f"service not ready: {self.detail}")
         return self.translator, self.batcher
 
     async def load(self) -> None:
@@ -50,11 +50,11 @@ class ServiceState:
         seconds = time.perf_counter() - started
         m = translator.manifest
         self.metrics.model_load.set(seconds)
-        self.metrics.model.info({"model_id": m.model_id, "variant": s.variant,
+        self.metrics.model.info({"model_id": m.model_id, "variant": translator.variant,
                                  "provider": translator.model.provider})
         self.metrics.ready.set(1)
         self.ready, self.detail = True, "ready"
-        log.info("model %s (%s, %s) ready in %.2fs", m.model_id, s.variant,
+        log.info("model %s (%s, %s) ready in %.2fs", m.model_id, translator.variant,
                  translator.model.provider, seconds)
 
     def _load_translator(self) -> Translator:

@@ -11,7 +11,16 @@ import numpy as np
 import sentencepiece as spm
 
 from service.bundle import TOKENIZER, Manifest, verify_bundle
-from service.decoding import Hypothesis, Placeholders, beam_search, greedy_search, max_lengths
+from service.decoding import (
+    EncodedBatch,
+    Hypothesis,
+    Placeholders,
+    StepModel,
+    beam_search,
+    forced_log_probs,
+    greedy_search,
+    max_lengths,
+)
 from service.placeholders import SENTINELS, Masked, mask, unmask
 from service.runtime import OnnxSeq2Seq, SessionOptions
 
@@ -39,7 +48,8 @@ class Candidate:
     text: str
     score: float
     token_ids: list[int]
-    attention: np.ndarray  # (T, S)
+    attention: np.ndarray  # (T, S): a row per generated token, plus one for EOS if ended
+    ended: bool  # the model emitted EOS (False: cut at the length limit)
 
 
 @dataclass
@@ -51,6 +61,33 @@ class Translation:
     @property
     def best(self) -> Candidate:
         return self.candidates[0]
+
+
+@dataclass(frozen=True)
+class DecodeStats:
+    """What decoding one batch cost."""
+
+    sentences: int  # non-empty rows decoded
+    encode_seconds: float
+    decoder_steps: int  # decoder calls (each over all rows still running)
+
+
+@dataclass
+class Decoded:
+    translations: list[Translation]  # one per row, in order
+    stats: DecodeStats
+
+
+class _CountingSteps:
+    """Counts the decoder calls of one search."""
+
+    def __init__(self, model: StepModel) -> None:
+        self.model, self.calls = model, 0
+
+    def step(self, prev_tokens: np.ndarray, hidden: np.ndarray, encoded: EncodedBatch
+             ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        self.calls += 1
+        return self.model.step(prev_tokens, hidden, encoded)
 
 
 @dataclass
@@ -69,14 +106,10 @@ class Translator:
         self.bundle_dir = Path(bundle_dir)
         self.manifest: Manifest = verify_bundle(self.bundle_dir)
         self.sp = spm.SentencePieceProcessor(model_file=str(self.bundle_dir / TOKENIZER))
-        if variant == "auto":  # the most accurate variant the bundle ships
-            variant = next(v for v in ("fp32", "int8", *self.manifest.variants)
-                           if v in self.manifest.variants)
         self.model = OnnxSeq2Seq(self.bundle_dir, self.manifest, variant,
                                  options or SessionOptions())
         self.special = self.manifest.special_tokens
         self.length_penalty = float(self.manifest.decoding.get("length_penalty", 0.6))
-        self.last_encode_seconds = 0.0
         ids = [self.sp.piece_to_id(s) for s in SENTINELS]
         self.sentinel_ids = np.array([i for i in ids if i != self.sp.unk_id()], dtype=np.int64)
 
@@ -93,23 +126,39 @@ class Translator:
             rows.append(Prepared(masked, ids + [self.special.eos] if ids else []))
         return rows
 
+    @property
+    def variant(self) -> str:
+        """The variant actually loaded (``auto`` resolved)."""
+        return self.model.variant
+
     def translate(self, texts: Sequence[str], options: DecodeOptions = DecodeOptions()
                   ) -> list[Translation]:
-        return self.translate_prepared(self.prepare(texts), options)
+        return self.translate_prepared(self.prepare(texts), options).translations
 
-    def translate_prepared(self, rows: Sequence[Prepared], options: DecodeOptions
-                           ) -> list[Translation]:
+    def translate_prepared(self, rows: Sequence[Prepared], options: DecodeOptions) -> Decoded:
         """Decode all non-empty rows as one batch; empty texts give empty translations."""
         results = [Translation(r.ids, r.masked) for r in rows]
         todo = [i for i, r in enumerate(rows) if r.ids]
+        stats = DecodeStats(0, 0.0, 0)
         if todo:
-            hypotheses = self._search([rows[i].ids for i in todo], options)
+            hypotheses, stats = self._search([rows[i].ids for i in todo], options)
             for i, hyps in zip(todo, hypotheses, strict=True):
                 results[i].candidates = [self._candidate(h, rows[i].masked) for h in hyps]
         for r in results:
             if not r.candidates:
-                r.candidates = [Candidate("", 0.0, [], np.zeros((0, 0), np.float32))]
-        return results
+                r.candidates = [Candidate("", 0.0, [], np.zeros((0, 0), np.float32), True)]
+        return Decoded(results, stats)
+
+    def log_probability(self, texts: Sequence[str], targets: Sequence[Sequence[int]]
+                        ) -> list[float]:
+        """Log-probability of each target (generated ids, no BOS/EOS) as a translation of
+        the text (forced decoding): compares outputs across machines and versions."""
+        ids = [row.ids for row in self.prepare(texts)]
+        src, lengths = self.encode(ids)
+        encoded = self.model.encode(src, lengths)
+        scores = forced_log_probs(self.model, encoded, self.special.bos, self.special.eos,
+                                  targets)
+        return [float(s) for s in scores]
 
     def encode(self, batch: Sequence[list[int]]) -> tuple[np.ndarray, np.ndarray]:
         """Pad a list of id lists into (B, S) ids and (B,) lengths."""
@@ -120,29 +169,32 @@ class Translator:
         return src, lengths
 
     def _search(self, batch: Sequence[list[int]], options: DecodeOptions
-                ) -> list[list[Hypothesis]]:
+                ) -> tuple[list[list[Hypothesis]], DecodeStats]:
         src, lengths = self.encode(batch)
         started = time.perf_counter()
         encoded = self.model.encode(src, lengths)
-        self.last_encode_seconds = time.perf_counter() - started  # read by the batcher
+        encode_seconds = time.perf_counter() - started
         cap = min(options.max_length or self.manifest.max_target_tokens,
                   self.manifest.max_target_tokens)
-        limit = max_lengths(lengths, options.max_length_ratio, 10, cap)
+        limit = max_lengths(lengths, options.max_length_ratio, cap)
         placeholders = None
         if options.keep_placeholders and self.sentinel_ids.size:
             required = (src[:, :, None] == self.sentinel_ids[None, None, :]).sum(axis=1)
             placeholders = Placeholders(self.sentinel_ids, required)  # (B, P) counts
+        model = _CountingSteps(self.model)
         if options.beam_size == 1:
-            return [[h] for h in greedy_search(self.model, encoded, self.special.bos,
-                                               self.special.eos, limit, placeholders)]
-        return beam_search(self.model, encoded, self.special.bos, self.special.eos, limit,
-                           beam_size=options.beam_size, n_best=options.n_best,
-                           alpha=self.length_penalty if options.length_penalty is None
-                           else options.length_penalty, placeholders=placeholders)
+            found = [[h] for h in greedy_search(model, encoded, self.special.bos,
+                                                self.special.eos, limit, placeholders)]
+        else:
+            found = beam_search(model, encoded, self.special.bos, self.special.eos, limit,
+                                beam_size=options.beam_size, n_best=options.n_best,
+                                alpha=self.length_penalty if options.length_penalty is None
+                                else options.length_penalty, placeholders=placeholders)
+        return found, DecodeStats(len(batch), encode_seconds, model.calls)
 
     def _candidate(self, hyp: Hypothesis, masked: Masked) -> Candidate:
         text = unmask(self.sp.decode(hyp.tokens), masked.placeholders)
-        return Candidate(text, hyp.score, hyp.tokens, hyp.attention)
+        return Candidate(text, hyp.score, hyp.tokens, hyp.attention, hyp.ended)
 
     def pieces(self, ids: Sequence[int], masked: Masked) -> list[str]:
         """Subword strings for display, sentinels shown as their placeholders."""
@@ -161,7 +213,7 @@ def translate_corpus(translator: Translator, texts: Sequence[str], options: Deco
     out = [""] * len(rows)
     for start in range(0, len(order), batch_size):
         chunk = order[start : start + batch_size]
-        for i, t in zip(chunk, translator.translate_prepared([rows[i] for i in chunk], options),
-                        strict=True):
+        decoded = translator.translate_prepared([rows[i] for i in chunk], options)
+        for i, t in zip(chunk, decoded.translations, strict=True):
             out[i] = t.best.text
     return out

@@ -10,8 +10,8 @@ DEFAULT_BUNDLE = ROOT / "models" / "en-de"
 
 def shipped_files() -> tuple[str, str]:
     """(encoder, decoder) file names of the variant the service loads by default."""
-    variants = read_manifest(DEFAULT_BUNDLE).variants
-    files = variants["fp32"] if "fp32" in variants else next(iter(variants.values()))
+    manifest = read_manifest(DEFAULT_BUNDLE)
+    files = manifest.variants[manifest.resolve_variant("auto")]
     return files["encoder"], files["decoder"]
 
 

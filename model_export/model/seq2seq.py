@@ -14,13 +14,13 @@ from model_export.model.encoder import Encoder
 
 @dataclass
 class ModelConfig:
-    vocab_size: int = 8000  # joint SentencePiece vocabulary (source and target)
+    vocab_size: int = 10000  # joint SentencePiece vocabulary (source and target)
     emb_dim: int = 256  # embedding and readout size; embeddings are tied three ways
-    enc_hidden: int = 256  # per direction; encoder outputs are 2 * enc_hidden wide
+    enc_hidden: int = 384  # per direction; encoder outputs are 2 * enc_hidden wide
     dec_hidden: int = 512  # decoder GRU state
     attn_dim: int = 256  # Bahdanau attention's hidden size (unused by Luong)
     attention: str = "bahdanau"  # bahdanau | luong-general | luong-dot
-    dropout: float = 0.3  # on embeddings, encoder outputs and the readout
+    dropout: float = 0.2  # on embeddings, encoder outputs and the readout
     pad_id: int = 0
 
 

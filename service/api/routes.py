@@ -21,8 +21,7 @@ from service.api.schemas import (
     TranslateResponse,
     TranslationOut,
 )
-from service.auth import check_key, presented_key
-from service.batcher import Overloaded, QueueTimeout
+from service.auth import check_key
 from service.bundle import MODEL_CARD
 from service.errors import Busy, DecodeFailed, InvalidOption, LimitExceeded, NotReady
 from service.settings import Settings
@@ -38,6 +37,14 @@ def get_state(request: Request) -> ServiceState:
 StateDep = Annotated[ServiceState, Depends(get_state)]
 
 
+def presented_key(request: Request) -> str | None:
+    """The key from ``Authorization: Bearer <key>`` or ``X-API-Key: <key>``."""
+    header = request.headers.get("authorization", "")
+    if header.lower().startswith("bearer "):
+        return header[7:].strip()
+    return request.headers.get("x-api-key")
+
+
 def require_key(request: Request, state: StateDep) -> None:
     check_key(presented_key(request), state.settings.key_list())
 
@@ -49,7 +56,7 @@ def require_key_for_metrics(request: Request, state: StateDep) -> None:
 
 router = APIRouter()
 ERRORS: dict[int | str, dict[str, Any]] = {
-    code: {"model": ErrorResponse} for code in (401, 403, 413, 422, 500, 503)}
+    code: {"model": ErrorResponse} for code in (400, 401, 403, 413, 422, 500, 503)}
 
 
 @router.post("/translate", response_model=TranslateResponse, response_model_exclude_none=True,
@@ -67,8 +74,8 @@ async def translate(body: TranslateRequest, state: StateDep) -> TranslateRespons
         raise LimitExceeded(f"{exc} (SERVICE_MAX_INPUT_TOKENS)") from exc
     try:
         result = await batcher.submit(rows, options)
-    except (Overloaded, QueueTimeout) as exc:
-        raise Busy(str(exc), headers={"Retry-After": "1"}) from exc
+    except Busy:
+        raise
     except Exception as exc:
         raise DecodeFailed(f"decoding failed ({type(exc).__name__}); the server keeps "
                            "serving, retry or report the request_id") from exc
@@ -114,8 +121,7 @@ def to_output(translator: Translator, t: Translation, body: TranslateRequest) ->
                             for c in t.candidates]
     if body.return_attention or body.return_alignment:
         source = translator.pieces(t.source_ids, t.masked)
-        ended = best.attention.shape[0] > len(best.token_ids)  # a row for the final EOS
-        eos = [translator.special.eos] if ended else []
+        eos = [translator.special.eos] if best.ended else []
         target = translator.pieces(best.token_ids + eos, t.masked)
         if body.return_attention:
             out.source_tokens, out.target_tokens = source, target
@@ -139,7 +145,7 @@ async def live() -> Health:
 async def ready(state: StateDep) -> Health:
     """The model is loaded and warmed up (503 otherwise)."""
     if not state.ready:
-        raise NotReady(f"service not ready: {state.detail}", headers={"Retry-After": "1"})
+        raise NotReady(f"service not ready: {state.detail}")
     return Health(status="ready")
 
 

@@ -6,7 +6,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 
 class TranslateRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid", json_schema_extra={
+    # strict: no coercion, so the API accepts exactly what its schema documents ("0" or 0 is
+    # not a boolean, 4.0 is not a beam size).
+    model_config = ConfigDict(extra="forbid", strict=True, json_schema_extra={
         "examples": [{"text": "Save the document as %s?", "beam_size": 4},
                      {"text": ["Open file", "Insert table"], "return_attention": True}]})
 

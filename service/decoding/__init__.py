@@ -2,6 +2,7 @@
 
 from service.decoding.beam import beam_search, length_penalty
 from service.decoding.constraints import Placeholders
+from service.decoding.forced import forced_log_probs
 from service.decoding.greedy import greedy_search
 from service.decoding.types import EncodedBatch, Hypothesis, StepModel, max_lengths
 
@@ -11,6 +12,7 @@ __all__ = [
     "Placeholders",
     "StepModel",
     "beam_search",
+    "forced_log_probs",
     "greedy_search",
     "length_penalty",
     "max_lengths",

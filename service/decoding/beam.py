@@ -108,7 +108,7 @@ def advance(
         steps = np.concatenate([beams.attention[n, b], attention[n, b][None]], axis=0)
         score = top_scores[n, j] / length_penalty(t + 1, alpha)
         finished[beams.sentence[n]].append(Hypothesis(beams.tokens[n, b].tolist(), float(score),
-                                                      steps))
+                                                      steps, ended=True))
 
     live = np.argsort(top_token == eos, axis=1, kind="stable")[:, :K]  # first K non-EOS
     beam = np.take_along_axis(top_beam, live, axis=1)  # (N, K)
@@ -138,7 +138,8 @@ def finish_at_limit(beams: Beams, done: np.ndarray, alpha: float,
         for b in np.nonzero(np.isfinite(beams.scores[n]))[0]:
             score = beams.scores[n, b] / length_penalty(t, alpha)
             finished[beams.sentence[n]].append(
-                Hypothesis(beams.tokens[n, b].tolist(), float(score), beams.attention[n, b]))
+                Hypothesis(beams.tokens[n, b].tolist(), float(score), beams.attention[n, b],
+                           ended=False))
 
 
 def beam_search(

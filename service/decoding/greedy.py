@@ -29,6 +29,7 @@ def greedy_search(
     tokens: list[list[int]] = [[] for _ in range(B)]
     attention: list[list[np.ndarray]] = [[] for _ in range(B)]
     scores = np.zeros(B, dtype=np.float64)
+    ended = np.zeros(B, dtype=bool)
     missing = placeholders.required.copy() if placeholders is not None else None  # (B, P)
     step = 0
     while active.size:
@@ -44,12 +45,14 @@ def greedy_search(
             attention[sentence].append(attn[row])
             if prev[row] != eos:
                 tokens[sentence].append(int(prev[row]))
+            else:
+                ended[sentence] = True
         keep = (prev != eos) & (step < max_len[active])
         if not keep.all():
             active, prev, hidden = active[keep], prev[keep], hidden[keep]
             rows = rows.take(keep)
     return [
         Hypothesis(tokens[i], float(scores[i]), np.stack(attention[i]) if attention[i]
-                   else np.zeros((0, S), np.float32))
+                   else np.zeros((0, S), np.float32), ended=bool(ended[i]))
         for i in range(B)
     ]

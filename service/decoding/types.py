@@ -42,9 +42,13 @@ class StepModel(Protocol):
 class Hypothesis:
     tokens: list[int]  # generated ids, without BOS and EOS
     score: float  # log-probability, length-normalized for beam search
-    attention: np.ndarray  # (T, S): one row per generated token and the final EOS
+    attention: np.ndarray  # (T, S): one row per generated token, and one for EOS if ended
+    ended: bool  # it ended with EOS (False: cut off at the step limit)
 
 
-def max_lengths(src_lengths: np.ndarray, ratio: float, extra: int, cap: int) -> np.ndarray:
-    """Per-sentence step limit: ratio * source length + extra, at most ``cap``."""
-    return np.minimum(np.ceil(src_lengths * ratio).astype(np.int64) + extra, cap)
+EXTRA_TARGET_TOKENS = 10  # short sources may have longer translations ("OK" -> "In Ordnung")
+
+
+def max_lengths(src_lengths: np.ndarray, ratio: float, cap: int) -> np.ndarray:
+    """Per-sentence step limit: ratio * source length + EXTRA_TARGET_TOKENS, at most ``cap``."""
+    return np.minimum(np.ceil(src_lengths * ratio).astype(np.int64) + EXTRA_TARGET_TOKENS, cap)

@@ -5,10 +5,19 @@ import { initHeatmap, renderAlignment, renderHeatmap } from "./attention.js";
 
 // ---- model badge ----------------------------------------------------------------------------
 
+function apiHeaders() {
+  const headers = { "Content-Type": "application/json" };
+  if ($("key").value) headers["X-API-Key"] = $("key").value;
+  return headers;
+}
+
+let modelRetry = null;
+
 async function loadModel() {
   const badge = $("model");
+  clearTimeout(modelRetry);
   try {
-    const response = await fetch("/model");
+    const response = await fetch("/model", { headers: apiHeaders() });
     if (response.ok) {
       const m = await response.json();
       badge.textContent = `${m.source_lang} → ${m.target_lang} · ${m.model_id}`;
@@ -17,13 +26,20 @@ async function loadModel() {
       $("translation").lang = m.target_lang;
       return;
     }
+    if (response.status === 401 || response.status === 403) {
+      // Retrying cannot help: wait until a (different) key is entered.
+      badge.textContent = response.status === 401
+        ? "enter an API key to see the model" : "the API key is not valid";
+      badge.dataset.state = "error";
+      return;
+    }
     const loading = response.status === 503;
     badge.textContent = loading ? "model loading…" : `model: HTTP ${response.status}`;
   } catch (err) {
     badge.textContent = "service unreachable";
   }
   badge.dataset.state = "waiting";
-  setTimeout(loadModel, 2000);
+  modelRetry = setTimeout(loadModel, 2000);
 }
 
 // ---- request --------------------------------------------------------------------------------
@@ -46,12 +62,10 @@ async function translate(event) {
   event.preventDefault();
   if ($("app").dataset.state === "loading") return;
   setBusy(true);
-  const headers = { "Content-Type": "application/json" };
-  if ($("key").value) headers["X-API-Key"] = $("key").value;
   let response = null, body = null;
   try {
     response = await fetch("/translate", {
-      method: "POST", headers, body: JSON.stringify(requestBody()),
+      method: "POST", headers: apiHeaders(), body: JSON.stringify(requestBody()),
     });
     body = await response.json().catch(() => null);
   } catch (err) {
@@ -125,6 +139,7 @@ function updateChars() {
 // A module runs once the document is parsed: the elements are there.
 $("form").addEventListener("submit", translate);
 $("text").addEventListener("input", updateChars);
+$("key").addEventListener("change", loadModel);  // a new key may unlock /model
 $("text").addEventListener("keydown", (event) => {
   if (event.key === "Enter" && (event.ctrlKey || event.metaKey)) $("form").requestSubmit();
 });

@@ -1,4 +1,6 @@
-"""Fuzz the OpenAPI spec with schemathesis: no 5xx, every 4xx a JSON error body.
+"""Fuzz the OpenAPI spec with schemathesis: no 5xx, every 4xx a JSON error body, and the API
+exactly as strict as its schema (documented status codes, content types and bodies; every
+request the schema calls invalid is rejected).
 
 FUZZ_CASES is the number of generated /translate requests, half valid and half invalid by
 the schema (1000 in the full run; `make test-quick` uses 100). Hypothesis drives the
@@ -14,6 +16,13 @@ import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
 from hypothesis.errors import Unsatisfiable
+from schemathesis.checks import not_a_server_error
+from schemathesis.specs.openapi.checks import (
+    content_type_conformance,
+    negative_data_rejection,
+    response_schema_conformance,
+    status_code_conformance,
+)
 
 from tests.integration.conftest import Server, start_server
 
@@ -31,8 +40,13 @@ def fuzz_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     server.stop()
 
 
+CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance,
+          response_schema_conformance, negative_data_rejection]
+
+
 def check(case: schemathesis.Case) -> None:
     response = case.call(timeout=60)
+    case.validate_response(response, checks=CHECKS)
     assert response.status_code < 500, (case.body, response.status_code, response.text[:300])
     if response.status_code >= 400:
         error = response.json()["error"]

@@ -189,3 +189,22 @@ def test_not_ready_is_shown(browser: Browser, tmp_path: Path) -> None:
     finally:
         missing.stop()
 
+
+
+def test_api_key_is_asked_for_then_used(browser: Browser, tmp_path: Path) -> None:
+    keyed = start_server(tmp_path, SERVICE_API_KEYS="k-123")
+    try:
+        keyed.wait("/health/ready", 200)
+        with open_page(browser, keyed.url) as page:
+            page.wait_for_selector("#model[data-state=error]")  # 401 on /model: no retry loop
+            assert page.text_content("#model") == "enter an API key to see the model"
+            page.fill("#key", "wrong")
+            page.dispatch_event("#key", "change")
+            page.wait_for_selector("#model:text('the API key is not valid')")
+            page.fill("#key", "k-123")
+            page.dispatch_event("#key", "change")
+            page.wait_for_selector("#model[data-state=ready]")
+            submit(page, SENTENCE, beam=1, n_best=1)
+            assert page.get_attribute("#app", "data-state") == "done"
+    finally:
+        keyed.stop()

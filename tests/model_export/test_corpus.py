@@ -1,51 +1,51 @@
-import struct
+import json
 from pathlib import Path
 
+import polib
+
 from model_export.corpus import (
+    assemble,
     build,
     clean,
     load_split,
-    read_mo,
-    read_po,
+    read_catalog,
+    read_packages,
     split_of,
     strip_mnemonics,
     write_tsv,
 )
 
 
-def write_mo(path: Path, entries: dict[str, str]) -> None:
-    """A minimal little-endian gettext catalog, laid out as msgfmt does."""
-    keys = sorted(entries)
-    ids = b"".join(k.encode() + b"\0" for k in keys)
-    strs = b"".join(entries[k].encode() + b"\0" for k in keys)
-    n = len(keys)
-    orig_at, trans_at = 28, 28 + 8 * n
-    data_at = trans_at + 8 * n
-    orig, trans, off = [], [], data_at
-    for k in keys:
-        orig.append((len(k.encode()), off))
-        off += len(k.encode()) + 1
-    for k in keys:
-        trans.append((len(entries[k].encode()), off))
-        off += len(entries[k].encode()) + 1
-    header = struct.pack("<7I", 0x950412DE, 0, n, orig_at, trans_at, 0, 0)
-    table = b"".join(struct.pack("<2I", *p) for p in orig + trans)
-    path.write_bytes(header + table + ids + strs)
+def catalog(entries: list[polib.POEntry]) -> polib.POFile:
+    po = polib.POFile()
+    po.metadata = {"Content-Type": "text/plain; charset=UTF-8"}
+    po.extend(entries)
+    return po
 
 
-def test_read_mo_drops_context_header_and_plural(tmp_path: Path) -> None:
-    mo = tmp_path / "sw.mo"
-    write_mo(mo, {"": "Content-Type: text/plain", "STR_OPEN\x04~Open": "Ö~ffnen",
-                  "%1 file\x00%1 files": "%1 Datei\x00%1 Dateien"})
-    assert sorted(read_mo(mo)) == [("%1 file", "%1 Datei"), ("~Open", "Ö~ffnen")]
+def test_read_catalog_mo_and_po_alike(tmp_path: Path) -> None:
+    po = catalog([
+        polib.POEntry(msgctxt="STR_OPEN", msgid="~Open", msgstr="Ö~ffnen"),
+        polib.POEntry(msgid="%1 file", msgid_plural="%1 files",
+                      msgstr_plural={0: "%1 Datei", 1: "%1 Dateien"}),
+        polib.POEntry(msgid="Close", msgstr="Schliessen", flags=["fuzzy"]),
+        polib.POEntry(msgid="Untranslated", msgstr=""),
+    ])
+    po.save(str(tmp_path / "x.po"))
+    po.save_as_mofile(str(tmp_path / "x.mo"))
+    expected = [("%1 file", "%1 Datei"), ("~Open", "Ö~ffnen")]
+    assert sorted(read_catalog(tmp_path / "x.po")) == expected
+    # msgfmt leaves fuzzy entries out of .mo files; polib's writer keeps them
+    assert set(expected) <= set(read_catalog(tmp_path / "x.mo"))
 
 
-def test_read_po_skips_fuzzy_and_joins_continuations(tmp_path: Path) -> None:
-    po = tmp_path / "x.po"
-    po.write_text('msgid ""\nmsgstr "header"\n\nmsgctxt "a"\nmsgid "Save "\n"all"\n'
-                  'msgstr "Alle speichern"\n\n#, fuzzy\nmsgid "Close"\nmsgstr "Schliessen"\n',
-                  encoding="utf-8")
-    assert list(read_po(po)) == [("Save all", "Alle speichern")]
+def test_package_lists_are_readable_and_exclude_reserved_applications() -> None:
+    lists = Path(__file__).resolve().parents[2] / "model_export" / "packages"
+    train, heldout = read_packages(lists / "train.txt"), read_packages(lists / "heldout.txt")
+    assert train[0] == "libreoffice-l10n-de" and len(train) > 100 and len(heldout) >= 5
+    assert not set(train) & set(heldout)
+    reserved = ("gedit", "nautilus", "evince", "file-roller", "gnome-disk-utility")
+    assert not [p for p in train + heldout if any(r in p for r in reserved)]
 
 
 def test_strip_mnemonics_keeps_placeholders() -> None:
@@ -54,12 +54,33 @@ def test_strip_mnemonics_keeps_placeholders() -> None:
     assert strip_mnemonics("Ö_ffnen") == "Öffnen"
     assert strip_mnemonics("$(FILE_NAME) and %PRODUCT_NAME") == "$(FILE_NAME) and %PRODUCT_NAME"
     assert strip_mnemonics("snake _ case") == "snake _ case"
+    assert strip_mnemonics("&Save") == "Save" and strip_mnemonics("Ö&ffnen") == "Öffnen"
+    assert strip_mnemonics("Find & Replace &amp; more") == "Find & Replace &amp; more"
 
 
-def test_clean_drops_untranslated_empty_long_and_duplicates() -> None:
+def test_clean_drops_untranslated_empty_long_credits_and_duplicates() -> None:
     pairs = [("~File", "~Datei"), ("OK", "OK"), ("", "x"), ("Edit", ""), ("x" * 300, "y"),
-             ("File", "Akte"), ("  Two  spaces ", "Zwei  Leer")]
+             ("File", "Akte"), ("  Two  spaces ", "Zwei  Leer"), ("translator-credits", "Ich"),
+             ("Your names", "Max"), ("%s: %d", "%s – %d")]
     assert clean(pairs) == [("File", "Datei"), ("Two spaces", "Zwei Leer")]
+
+
+def test_assemble_credits_packages_dedupes_and_holds_applications_out(tmp_path: Path) -> None:
+    office = [(f"Office string {i}", f"Büro {i}") for i in range(200)]
+    desktop = [("Office string 0", "anders"), *[(f"Desk {i}", f"Tisch {i}") for i in range(50)]]
+    app = [("Desk 1", "Tisch 1"), ("Brand new", "Ganz neu"), ("Brand new", "Doppelt")]
+    meta = assemble([("office", office), ("desktop", desktop)], [("app", app)], tmp_path)
+    assert meta["packages"] == {"office": {"raw": 200, "added": 200},
+                                "desktop": {"raw": 51, "added": 50}}
+    assert meta["clean"] == 250 and sum(meta["splits"].values()) == 250
+    splits = {s: dict(load_split(tmp_path / f"{s}.tsv")) for s in ("train", "dev", "test")}
+    assert {**splits["train"], **splits["dev"], **splits["test"]}["Office string 0"] == "Büro 0"
+    office_test = load_split(tmp_path / "test-office.tsv")
+    assert office_test and {s for s, _ in office_test} <= {s for s, _ in office}
+    assert set(office_test) == {p for p in splits["test"].items() if p[0].startswith("Office")}
+    assert load_split(tmp_path / "heldout.tsv") == [("Brand new", "Ganz neu")]
+    assert json.loads((tmp_path / "corpus.json").read_text())["heldout_packages"] == {
+        "app": {"raw": 3, "unseen": 1}}
 
 
 def test_split_is_deterministic_and_roughly_proportioned() -> None:

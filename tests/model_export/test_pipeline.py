@@ -4,6 +4,7 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 
 from model_export.__main__ import main
 from model_export.corpus import build
@@ -44,7 +45,24 @@ def test_training_writes_resumable_checkpoints(tiny_run: tuple[Path, Path, Path]
     for name in ("spm.model", "best.pt", "checkpoint.pt", "config.json", "log.jsonl"):
         assert (run / name).is_file(), name
     summary = json.loads((run / "summary.json").read_text())
-    assert summary["step"] == 4 and summary["epoch"] >= 1
+    assert summary["step"] == 4 and summary["history"][-1]["step"] == 4
+
+
+def test_resuming_mid_epoch_continues_exactly(tmp_path: Path,
+                                               tiny_run: tuple[Path, Path, Path]) -> None:
+    data, _, _ = tiny_run
+    args = ["--data", str(data), "--vocab-size", "400", "--emb-dim", "16", "--enc-hidden", "16",
+            "--dec-hidden", "24", "--attn-dim", "8", "--batch-tokens", "200",
+            "--dev-limit", "4", "--eval-every", "5"]
+    main(["train", "--run", str(tmp_path / "straight"), "--max-steps", "13", *args])
+    main(["train", "--run", str(tmp_path / "resumed"), "--max-steps", "5", *args])
+    main(["train", "--run", str(tmp_path / "resumed"), "--max-steps", "13", *args])
+    straight = torch.load(tmp_path / "straight" / "checkpoint.pt", weights_only=False)
+    resumed = torch.load(tmp_path / "resumed" / "checkpoint.pt", weights_only=False)
+    assert straight["state"]["step"] == resumed["state"]["step"] == 13
+    assert straight["state"]["epoch"] >= 1  # crossed an epoch boundary on the way
+    for name, weight in straight["model"].items():
+        assert torch.equal(weight, resumed["model"][name]), name
 
 
 def test_bundle_is_complete_and_consistent(tiny_run: tuple[Path, Path, Path]) -> None:
@@ -54,6 +72,9 @@ def test_bundle_is_complete_and_consistent(tiny_run: tuple[Path, Path, Path]) ->
     assert manifest.parity["greedy_test_mismatches"] == 0
     assert {"fp32_greedy", "fp32_beam4", "int8_beam4"} <= manifest.metrics.keys()
     assert "int8_bleu_delta" in manifest.metrics
+    assert manifest.metrics["provenance"]["onnxruntime"]
+    example = manifest.metrics["examples"][0]
+    assert example["variant"] == "int8" and isinstance(example["greedy_tokens"], list)
     assert "Model card" in (out / "README.md").read_text()
 
 

@@ -10,7 +10,8 @@ import uuid
 from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from service.errors import LimitExceeded, error_response
+from service.api.errors import error_response
+from service.errors import LimitExceeded
 from service.logs import request_id_var
 from service.metrics import Metrics
 

@@ -1,0 +1,32 @@
+"""Forced decoding: how probable the model finds a given output (teacher forcing)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from service.decoding.types import EncodedBatch, StepModel
+
+
+def forced_log_probs(model: StepModel, encoded: EncodedBatch, bos: int, eos: int,
+                     targets: Sequence[Sequence[int]]) -> np.ndarray:
+    """Log-probability of each target (ids without BOS and EOS; EOS is scored too).
+
+    :param targets: B id lists, one per row of ``encoded``
+    :return: (B,) float64, the sum of the step log-probabilities
+    """
+    B = len(targets)
+    lengths = np.array([len(t) + 1 for t in targets])  # + EOS
+    gold = np.full((B, int(lengths.max())), eos, dtype=np.int64)  # (B, T), EOS-padded
+    for row, ids in enumerate(targets):
+        gold[row, : len(ids)] = ids
+    prev = np.full(B, bos, dtype=np.int64)
+    hidden = encoded.hidden
+    total = np.zeros(B, dtype=np.float64)
+    for t in range(gold.shape[1]):
+        log_probs, hidden, _ = model.step(prev, hidden, encoded)  # (B, V)
+        picked = log_probs[np.arange(B), gold[:, t]]
+        total += np.where(t < lengths, picked, 0.0)
+        prev = gold[:, t]
+    return total

@@ -1,0 +1,52 @@
+"""A sentence's translation does not depend on the sentences decoded with it.
+
+The shipped quantized model is run on 64 held-out test sentences, each alone and then in
+shuffled batches of 8, 32 and 64 (so each sentence meets different neighbours, longer and
+shorter, at different positions), greedy and beam. Tokens must be identical; scores and
+attention may differ only by float rounding (padding changes summation lengths).
+"""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from service.translator import DecodeOptions, Translation, Translator
+from tests.conftest import DEFAULT_BUNDLE
+
+SENTENCES = [line.split("\t")[0] for line in (Path(__file__).parents[1] / "data" /
+             "ui-strings.tsv").read_text(encoding="utf-8").splitlines()]
+
+
+@pytest.fixture(scope="module")
+def translator() -> Translator:
+    return Translator(DEFAULT_BUNDLE, "auto")
+
+
+def batched(translator: Translator, texts: list[str], size: int, options: DecodeOptions,
+            seed: int) -> dict[str, Translation]:
+    order = list(range(len(texts)))
+    random.Random(seed).shuffle(order)
+    out = {}
+    for start in range(0, len(order), size):
+        chunk = [texts[i] for i in order[start : start + size]]
+        out |= dict(zip(chunk, translator.translate(chunk, options), strict=True))
+    return out
+
+
+@pytest.mark.parametrize("beam", [1, 4])
+def test_translation_is_the_same_alone_and_in_any_batch(translator: Translator,
+                                                         beam: int) -> None:
+    assert len(SENTENCES) >= 50
+    options = DecodeOptions(beam_size=beam)
+    alone = {t: translator.translate([t], options)[0] for t in SENTENCES}
+    for size, seed in ((8, 1), (32, 2), (64, 3)):
+        together = batched(translator, SENTENCES, size, options, seed)
+        for text in SENTENCES:
+            a, b = alone[text].best, together[text].best
+            assert a.token_ids == b.token_ids, (text, size, a.text, b.text)
+            assert abs(a.score - b.score) < 1e-5, (text, size)
+            np.testing.assert_allclose(a.attention, b.attention, atol=1e-5)

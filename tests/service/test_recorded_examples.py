@@ -1,0 +1,49 @@
+"""The bundle's recorded examples hold on this machine, compared by probability, not string.
+
+The examples were decoded on another CPU (``metrics.provenance``); near-ties in the logits may
+break differently here. What must hold: the recorded output is still (almost) as probable as
+what this machine finds, and identical outputs score the same.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from service.bundle import read_manifest
+from service.decoding import length_penalty
+from service.translator import DecodeOptions, Translator
+from tests.conftest import DEFAULT_BUNDLE
+
+EXAMPLES: list[dict[str, Any]] = read_manifest(DEFAULT_BUNDLE).metrics["examples"]
+MARGIN = 0.05  # nats: far above float rounding, far below a different translation
+
+
+@pytest.fixture(scope="module")
+def translator() -> Translator:
+    return Translator(DEFAULT_BUNDLE, EXAMPLES[0]["variant"])
+
+
+def test_forced_decoding_scores_what_greedy_search_found(translator: Translator) -> None:
+    sources = [e["source"] for e in EXAMPLES]
+    found = [t.best for t in translator.translate(sources, DecodeOptions(beam_size=1))]
+    forced = translator.log_probability(sources, [c.token_ids for c in found])
+    for candidate, score in zip(found, forced, strict=True):
+        assert score == pytest.approx(candidate.score, abs=1e-4)
+
+
+@pytest.mark.parametrize("example", EXAMPLES, ids=[e["source"][:30] for e in EXAMPLES])
+def test_recorded_outputs_are_still_as_probable(translator: Translator,
+                                               example: dict[str, Any]) -> None:
+    source = example["source"]
+    greedy = translator.translate([source], DecodeOptions(beam_size=1))[0].best
+    [recorded] = translator.log_probability([source], [example["greedy_tokens"]])
+    assert recorded >= greedy.score - MARGIN, (source, example["greedy"], greedy.text)
+    if greedy.token_ids == example["greedy_tokens"]:
+        assert recorded == pytest.approx(example["greedy_score"], abs=1e-3)
+
+    beam = translator.translate([source], DecodeOptions(beam_size=example["beam_size"]))[0].best
+    [raw] = translator.log_probability([source], [example["beam_tokens"]])
+    normalized = raw / length_penalty(len(example["beam_tokens"]) + 1, translator.length_penalty)
+    assert normalized >= beam.score - MARGIN, (source, example["beam"], beam.text)
