@@ -22,7 +22,14 @@ from pydantic import BaseModel
 
 from model_export.model import Seq2Seq
 from model_export.train import load_model
-from service.decoding import EncodedBatch, beam_search, greedy_search, max_lengths
+from service.decoding import (
+    EncodedBatch,
+    StepOutput,
+    TokenPenalty,
+    beam_search,
+    greedy_search,
+    max_lengths,
+)
 from service.placeholders import mask, unmask
 
 BOS, EOS, PAD = 2, 3, 0
@@ -37,13 +44,18 @@ class TorchStep:
     def __init__(self, model: Seq2Seq) -> None:
         self.model = model
 
-    def step(self, prev: np.ndarray, hidden: np.ndarray, enc: EncodedBatch
-             ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        out = self.model.decode_step(torch.from_numpy(prev), torch.from_numpy(hidden),
-                                     torch.from_numpy(enc.outputs), torch.from_numpy(enc.keys),
-                                     torch.from_numpy(enc.mask))
+    def step_log_probs(self, prev: np.ndarray, hidden: np.ndarray, enc: EncodedBatch,
+                       rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        out = self.model.decode_step(
+            torch.from_numpy(prev), torch.from_numpy(hidden), torch.from_numpy(enc.outputs[rows]),
+            torch.from_numpy(enc.keys[rows]), torch.from_numpy(enc.mask[rows]))
         log_probs, next_hidden, attention = (t.numpy() for t in out)
         return log_probs, next_hidden, attention
+
+    def step(self, prev: np.ndarray, hidden: np.ndarray, enc: EncodedBatch, rows: np.ndarray,
+             top_k: int, penalty: TokenPenalty) -> StepOutput:
+        return StepOutput.from_log_probs(*self.step_log_probs(prev, hidden, enc, rows), top_k,
+                                         penalty)
 
 
 def create_app(run_dir: Path, threads: int) -> FastAPI:

@@ -2,24 +2,32 @@
 
 Dynamic quantization (``quantize_dynamic``) computes one activation scale per tensor at run
 time, i.e. per batch, so a sentence's translation depended on its batch mates. Here every
-scale is fixed when the bundle is written, so a row's result depends on that row alone:
+scale is fixed when the bundle is written (static QDQ quantization, onnxruntime's
+``quantize_static``, calibrated on training sentences), so a row's result depends on that
+row alone:
 
-- weights of ``MatMul`` and ``Gemm`` nodes: int8, symmetric, one scale per output channel;
-- their activations: int8, symmetric, one scale per tensor calibrated on training
-  sentences (static QDQ quantization, onnxruntime's ``quantize_static``; both operands
-  signed and within [-127, 127], which keeps the int16 pair sums of AVX2 kernels without
-  VNNI from saturating);
+- weights of ``MatMul``/``Gemm`` nodes: int8, symmetric, one scale per output channel, in
+  the 7-bit range (``reduce_range``): a uint8 x int8 pair sum then fits the int16 lanes of
+  AVX2 kernels without VNNI, so every x86 CPU computes the same integers;
+- their activations: uint8 with one fixed scale per tensor; products stay float on output
+  (no requantized logits), and tensors also read by float ops (the GRU update reads h) keep
+  their exact value (``DedicatedQDQPair``);
+- every weight product must run in an integer kernel after onnxruntime's QDQ fusion
+  (:func:`check_integer_products`): a float GEMM is not row-invariant in onnxruntime (one
+  row takes another code path than eight, differing in the last bit) and the quantizer of
+  the next product turns such a bit into a different int8 value;
 - embedding tables (``Gather``): int8 with one scale per row, looked up with their ids.
 
-The GRU op of the encoder stays fp32: onnxruntime has no quantized GRU kernel.
+The GRU op of the encoder stays fp32 (onnxruntime has no quantized GRU), as does attention,
+a product of two activations.
 """
 
 from __future__ import annotations
 
 import logging
+import tempfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import onnx
@@ -34,7 +42,13 @@ from onnxruntime.quantization import (
 )
 
 from service.bundle import DECODER_INPUTS, ENCODER_INPUTS
-from service.decoding import EncodedBatch, greedy_search, max_lengths
+from service.decoding import (
+    EncodedBatch,
+    StepOutput,
+    TokenPenalty,
+    greedy_search,
+    max_lengths,
+)
 from service.runtime import OnnxSeq2Seq
 
 log = logging.getLogger(__name__)
@@ -107,11 +121,17 @@ class _RecordingDecoder:
         self.model = model
         self.feeds: list[dict[str, np.ndarray]] = []
 
-    def step(self, prev_tokens: np.ndarray, hidden: np.ndarray, encoded: EncodedBatch
-             ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        values = (prev_tokens, hidden, encoded.outputs, encoded.keys, encoded.mask)
+    def step(self, prev_tokens: np.ndarray, hidden: np.ndarray, encoded: EncodedBatch,
+             row_sentence: np.ndarray, top_k: int, penalty: TokenPenalty) -> StepOutput:
+        values = (prev_tokens, hidden, encoded.outputs, encoded.keys, encoded.mask,
+                  row_sentence, penalty.token_ids, penalty.values, np.array([top_k]))
         self.feeds.append(dict(zip(DECODER_INPUTS, values, strict=True)))
-        return self.model.step(prev_tokens, hidden, encoded)
+        return self.model.step(prev_tokens, hidden, encoded, row_sentence, top_k, penalty)
+
+    def step_log_probs(self, prev_tokens: np.ndarray, hidden: np.ndarray,
+                       encoded: EncodedBatch, row_sentence: np.ndarray
+                       ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        return self.model.step_log_probs(prev_tokens, hidden, encoded, row_sentence)
 
 
 def calibration_feeds(model: OnnxSeq2Seq, sources: Sequence[list[int]], bos: int, eos: int,
@@ -143,18 +163,33 @@ def quantize_static_int8(fp32: Path, out: Path, feeds: Sequence[dict[str, np.nda
         quantize_static(
             str(staged), str(out), _Feeds(feeds), quant_format=QuantFormat.QDQ,
             op_types_to_quantize=list(WEIGHT_OPS), nodes_to_quantize=matmuls, per_channel=True,
-            activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
+            activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, reduce_range=True,
             calibrate_method=CalibrationMethod.MinMax,
-            extra_options={"ActivationSymmetric": True, "WeightSymmetric": True},
+            extra_options={"ActivationSymmetric": True, "WeightSymmetric": True,
+                           "DedicatedQDQPair": True,
+                           "OpTypesToExcludeOutputQuantization": list(WEIGHT_OPS)},
         )
     finally:
         staged.unlink(missing_ok=True)
-    log.info("%s: %d embedding tables and %d weight MatMul/Gemm nodes quantized (%d calibration feeds)",
-             out.name, tables, len(matmuls), len(feeds))
+    check_integer_products(out)
+    log.info("%s: %d embedding tables and %d weight MatMul/Gemm nodes quantized "
+             "(%d calibration feeds)", out.name, tables, len(matmuls), len(feeds))
 
 
-def check_runs(path: Path, feeds: dict[str, Any]) -> None:
-    """Load ``path`` with every graph optimization on and run one feed (fail early)."""
-    so = ort.SessionOptions()
-    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"]).run(None, feeds)
+def check_integer_products(path: Path) -> None:
+    """Fail unless onnxruntime fuses every weight product of ``path`` into an integer kernel
+    (no weight is dequantized to float at run time)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        so = ort.SessionOptions()
+        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        so.optimized_model_filepath = str(Path(tmp) / "optimized.onnx")
+        so.log_severity_level = 3
+        ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+        optimized = onnx.load(so.optimized_model_filepath)
+    weights = {t.name for t in optimized.graph.initializer if len(t.dims) >= 2}
+    float_products = [n.name for n in optimized.graph.node
+                      if n.op_type == "DequantizeLinear" and n.input[0] in weights]
+    if float_products:
+        raise RuntimeError(f"{path.name}: weights still dequantized to float at run time "
+                           f"({', '.join(float_products)}): those products would not be "
+                           "batch-invariant")

@@ -22,7 +22,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # what this build writes
+READABLE_FORMATS = (1, 2)  # 1: the decoder step without in-graph gather, penalty, top-k
 MANIFEST = "manifest.json"
 TOKENIZER = "spm.model"
 MODEL_CARD = "README.md"
@@ -37,10 +38,22 @@ VARIANT_FILES = {
 ENCODER_INPUTS = ("src_ids", "src_lengths")
 # encoder_outputs (B, S, 2*He), decoder_init (B, Hd), attention_keys (B, S, K)
 ENCODER_OUTPUTS = ("encoder_outputs", "decoder_init", "attention_keys")
-# prev_tokens (B,) int64, hidden (B, Hd), encoder_outputs, attention_keys, src_mask (B, S) bool
-DECODER_INPUTS = ("prev_tokens", "hidden", "encoder_outputs", "attention_keys", "src_mask")
-# log_probs (B, V), next_hidden (B, Hd), attention (B, S)
-DECODER_OUTPUTS = ("log_probs", "next_hidden", "attention")
+# One decoder step over R rows (hypotheses) of B sentences. Encoder states are given once per
+# sentence and gathered per row inside the graph (row_sentence); the placeholder constraint
+# is a penalty (0 or -inf) added to the log-probabilities of a few tokens (penalty_ids);
+# top_k: how many best tokens per row to return.
+#   prev_tokens (R,) int64, hidden (R, Hd), encoder_outputs (B, S, 2*He),
+#   attention_keys (B, S, K), src_mask (B, S) bool, row_sentence (R,) int64,
+#   penalty_ids (C,) int64, penalties (R, C) float32, top_k (1,) int64
+DECODER_INPUTS = ("prev_tokens", "hidden", "encoder_outputs", "attention_keys", "src_mask",
+                  "row_sentence", "penalty_ids", "penalties", "top_k")
+# top_log_probs (R, k) best first, top_ids (R, k) int64 (ties: lower id first),
+# next_hidden (R, Hd), attention (R, S), log_probs (R, V) (penalties applied; fetched only
+# by forced decoding: onnxruntime copies out just the outputs asked for)
+DECODER_OUTPUTS = ("top_log_probs", "top_ids", "next_hidden", "attention", "log_probs")
+# Format 1 decoders: one row per sentence copy, full log-probabilities, no penalty or top-k.
+DECODER_INPUTS_V1 = DECODER_INPUTS[:5]
+DECODER_OUTPUTS_V1 = ("log_probs", "next_hidden", "attention")
 
 
 class BundleError(Exception):
@@ -99,10 +112,10 @@ class Manifest:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Manifest:
         version = data.get("format_version")
-        if version != FORMAT_VERSION:
+        if version not in READABLE_FORMATS:
             raise BundleError(
                 f"manifest format_version {version!r} is not supported; "
-                f"this build reads version {FORMAT_VERSION}"
+                f"this build reads versions {', '.join(map(str, READABLE_FORMATS))}"
             )
         try:
             fields = dict(data)

@@ -9,8 +9,15 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-from service.bundle import DECODER_INPUTS, ENCODER_INPUTS, Manifest
-from service.decoding import EncodedBatch
+from service.bundle import (
+    DECODER_INPUTS,
+    DECODER_INPUTS_V1,
+    DECODER_OUTPUTS,
+    DECODER_OUTPUTS_V1,
+    ENCODER_INPUTS,
+    Manifest,
+)
+from service.decoding import EncodedBatch, StepOutput, TokenPenalty
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +62,7 @@ class OnnxSeq2Seq:
         variant = manifest.resolve_variant(variant)
         files = manifest.variants[variant]
         self.variant = variant
+        self.format_version = manifest.format_version
         self.provider = options.provider
         self.encoder = self._session(bundle_dir / files["encoder"], options)
         self.decoder = self._session(bundle_dir / files["decoder"], options)
@@ -80,9 +88,47 @@ class OnnxSeq2Seq:
         mask = np.arange(src_ids.shape[1])[None, :] < src_lengths[:, None]  # (B, S)
         return EncodedBatch(outputs, hidden, keys, mask)
 
-    def step(self, prev_tokens: np.ndarray, hidden: np.ndarray,
-             encoded: EncodedBatch) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        inputs = (prev_tokens, hidden, encoded.outputs, encoded.keys, encoded.mask)
+    def step(self, prev_tokens: np.ndarray, hidden: np.ndarray, encoded: EncodedBatch,
+             row_sentence: np.ndarray, top_k: int, penalty: TokenPenalty) -> StepOutput:
+        if self.format_version == 1:
+            return self._step_v1(prev_tokens, hidden, encoded, row_sentence, top_k, penalty)
+        top_log_probs, top_ids, next_hidden, attention = self.decoder.run(
+            list(DECODER_OUTPUTS[:4]),
+            self._feeds(prev_tokens, hidden, encoded, row_sentence, penalty, top_k))
+        return StepOutput(top_log_probs, top_ids, next_hidden, attention)
+
+    def step_log_probs(self, prev_tokens: np.ndarray, hidden: np.ndarray,
+                       encoded: EncodedBatch, row_sentence: np.ndarray
+                       ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        if self.format_version == 1:
+            return self._run_v1(prev_tokens, hidden, encoded, row_sentence)
+        none = TokenPenalty.none(len(prev_tokens))
         log_probs, next_hidden, attention = self.decoder.run(
-            None, dict(zip(DECODER_INPUTS, inputs, strict=True)))
+            ["log_probs", "next_hidden", "attention"],
+            self._feeds(prev_tokens, hidden, encoded, row_sentence, none, 1))
         return log_probs, next_hidden, attention
+
+    @staticmethod
+    def _feeds(prev_tokens: np.ndarray, hidden: np.ndarray, encoded: EncodedBatch,
+               row_sentence: np.ndarray, penalty: TokenPenalty, top_k: int
+               ) -> dict[str, np.ndarray]:
+        values = (prev_tokens, hidden, encoded.outputs, encoded.keys, encoded.mask,
+                  row_sentence, penalty.token_ids, penalty.values,
+                  np.array([top_k], dtype=np.int64))
+        return dict(zip(DECODER_INPUTS, values, strict=True))
+
+    # Format 1 bundles: rows gathered, penalty added and top-k taken here, in numpy.
+    def _run_v1(self, prev_tokens: np.ndarray, hidden: np.ndarray, encoded: EncodedBatch,
+                row_sentence: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        values = (prev_tokens, hidden, encoded.outputs[row_sentence],
+                  encoded.keys[row_sentence], encoded.mask[row_sentence])
+        log_probs, next_hidden, attention = self.decoder.run(
+            list(DECODER_OUTPUTS_V1), dict(zip(DECODER_INPUTS_V1, values, strict=True)))
+        return log_probs, next_hidden, attention
+
+    def _step_v1(self, prev_tokens: np.ndarray, hidden: np.ndarray, encoded: EncodedBatch,
+                 row_sentence: np.ndarray, top_k: int, penalty: TokenPenalty) -> StepOutput:
+        log_probs, next_hidden, attention = self._run_v1(prev_tokens, hidden, encoded,
+                                                         row_sentence)
+        return StepOutput.from_log_probs(log_probs, next_hidden, attention, top_k, penalty)
+

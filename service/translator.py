@@ -16,6 +16,8 @@ from service.decoding import (
     Hypothesis,
     Placeholders,
     StepModel,
+    StepOutput,
+    TokenPenalty,
     beam_search,
     forced_log_probs,
     greedy_search,
@@ -84,10 +86,16 @@ class _CountingSteps:
     def __init__(self, model: StepModel) -> None:
         self.model, self.calls = model, 0
 
-    def step(self, prev_tokens: np.ndarray, hidden: np.ndarray, encoded: EncodedBatch
-             ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def step(self, prev_tokens: np.ndarray, hidden: np.ndarray, encoded: EncodedBatch,
+             row_sentence: np.ndarray, top_k: int, penalty: TokenPenalty) -> StepOutput:
         self.calls += 1
-        return self.model.step(prev_tokens, hidden, encoded)
+        return self.model.step(prev_tokens, hidden, encoded, row_sentence, top_k, penalty)
+
+    def step_log_probs(self, prev_tokens: np.ndarray, hidden: np.ndarray,
+                       encoded: EncodedBatch, row_sentence: np.ndarray
+                       ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        self.calls += 1
+        return self.model.step_log_probs(prev_tokens, hidden, encoded, row_sentence)
 
 
 @dataclass

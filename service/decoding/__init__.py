@@ -4,13 +4,22 @@ from service.decoding.beam import beam_search, length_penalty
 from service.decoding.constraints import Placeholders
 from service.decoding.forced import forced_log_probs
 from service.decoding.greedy import greedy_search
-from service.decoding.types import EncodedBatch, Hypothesis, StepModel, max_lengths
+from service.decoding.types import (
+    EncodedBatch,
+    Hypothesis,
+    StepModel,
+    StepOutput,
+    TokenPenalty,
+    max_lengths,
+)
 
 __all__ = [
     "EncodedBatch",
     "Hypothesis",
     "Placeholders",
     "StepModel",
+    "StepOutput",
+    "TokenPenalty",
     "beam_search",
     "forced_log_probs",
     "greedy_search",

@@ -1,18 +1,22 @@
 """Batched beam search as a few pure numpy functions.
 
-Every sentence keeps ``K`` live hypotheses; the batch has ``N * K`` rows. A sentence is done
-when it has ``K`` finished hypotheses or reaches its length limit, and then leaves the batch,
-so results never depend on which other sentences share it.
+Every sentence keeps ``K`` live hypotheses; the batch has ``N * K`` rows. The step graph
+returns each row's ``2K`` best tokens (their union holds the sentence's ``2K`` best
+expansions), so numpy never handles a rows x vocabulary array. Tokens and attention are
+kept per step with back-pointers and read back only for finished hypotheses, so no step
+copies the history. A sentence is done when it has ``K`` finished hypotheses or reaches its
+length limit, and then leaves the batch, so results never depend on which other sentences
+share it.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
-from service.decoding.constraints import Placeholders, constrain, emitted
-from service.decoding.types import EncodedBatch, Hypothesis, StepModel
+from service.decoding.constraints import Placeholders, emitted, penalty
+from service.decoding.types import EncodedBatch, Hypothesis, StepModel, TokenPenalty
 
 
 def length_penalty(length: int | np.ndarray, alpha: float) -> np.ndarray | float:
@@ -20,19 +24,23 @@ def length_penalty(length: int | np.ndarray, alpha: float) -> np.ndarray | float
     return ((5.0 + length) / 6.0) ** alpha
 
 
-def top_candidates(scores: np.ndarray, k: int) -> np.ndarray:
-    """Indices of the ``k`` best columns per row, best first; ties go to the lower index.
+@dataclass
+class History:
+    """Per step: each slot's token, the slot it extends and its attention row, stored by
+    original sentence index (B, K), so sentences leaving the batch never move anything."""
 
-    :param scores: (N, C) -> (N, k)
-    """
-    C = scores.shape[1]
-    k = min(k, C)
-    # The k largest, unordered. Partitioning at C - k avoids negating (copying) the scores,
-    # which made this 3x slower on (32, 24000) arrays.
-    part = np.argpartition(scores, C - k, axis=1)[:, C - k :]  # (N, k)
-    part.sort(axis=1)  # lower index first, so the stable sort below breaks ties by index
-    order = np.argsort(-np.take_along_axis(scores, part, axis=1), axis=1, kind="stable")
-    return np.take_along_axis(part, order, axis=1)
+    tokens: list[np.ndarray] = field(default_factory=list)  # (B, K) int64 per step
+    parents: list[np.ndarray] = field(default_factory=list)  # (B, K) int64 per step
+    attention: list[np.ndarray] = field(default_factory=list)  # (B, K, S) per step
+
+    def trace(self, sentence: int, slot: int) -> tuple[list[int], list[np.ndarray]]:
+        """Tokens and attention rows of the hypothesis in ``slot`` after the last step."""
+        tokens, rows = [], []
+        for t in range(len(self.tokens) - 1, -1, -1):
+            tokens.append(int(self.tokens[t][sentence, slot]))
+            rows.append(self.attention[t][sentence, slot])
+            slot = int(self.parents[t][sentence, slot])
+        return tokens[::-1], rows[::-1]
 
 
 @dataclass
@@ -41,79 +49,96 @@ class Beams:
 
     sentence: np.ndarray  # (N,) original index of each sentence
     scores: np.ndarray  # (N, K) cumulative log-probabilities
-    tokens: np.ndarray  # (N, K, t) generated ids so far
-    attention: np.ndarray  # (N, K, t, S) attention of every step so far
+    last: np.ndarray  # (N, K) each hypothesis' last token
     hidden: np.ndarray  # (N * K, H)
-    rows: EncodedBatch  # N * K rows, each sentence repeated K times
     missing: np.ndarray | None = None  # (N, K, P) sentinels each hypothesis still owes
+
+    @property
+    def rows(self) -> np.ndarray:
+        """(N * K,) the sentence of every row."""
+        return np.repeat(self.sentence, self.scores.shape[1])
 
     def keep(self, keep: np.ndarray) -> Beams:
         """Only the sentences where ``keep`` (N,) is True."""
-        K = self.scores.shape[1]
-        row_keep = np.repeat(keep, K)
-        return Beams(self.sentence[keep], self.scores[keep], self.tokens[keep],
-                     self.attention[keep], self.hidden[row_keep], self.rows.take(row_keep),
-                     None if self.missing is None else self.missing[keep])
+        row_keep = np.repeat(keep, self.scores.shape[1])
+        return Beams(self.sentence[keep], self.scores[keep], self.last[keep],
+                     self.hidden[row_keep], None if self.missing is None else self.missing[keep])
 
 
-def start(encoded: EncodedBatch, beam_size: int,
+def start(encoded: EncodedBatch, beam_size: int, bos: int,
           placeholders: Placeholders | None = None) -> Beams:
-    B, S = encoded.mask.shape
+    B = encoded.mask.shape[0]
     scores = np.full((B, beam_size), -np.inf)
     scores[:, 0] = 0.0  # all beams start identical: expand only the first
-    rows = np.repeat(np.arange(B), beam_size)
     return Beams(
         sentence=np.arange(B),
         scores=scores,
-        tokens=np.zeros((B, beam_size, 0), dtype=np.int64),
-        attention=np.zeros((B, beam_size, 0, S), dtype=np.float32),
-        hidden=encoded.hidden[rows],
-        rows=encoded.take(rows),
+        last=np.full((B, beam_size), bos, dtype=np.int64),
+        hidden=np.repeat(encoded.hidden, beam_size, axis=0),
         missing=None if placeholders is None
         else np.repeat(placeholders.required[:, None, :], beam_size, axis=1),
     )
 
 
-def advance(
-    beams: Beams,
-    log_probs: np.ndarray,
-    hidden: np.ndarray,
-    attention: np.ndarray,
-    eos: int,
-    alpha: float,
-    finished: list[list[Hypothesis]],
-    sentinel_ids: np.ndarray | None = None,
-) -> Beams:
+def select(scores: np.ndarray, top_log_probs: np.ndarray, top_ids: np.ndarray, k: int
+           ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The ``k`` best expansions of each sentence from its rows' candidates.
+
+    Ranked as a search over every (beam, token) pair would rank them: by score, ties to the
+    lower beam, then the lower token.
+
+    :param scores: (N, K) live scores; top_log_probs / top_ids (N * K, k) per row
+    :return: (scores, beam, token), each (N, k)
+    """
+    N, K = scores.shape
+    candidates = (scores[:, :, None] + top_log_probs.reshape(N, K, -1)).reshape(N, -1)
+    beam = np.repeat(np.arange(K), top_ids.shape[1])[None, :].repeat(N, axis=0)  # (N, K*k)
+    token = top_ids.reshape(N, -1)
+    order = np.lexsort((token, beam, -candidates), axis=1)[:, :k]  # (N, k)
+    return (np.take_along_axis(candidates, order, axis=1),
+            np.take_along_axis(beam, order, axis=1), np.take_along_axis(token, order, axis=1))
+
+
+def advance(beams: Beams, model: StepModel, encoded: EncodedBatch, eos: int, alpha: float,
+            history: History, finished: list[list[Hypothesis]],
+            sentinel_ids: np.ndarray | None = None) -> Beams:
     """Expand every live hypothesis by one token, finish those ending in EOS, keep the K best.
 
-    :param log_probs: (N * K, V) from the step model; hidden (N * K, H); attention (N * K, S)
     :param sentinel_ids: (P,) with ``beams.missing``: the placeholder constraint
     """
     N, K = beams.scores.shape
-    V = log_probs.shape[1]
+    B, S = encoded.mask.shape
     if beams.missing is not None and sentinel_ids is not None:
-        log_probs = constrain(log_probs, beams.missing.reshape(N * K, -1), sentinel_ids, eos)
-    S = attention.shape[1]
-    t = beams.tokens.shape[2]
-    expanded = (beams.scores[:, :, None] + log_probs.reshape(N, K, V)).reshape(N, K * V)
-    top = top_candidates(expanded, 2 * K)  # (N, 2K): enough to keep K live after EOS
-    top_scores = np.take_along_axis(expanded, top, axis=1)
-    top_beam, top_token = top // V, top % V
-    attention = attention.reshape(N, K, S)
+        constraint = penalty(beams.missing.reshape(N * K, -1), sentinel_ids, eos)
+    else:
+        constraint = TokenPenalty.none(N * K)
+    out = model.step(beams.last.reshape(-1), beams.hidden, encoded, beams.rows, 2 * K,
+                     constraint)
+    top_scores, top_beam, top_token = select(beams.scores, out.top_log_probs, out.top_ids,
+                                             2 * K)  # (N, 2K): K stay live after EOS
+    attention = out.attention.reshape(N, K, S)
+    t = len(history.tokens)
 
     # Only EOS among the K best candidates finishes a hypothesis (as in fairseq).
     for n, j in zip(*np.nonzero((top_token[:, :K] == eos) & np.isfinite(top_scores[:, :K])),
                     strict=True):
-        b = top_beam[n, j]
-        steps = np.concatenate([beams.attention[n, b], attention[n, b][None]], axis=0)
+        b = int(top_beam[n, j])
+        tokens, rows = history.trace(int(beams.sentence[n]), b)
         score = top_scores[n, j] / length_penalty(t + 1, alpha)
-        finished[beams.sentence[n]].append(Hypothesis(beams.tokens[n, b].tolist(), float(score),
-                                                      steps, ended=True))
+        finished[beams.sentence[n]].append(Hypothesis(
+            tokens, float(score), np.stack([*rows, attention[n, b]]), ended=True))
 
     live = np.argsort(top_token == eos, axis=1, kind="stable")[:, :K]  # first K non-EOS
     beam = np.take_along_axis(top_beam, live, axis=1)  # (N, K)
     token = np.take_along_axis(top_token, live, axis=1)
     n = np.arange(N)[:, None]
+    step_tokens, step_parents = np.zeros((B, K), np.int64), np.zeros((B, K), np.int64)
+    step_attention = np.zeros((B, K, S), np.float32)
+    step_tokens[beams.sentence], step_parents[beams.sentence] = token, beam
+    step_attention[beams.sentence] = attention[n, beam]
+    history.tokens.append(step_tokens)
+    history.parents.append(step_parents)
+    history.attention.append(step_attention)
     missing = None
     if beams.missing is not None and sentinel_ids is not None:
         missing = beams.missing[n, beam] - emitted(token.reshape(-1), sentinel_ids).reshape(
@@ -121,25 +146,22 @@ def advance(
     return Beams(
         sentence=beams.sentence,
         scores=np.take_along_axis(top_scores, live, axis=1),
-        tokens=np.concatenate([beams.tokens[n, beam], token[:, :, None]], axis=2),
-        attention=np.concatenate([beams.attention[n, beam], attention[n, beam][:, :, None]],
-                                 axis=2),
-        hidden=hidden.reshape(N, K, -1)[n, beam].reshape(N * K, -1),
-        rows=beams.rows,  # every row of a sentence holds the same source
+        last=token,
+        hidden=out.hidden.reshape(N, K, -1)[n, beam].reshape(N * K, -1),
         missing=missing,
     )
 
 
-def finish_at_limit(beams: Beams, done: np.ndarray, alpha: float,
+def finish_at_limit(beams: Beams, done: np.ndarray, alpha: float, history: History,
                     finished: list[list[Hypothesis]]) -> None:
     """Sentences out of steps keep their live hypotheses as unfinished results."""
-    t = beams.tokens.shape[2]
+    t = len(history.tokens)
     for n in np.nonzero(done)[0]:
         for b in np.nonzero(np.isfinite(beams.scores[n]))[0]:
             score = beams.scores[n, b] / length_penalty(t, alpha)
+            tokens, rows = history.trace(int(beams.sentence[n]), int(b))
             finished[beams.sentence[n]].append(
-                Hypothesis(beams.tokens[n, b].tolist(), float(score), beams.attention[n, b],
-                           ended=False))
+                Hypothesis(tokens, float(score), np.stack(rows), ended=False))
 
 
 def beam_search(
@@ -163,16 +185,14 @@ def beam_search(
         raise ValueError(f"n_best must be between 1 and beam_size ({beam_size}), got {n_best}")
     B = encoded.mask.shape[0]
     finished: list[list[Hypothesis]] = [[] for _ in range(B)]
-    beams = start(encoded, beam_size, placeholders)
+    history = History()
+    beams = start(encoded, beam_size, bos, placeholders)
     sentinel_ids = None if placeholders is None else placeholders.sentinel_ids
     while beams.sentence.size:
-        N, K = beams.scores.shape
-        prev = beams.tokens[:, :, -1].reshape(-1) if beams.tokens.shape[2] else np.full(N * K, bos)
-        log_probs, hidden, attention = model.step(prev.astype(np.int64), beams.hidden, beams.rows)
-        beams = advance(beams, log_probs, hidden, attention, eos, alpha, finished, sentinel_ids)
+        beams = advance(beams, model, encoded, eos, alpha, history, finished, sentinel_ids)
         complete = np.array([len(finished[s]) >= beam_size for s in beams.sentence])
-        at_limit = ~complete & (beams.tokens.shape[2] >= max_len[beams.sentence])
-        finish_at_limit(beams, at_limit, alpha, finished)
+        at_limit = ~complete & (len(history.tokens) >= max_len[beams.sentence])
+        finish_at_limit(beams, at_limit, alpha, history, finished)
         if (complete | at_limit).any():
             beams = beams.keep(~(complete | at_limit))
     return [sorted(f, key=lambda h: -h.score)[:n_best] for f in finished]

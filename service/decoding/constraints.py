@@ -11,6 +11,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from service.decoding.types import TokenPenalty
+
 
 @dataclass(frozen=True)
 class Placeholders:
@@ -21,13 +23,16 @@ class Placeholders:
         return Placeholders(self.sentinel_ids, self.required[rows])
 
 
-def constrain(log_probs: np.ndarray, missing: np.ndarray, sentinel_ids: np.ndarray, eos: int
-              ) -> np.ndarray:
-    """Mask impossible tokens. :param log_probs: (R, V); missing: (R, P) still to emit."""
-    out = log_probs.copy()
-    out[:, sentinel_ids] = np.where(missing > 0, out[:, sentinel_ids], -np.inf)
-    out[:, eos] = np.where((missing > 0).any(axis=1), -np.inf, out[:, eos])
-    return out
+def penalty(missing: np.ndarray, sentinel_ids: np.ndarray, eos: int) -> TokenPenalty:
+    """The constraint as a step penalty: a sentinel no longer owed (or absent from the
+    source) and EOS while one is still owed get -inf; everything else is untouched.
+
+    :param missing: (R, P) how often each sentinel must still be emitted, per row
+    """
+    owed = missing > 0  # (R, P)
+    values = np.concatenate([np.where(owed, 0.0, -np.inf),
+                             np.where(owed.any(axis=1, keepdims=True), -np.inf, 0.0)], axis=1)
+    return TokenPenalty(np.append(sentinel_ids, eos).astype(np.int64), values.astype(np.float32))
 
 
 def emitted(tokens: np.ndarray, sentinel_ids: np.ndarray) -> np.ndarray:

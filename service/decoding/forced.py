@@ -24,8 +24,9 @@ def forced_log_probs(model: StepModel, encoded: EncodedBatch, bos: int, eos: int
     prev = np.full(B, bos, dtype=np.int64)
     hidden = encoded.hidden
     total = np.zeros(B, dtype=np.float64)
+    rows = np.arange(B)
     for t in range(gold.shape[1]):
-        log_probs, hidden, _ = model.step(prev, hidden, encoded)  # (B, V)
+        log_probs, hidden, _ = model.step_log_probs(prev, hidden, encoded, rows)  # (B, V)
         picked = log_probs[np.arange(B), gold[:, t]]
         total += np.where(t < lengths, picked, 0.0)
         prev = gold[:, t]

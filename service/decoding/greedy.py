@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from service.decoding.constraints import Placeholders, constrain, emitted
-from service.decoding.types import EncodedBatch, Hypothesis, StepModel
+from service.decoding.constraints import Placeholders, emitted, penalty
+from service.decoding.types import EncodedBatch, Hypothesis, StepModel, TokenPenalty
 
 
 def greedy_search(
@@ -22,8 +22,7 @@ def greedy_search(
     :param placeholders: if given, keep every source sentinel and invent none
     """
     B, S = encoded.mask.shape
-    active = np.arange(B)  # original index of each row still decoding
-    rows = encoded
+    active = np.arange(B)  # the sentence of each row still decoding
     hidden = encoded.hidden
     prev = np.full(B, bos, dtype=np.int64)
     tokens: list[list[int]] = [[] for _ in range(B)]
@@ -33,16 +32,18 @@ def greedy_search(
     missing = placeholders.required.copy() if placeholders is not None else None  # (B, P)
     step = 0
     while active.size:
-        log_probs, hidden, attn = model.step(prev, hidden, rows)  # (N, V), (N, H), (N, S)
         if placeholders is not None and missing is not None:
-            log_probs = constrain(log_probs, missing[active], placeholders.sentinel_ids, eos)
-        prev = log_probs.argmax(axis=-1)  # (N,)
+            constraint = penalty(missing[active], placeholders.sentinel_ids, eos)
+        else:
+            constraint = TokenPenalty.none(active.size)
+        out = model.step(prev, hidden, encoded, active, 1, constraint)
+        prev, hidden = out.top_ids[:, 0], out.hidden  # (N,), (N, H)
         if placeholders is not None and missing is not None:
             missing[active] -= emitted(prev, placeholders.sentinel_ids)
         step += 1
-        scores[active] += log_probs[np.arange(active.size), prev]
+        scores[active] += out.top_log_probs[:, 0]
         for row, sentence in enumerate(active):
-            attention[sentence].append(attn[row])
+            attention[sentence].append(out.attention[row])
             if prev[row] != eos:
                 tokens[sentence].append(int(prev[row]))
             else:
@@ -50,7 +51,6 @@ def greedy_search(
         keep = (prev != eos) & (step < max_len[active])
         if not keep.all():
             active, prev, hidden = active[keep], prev[keep], hidden[keep]
-            rows = rows.take(keep)
     return [
         Hypothesis(tokens[i], float(scores[i]), np.stack(attention[i]) if attention[i]
                    else np.zeros((0, S), np.float32), ended=bool(ended[i]))

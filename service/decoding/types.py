@@ -25,16 +25,70 @@ class EncodedBatch:
         return self.mask.sum(axis=1)
 
 
+@dataclass(frozen=True)
+class TokenPenalty:
+    """Values added to a few tokens' log-probabilities, per row (0 keeps, -inf forbids)."""
+
+    token_ids: np.ndarray  # (C,) int64
+    values: np.ndarray  # (R, C) float32
+
+    @staticmethod
+    def none(rows: int) -> TokenPenalty:
+        return TokenPenalty(np.zeros(0, np.int64), np.zeros((rows, 0), np.float32))
+
+
+@dataclass
+class StepOutput:
+    top_log_probs: np.ndarray  # (R, k) float32, best first
+    top_ids: np.ndarray  # (R, k) int64; ties go to the lower id
+    hidden: np.ndarray  # (R, H)
+    attention: np.ndarray  # (R, S)
+
+    @staticmethod
+    def from_log_probs(log_probs: np.ndarray, hidden: np.ndarray, attention: np.ndarray,
+                       top_k: int, penalty: TokenPenalty) -> StepOutput:
+        """What the step graph computes, in numpy, from full (R, V) log-probabilities: for
+        step models that return those (format 1 bundles, PyTorch, tests)."""
+        if penalty.token_ids.size:
+            log_probs = log_probs.copy()
+            log_probs[:, penalty.token_ids] += penalty.values
+        top_ids = top_k_ids(log_probs, top_k)
+        return StepOutput(np.take_along_axis(log_probs, top_ids, axis=1), top_ids, hidden,
+                          attention)
+
+
+def top_k_ids(scores: np.ndarray, k: int) -> np.ndarray:
+    """Indices of the ``k`` best columns per row, best first; ties go to the lower index.
+
+    :param scores: (N, C) -> (N, k)
+    """
+    C = scores.shape[1]
+    k = min(k, C)
+    part = np.argpartition(scores, C - k, axis=1)[:, C - k :]  # the k largest, unordered
+    part.sort(axis=1)  # lower index first, so the stable sort below breaks ties by index
+    order = np.argsort(-np.take_along_axis(scores, part, axis=1), axis=1, kind="stable")
+    return np.take_along_axis(part, order, axis=1)
+
+
 class StepModel(Protocol):
-    """One decoder step over a batch of rows."""
+    """One decoder step over R rows (hypotheses) of the sentences in ``encoded``."""
 
     def step(
         self,
-        prev_tokens: np.ndarray,  # (N,) int64
-        hidden: np.ndarray,  # (N, H)
-        encoded: EncodedBatch,  # N rows
+        prev_tokens: np.ndarray,  # (R,) int64
+        hidden: np.ndarray,  # (R, H)
+        encoded: EncodedBatch,  # B sentences, stored once each
+        row_sentence: np.ndarray,  # (R,) int64: the sentence of each row
+        top_k: int,  # best tokens to return per row
+        penalty: TokenPenalty,
+    ) -> StepOutput:
+        ...
+
+    def step_log_probs(
+        self, prev_tokens: np.ndarray, hidden: np.ndarray, encoded: EncodedBatch,
+        row_sentence: np.ndarray,
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Return (log_probs (N, V), next hidden (N, H), attention (N, S))."""
+        """(log_probs (R, V), next hidden (R, H), attention (R, S)): forced decoding only."""
         ...
 
 

@@ -21,3 +21,4 @@ def test_onnx_matches_pytorch(tmp_path: Path, attention: str) -> None:
 
     for output in ("encoder", "log_probs", "attention", "hidden"):
         assert report[output] < 1e-4, (output, report)
+    assert report["top_ids_differ"] == 0

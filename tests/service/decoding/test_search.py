@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 
 from service.decoding import Placeholders, beam_search, greedy_search, length_penalty
-from service.decoding.beam import top_candidates
+from service.decoding.types import top_k_ids
+from tests.service.decoding.reference import reference_beam_search
 from tests.service.decoding.toy import ToyModel
 
 BOS, EOS = 0, 1
@@ -23,7 +24,8 @@ def brute_force(model: ToyModel, lengths: list[int], sentence: int, max_len: int
             for last in last_tokens:
                 hidden, prev, total = encoded.hidden, np.array([BOS]), 0.0
                 for token in (*prefix, last):
-                    log_probs, hidden, _ = model.step(prev, hidden, encoded)
+                    log_probs, hidden, _ = model.step_log_probs(prev, hidden, encoded,
+                                                                np.array([0]))
                     total += float(log_probs[0, token])
                     prev = np.array([token])
                 tokens = [*prefix] + ([last] if last != EOS else [])
@@ -100,9 +102,32 @@ def test_max_length_is_respected() -> None:
     assert len(hyp.tokens) <= 2
 
 
-def test_top_candidates_orders_and_breaks_ties_by_index() -> None:
+def test_top_k_ids_orders_and_breaks_ties_by_index() -> None:
     scores = np.array([[0.1, 0.5, 0.5, -1.0, 0.3]])
-    assert top_candidates(scores, 3).tolist() == [[1, 2, 4]]
+    assert top_k_ids(scores, 3).tolist() == [[1, 2, 4]]
+
+
+@pytest.mark.parametrize(("seed", "beam_size", "n_best", "constrained"),
+                         [(1, 2, 1, False), (7, 4, 3, False), (15, 3, 2, True), (21, 5, 5, True)])
+def test_search_over_top_k_candidates_equals_full_vocabulary_search(
+        seed: int, beam_size: int, n_best: int, constrained: bool) -> None:
+    """Same hypotheses, scores and attention as the previous search, which ranked every
+    (beam, token) pair from full log-probabilities and copied the history every step."""
+    model = ToyModel(vocab=14, seed=seed)
+    lengths, limits = [4, 1, 6, 3, 5], np.array([9, 3, 12, 7, 30])
+    constraint = Placeholders(np.array([10, 11]), np.array(
+        [[1, 0], [0, 0], [2, 1], [0, 1], [1, 1]])) if constrained else None
+    expected = reference_beam_search(model, model.encode(lengths), BOS, EOS, limits,
+                                     beam_size=beam_size, n_best=n_best, alpha=0.8,
+                                     placeholders=constraint)
+    found = beam_search(model, model.encode(lengths), BOS, EOS, limits, beam_size=beam_size,
+                        n_best=n_best, alpha=0.8, placeholders=constraint)
+    for ours, theirs in zip(found, expected, strict=True):
+        assert [h.tokens for h in ours] == [h.tokens for h in theirs]
+        assert [h.score for h in ours] == [h.score for h in theirs]
+        assert [h.ended for h in ours] == [h.ended for h in theirs]
+        for a, b in zip(ours, theirs, strict=True):
+            np.testing.assert_array_equal(a.attention, b.attention)
 
 
 def test_placeholder_constraint_keeps_required_sentinels_and_invents_none() -> None:
@@ -119,7 +144,7 @@ def test_placeholder_constraint_keeps_required_sentinels_and_invents_none() -> N
         for hyp in [greedy[i], *beams[i]]:
             counts = np.array([hyp.tokens.count(int(s)) for s in sentinels])
             assert (counts <= required[i]).all(), (i, hyp.tokens)  # none invented
-            if len(hyp.attention) > len(hyp.tokens):  # ended with EOS: none missing
+            if hyp.ended:  # ended with EOS: none missing
                 assert (counts == required[i]).all(), (i, hyp.tokens)
                 finished_with_sentinel += int(required[i].any())
     assert finished_with_sentinel > 0

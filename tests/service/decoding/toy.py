@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from service.decoding import EncodedBatch
+from service.decoding import EncodedBatch, StepOutput, TokenPenalty
 
 
 class ToyModel:
@@ -25,14 +25,20 @@ class ToyModel:
             mask=mask,
         )
 
-    def step(self, prev_tokens: np.ndarray, hidden: np.ndarray, encoded: EncodedBatch
-             ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        scores = np.einsum("nsh,nh->ns", encoded.keys, hidden)
-        scores = np.where(encoded.mask, scores, -np.inf)
+    def step_log_probs(self, prev_tokens: np.ndarray, hidden: np.ndarray,
+                       encoded: EncodedBatch, rows: np.ndarray
+                       ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        scores = np.einsum("nsh,nh->ns", encoded.keys[rows], hidden)
+        scores = np.where(encoded.mask[rows], scores, -np.inf)
         attention = np.exp(scores - scores.max(axis=1, keepdims=True))
         attention /= attention.sum(axis=1, keepdims=True)
-        context = np.einsum("ns,nsd->nd", attention, encoded.outputs)
+        context = np.einsum("ns,nsd->nd", attention, encoded.outputs[rows])
         hidden = np.tanh(hidden @ self.w_h + self.embed[prev_tokens] + context @ self.w_c)
         logits = hidden @ self.out
         log_probs = logits - np.log(np.exp(logits).sum(axis=1, keepdims=True))
         return log_probs.astype(np.float32), hidden.astype(np.float32), attention.astype(np.float32)
+
+    def step(self, prev_tokens: np.ndarray, hidden: np.ndarray, encoded: EncodedBatch,
+             rows: np.ndarray, top_k: int, penalty: TokenPenalty) -> StepOutput:
+        return StepOutput.from_log_probs(*self.step_log_probs(prev_tokens, hidden, encoded, rows),
+                                         top_k, penalty)
