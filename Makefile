@@ -2,6 +2,7 @@
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
+# SERVICE_* variables in the environment win over these defaults (make serve BUNDLE=... too).
 BUNDLE ?= models/en-de
 HOST ?= 127.0.0.1
 PORT ?= 8000
@@ -21,7 +22,8 @@ $(VENV)/.dev: pyproject.toml | $(VENV)/bin/python
 	touch $@ $(VENV)/.service
 
 serve: $(VENV)/.service
-	SERVICE_BUNDLE_DIR=$(BUNDLE) SERVICE_HOST=$(HOST) SERVICE_PORT=$(PORT) $(PY) -m service
+	SERVICE_BUNDLE_DIR="$${SERVICE_BUNDLE_DIR:-$(BUNDLE)}" SERVICE_HOST="$${SERVICE_HOST:-$(HOST)}" \
+		SERVICE_PORT="$${SERVICE_PORT:-$(PORT)}" $(PY) -m service
 
 lint: $(VENV)/.dev
 	$(VENV)/bin/ruff check service model_export bench tests

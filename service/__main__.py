@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import logging
+import sys
 from types import FrameType
 
 import uvicorn
+from pydantic import ValidationError
 
 from service.app import create_app
 from service.logs import configure_logging
@@ -34,7 +36,13 @@ class GracefulServer(uvicorn.Server):
 
 
 def main() -> None:
-    settings = Settings()
+    try:
+        settings = Settings()
+    except ValidationError as exc:  # one line per problem, naming the variables
+        problems = "; ".join(
+            (f"SERVICE_{'_'.join(map(str, e['loc'])).upper()}: " if e["loc"] else "")
+            + str(e.get("ctx", {}).get("error", e["msg"])) for e in exc.errors())
+        sys.exit(f"invalid configuration: {problems}")
     configure_logging(settings.log_level)
     app = create_app(settings)
     config = uvicorn.Config(app, host=settings.host, port=settings.port, log_config=None,

@@ -12,7 +12,7 @@ from fastapi.staticfiles import StaticFiles
 
 from service.api import pages
 from service.api.errors import install_error_handlers
-from service.api.middleware import BodyLimit, RequestContext
+from service.api.middleware import ApiKeys, BodyLimit, RequestContext
 from service.api.routes import router
 from service.settings import Settings
 from service.state import ServiceState
@@ -41,7 +41,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.mount("/static", StaticFiles(directory=pages.STATIC_DIR), name="static")
     install_error_handlers(app)
     # Added last = outermost: request ids and metrics cover every response, CORS headers too.
-    app.add_middleware(BodyLimit, max_bytes=state.settings.max_body_bytes)
+    s = state.settings
+    app.add_middleware(BodyLimit, max_bytes=s.max_body_bytes, timeout_s=s.body_timeout_s)
+    protected = {"/translate", "/model"} | ({"/metrics"} if s.protect_metrics else set())
+    app.add_middleware(ApiKeys, keys=s.key_list(), paths=frozenset(protected))
     if origins := state.settings.origin_list():
         app.add_middleware(CORSMiddleware, allow_origins=origins, allow_methods=["GET", "POST"],
                            allow_headers=["Authorization", "Content-Type", "X-API-Key",

@@ -5,10 +5,16 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_BUNDLE = Path(__file__).resolve().parent.parent / "models" / "en-de"
+
+
+def largest_legal_body(max_texts: int, max_text_chars: int) -> int:
+    """Bytes of the largest request within the text limits: UTF-8 (4 bytes a character at
+    most), quotes and commas, and room for every option."""
+    return max_texts * (4 * max_text_chars + 3) + 512
 
 
 class Settings(BaseSettings):
@@ -45,7 +51,9 @@ class Settings(BaseSettings):
     max_input_tokens: int = Field(256, ge=2, description="subword tokens per text")
     max_beam_size: int = Field(8, ge=1, description="largest beam a request may ask for")
     max_body_bytes: int = Field(1_000_000, ge=1024, description="request body size, checked "
-                                "before parsing")
+                                "before parsing (chunked bodies too)")
+    body_timeout_s: float = Field(30.0, gt=0, description="a request body not received "
+                                  "within this long gets 408")
 
     # Overload and shutdown
     max_queue_sentences: int = Field(1024, ge=1, description="queued sentences before new "
@@ -59,6 +67,21 @@ class Settings(BaseSettings):
     api_keys: str = Field("", description="comma-separated keys for /translate; empty = open")
     protect_metrics: bool = Field(False, description="require an API key for /metrics too")
     cors_origins: str = Field("", description="comma-separated allowed origins; empty = no CORS")
+
+    @model_validator(mode="after")
+    def consistent(self) -> Settings:
+        """Refuse combinations that would fail at request time instead of at start-up."""
+        if self.default_beam_size > self.max_beam_size:
+            raise ValueError(f"SERVICE_DEFAULT_BEAM_SIZE ({self.default_beam_size}) exceeds "
+                             f"SERVICE_MAX_BEAM_SIZE ({self.max_beam_size}): every request "
+                             "without a beam_size would be refused")
+        largest = largest_legal_body(self.max_texts, self.max_text_chars)
+        if self.max_body_bytes < largest:
+            raise ValueError(f"SERVICE_MAX_BODY_BYTES ({self.max_body_bytes}) is smaller than "
+                             f"the largest legal request ({largest} bytes: SERVICE_MAX_TEXTS "
+                             f"{self.max_texts} x SERVICE_MAX_TEXT_CHARS {self.max_text_chars} "
+                             "characters of up to 4 UTF-8 bytes)")
+        return self
 
     def key_list(self) -> list[str]:
         return [k.strip() for k in self.api_keys.split(",") if k.strip()]

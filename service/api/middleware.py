@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 import time
 import uuid
 
-from starlette.datastructures import MutableHeaders
+from starlette.datastructures import Headers, MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from service.api.errors import error_response
-from service.errors import LimitExceeded
+from service.api.errors import error_response, service_error_response
+from service.auth import check_key
+from service.errors import ServiceError
 from service.logs import request_id_var
 from service.metrics import Metrics
 
@@ -57,35 +59,89 @@ class RequestContext:
                             "duration_ms": round(1000 * seconds, 2)})
 
 
-class BodyLimit:
-    """Refuse bodies over ``max_bytes`` before they are parsed (Content-Length or streamed)."""
+class ApiKeys:
+    """Check the API key of protected paths before anything reads the body, so a caller
+    without a valid key learns that first (401/403), whatever it sent."""
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
-        self.app = app
-        self.max_bytes = max_bytes
+    def __init__(self, app: ASGIApp, keys: list[str], paths: frozenset[str]) -> None:
+        self.app, self.keys, self.paths = app, keys, paths
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        if scope["type"] == "http" and self.keys and scope["path"] in self.paths:
+            try:
+                check_key(presented_key(Headers(scope=scope)), self.keys)
+            except ServiceError as exc:
+                await service_error_response(exc)(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
+def presented_key(headers: Headers) -> str | None:
+    """The key from ``Authorization: Bearer <key>`` or ``X-API-Key: <key>``."""
+    header = headers.get("authorization", "")
+    if header.lower().startswith("bearer "):
+        return header[7:].strip()
+    return headers.get("x-api-key")
+
+
+class BodyLimit:
+    """Read the whole body before the app sees it: at most ``max_bytes`` (413, declared or
+    streamed, chunked included) and within ``timeout_s`` (408), so a stalled client holds
+    neither memory nor a decode slot, nor delays shutdown for longer than that."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int, timeout_s: float) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+        self.timeout_s = timeout_s
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] in ("GET", "HEAD", "OPTIONS"):
             await self.app(scope, receive, send)
             return
         declared = dict(scope["headers"]).get(b"content-length")
         if declared is not None and (not declared.isdigit() or int(declared) > self.max_bytes):
-            response = error_response(413, "limit_exceeded", self._message())
-            await response(scope, receive, send)
+            await self._refuse(scope, receive, send, 413, "limit_exceeded", self._too_large())
             return
-        seen = 0
+        body, first = bytearray(), None
+        try:
+            async with asyncio.timeout(self.timeout_s):
+                while True:
+                    message = await receive()
+                    if message["type"] != "http.request":  # the client went away
+                        first = message
+                        break
+                    body += message.get("body", b"")
+                    if len(body) > self.max_bytes:
+                        await self._refuse(scope, receive, send, 413, "limit_exceeded",
+                                           self._too_large())
+                        return
+                    if not message.get("more_body", False):
+                        break
+        except TimeoutError:
+            await self._refuse(scope, receive, send, 408, "body_timeout",
+                               f"request body not received within {self.timeout_s:g} s "
+                               "(SERVICE_BODY_TIMEOUT_S)")
+            return
+        replay: Message = first or {"type": "http.request", "body": bytes(body),
+                                    "more_body": False}
+        replayed = False
 
-        async def counting_receive() -> Message:
-            nonlocal seen
-            message = await receive()
-            if message["type"] == "http.request":
-                seen += len(message.get("body", b""))
-                if seen > self.max_bytes:
-                    raise LimitExceeded(self._message())
-            return message
+        async def buffered_receive() -> Message:
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return replay
+            return await receive()
 
-        await self.app(scope, counting_receive, send)
+        await self.app(scope, buffered_receive, send)
 
-    def _message(self) -> str:
+    @staticmethod
+    async def _refuse(scope: Scope, receive: Receive, send: Send, status: int, code: str,
+                      message: str) -> None:
+        # The rest of the body is not read: the connection closes after the answer.
+        response = error_response(status, code, message, headers={"Connection": "close"})
+        await response(scope, receive, send)
+
+    def _too_large(self) -> str:
         return (f"request body is larger than {self.max_bytes} bytes "
                 "(SERVICE_MAX_BODY_BYTES)")

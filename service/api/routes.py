@@ -21,7 +21,6 @@ from service.api.schemas import (
     TranslateResponse,
     TranslationOut,
 )
-from service.auth import check_key
 from service.bundle import MODEL_CARD
 from service.errors import Busy, DecodeFailed, InvalidOption, LimitExceeded, NotReady
 from service.settings import Settings
@@ -37,30 +36,13 @@ def get_state(request: Request) -> ServiceState:
 StateDep = Annotated[ServiceState, Depends(get_state)]
 
 
-def presented_key(request: Request) -> str | None:
-    """The key from ``Authorization: Bearer <key>`` or ``X-API-Key: <key>``."""
-    header = request.headers.get("authorization", "")
-    if header.lower().startswith("bearer "):
-        return header[7:].strip()
-    return request.headers.get("x-api-key")
-
-
-def require_key(request: Request, state: StateDep) -> None:
-    check_key(presented_key(request), state.settings.key_list())
-
-
-def require_key_for_metrics(request: Request, state: StateDep) -> None:
-    if state.settings.protect_metrics:
-        require_key(request, state)
-
-
 router = APIRouter()
 ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": ErrorResponse} for code in (400, 401, 403, 413, 422, 500, 503)}
 
 
 @router.post("/translate", response_model=TranslateResponse, response_model_exclude_none=True,
-             responses=ERRORS, tags=["translate"], dependencies=[Depends(require_key)])
+             responses=ERRORS, tags=["translate"])
 async def translate(body: TranslateRequest, state: StateDep) -> TranslateResponse:
     """Translate one text or a list of texts (a batch)."""
     started = time.perf_counter()
@@ -149,15 +131,13 @@ async def ready(state: StateDep) -> Health:
     return Health(status="ready")
 
 
-@router.get("/metrics", tags=["health"], response_class=Response,
-            dependencies=[Depends(require_key_for_metrics)])
+@router.get("/metrics", tags=["health"], response_class=Response)
 async def metrics(state: StateDep) -> Response:
     """Prometheus text exposition."""
     return Response(generate_latest(state.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
 
-@router.get("/model", response_model=ModelInfo, responses=ERRORS, tags=["model"],
-            dependencies=[Depends(require_key)])
+@router.get("/model", response_model=ModelInfo, responses=ERRORS, tags=["model"])
 async def model(state: StateDep) -> ModelInfo:
     """The served model: manifest summary, test metrics and model card."""
     translator, _ = state.require_ready()

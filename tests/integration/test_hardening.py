@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 import signal
+import socket
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -279,6 +280,10 @@ def test_api_keys_cors_and_open_health(tmp_path: Path) -> None:
         body = {"text": "Open"}
         missing = httpx.post(url, json=body)
         assert missing.status_code == 401 and missing.headers["WWW-Authenticate"] == "Bearer"
+        # the key is checked before the body is read: no key, no hint about the body
+        garbage = httpx.post(url, content=b"{not json",
+                             headers={"content-type": "application/json"})
+        assert garbage.status_code == 401 and garbage.json()["error"]["code"] == "unauthorized"
         assert httpx.post(url, json=body, headers={"X-API-Key": "nope"}).status_code == 403
         assert httpx.post(url, json=body, headers={"X-API-Key": "k-two"}).status_code == 200
         assert httpx.post(url, json=body, headers={"Authorization": "Bearer k-one"}
@@ -299,3 +304,35 @@ def test_cors_is_off_by_default(server: Server) -> None:
     response = httpx.post(server.url + "/translate", json={"text": "Open"},
                           headers={"Origin": "https://app.example"})
     assert "access-control-allow-origin" not in response.headers
+
+
+def test_chunked_body_over_the_limit_gets_413(server: Server) -> None:
+    def chunks() -> Iterator[bytes]:  # no Content-Length: Transfer-Encoding: chunked
+        yield b'{"text": "'
+        for _ in range(40):
+            yield b"a" * 50_000
+        yield b'"}'
+
+    response = httpx.post(server.url + "/translate", content=chunks(), timeout=30,
+                          headers={"content-type": "application/json"})
+    assert response.status_code == 413
+    assert "SERVICE_MAX_BODY_BYTES" in response.json()["error"]["message"]
+
+
+def test_stalled_body_gets_408_and_does_not_hold_shutdown(tmp_path: Path) -> None:
+    server = start_server(tmp_path, SERVICE_BODY_TIMEOUT_S="1", SERVICE_SHUTDOWN_TIMEOUT_S="30")
+    try:
+        server.wait("/health/ready", 200)
+        host, port = server.url.removeprefix("http://").split(":")
+        with socket.create_connection((host, int(port)), timeout=20) as sock:
+            sock.sendall(b"POST /translate HTTP/1.1\r\nHost: x\r\nContent-Type: "
+                         b"application/json\r\nContent-Length: 1000\r\n\r\n" + b"{" * 100)
+            answer = sock.recv(65536).decode(errors="replace")  # blocks until the 408
+            assert answer.startswith("HTTP/1.1 408"), answer[:200]
+            assert "SERVICE_BODY_TIMEOUT_S" in answer
+            stopped = time.monotonic()
+            server.process.send_signal(signal.SIGTERM)
+            server.process.wait(timeout=20)
+        assert time.monotonic() - stopped < 10  # not the 30 s drain: nothing was in flight
+    finally:
+        server.stop()

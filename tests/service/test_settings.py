@@ -1,0 +1,41 @@
+"""Contradictory settings stop the service at start-up, naming the settings involved."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+from pydantic import ValidationError
+
+from service.settings import Settings, largest_legal_body
+from tests.conftest import ROOT
+
+
+def test_defaults_are_consistent() -> None:
+    s = Settings()
+    assert s.default_beam_size <= s.max_beam_size
+    assert s.max_body_bytes >= largest_legal_body(s.max_texts, s.max_text_chars)
+
+
+@pytest.mark.parametrize(("env", "names"), [
+    ({"SERVICE_DEFAULT_BEAM_SIZE": "9", "SERVICE_MAX_BEAM_SIZE": "8"},
+     ["SERVICE_DEFAULT_BEAM_SIZE", "SERVICE_MAX_BEAM_SIZE"]),
+    ({"SERVICE_MAX_BODY_BYTES": "4096"},
+     ["SERVICE_MAX_BODY_BYTES", "SERVICE_MAX_TEXTS", "SERVICE_MAX_TEXT_CHARS"]),
+    ({"SERVICE_QUEUE_TIMEOUT_S": "-1"}, ["SERVICE_QUEUE_TIMEOUT_S"]),
+    ({"SERVICE_BODY_TIMEOUT_S": "0"}, ["SERVICE_BODY_TIMEOUT_S"]),
+    ({"SERVICE_VARIANT": "int4"}, ["SERVICE_VARIANT"]),
+])
+def test_contradictions_stop_the_process_with_one_clear_message(
+        env: dict[str, str], names: list[str]) -> None:
+    with pytest.raises(ValidationError):
+        Settings(**{k.removeprefix("SERVICE_").lower(): v for k, v in env.items()})
+    run = subprocess.run([sys.executable, "-m", "service"], cwd=ROOT, capture_output=True,
+                         text=True, timeout=60, env={**os.environ, **env})
+    assert run.returncode == 1
+    [line] = run.stderr.strip().splitlines()
+    assert line.startswith("invalid configuration: ")
+    for name in names:
+        assert name in line, line
