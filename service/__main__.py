@@ -9,6 +9,7 @@ from types import FrameType
 import uvicorn
 from pydantic import ValidationError
 
+from service.api.edge import edge_protocol
 from service.app import create_app
 from service.logs import configure_logging
 from service.settings import Settings
@@ -45,9 +46,13 @@ def main() -> None:
         sys.exit(f"invalid configuration: {problems}")
     configure_logging(settings.log_level)
     app = create_app(settings)
-    config = uvicorn.Config(app, host=settings.host, port=settings.port, log_config=None,
-                            access_log=False,
-                            timeout_graceful_shutdown=int(settings.shutdown_timeout_s) or None)
+    config = uvicorn.Config(
+        app, host=settings.host, port=settings.port, log_config=None, access_log=False,
+        http=edge_protocol(settings.header_timeout_s, settings.max_header_bytes,
+                           app.state.connections),
+        h11_max_incomplete_event_size=settings.max_header_bytes,
+        timeout_keep_alive=int(settings.keepalive_timeout_s) or 1,
+        timeout_graceful_shutdown=int(settings.shutdown_timeout_s) or None)
     GracefulServer(config, app.state.service).run()
 
 

@@ -11,6 +11,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.staticfiles import StaticFiles
 
 from service.api import pages
+from service.api.edge import ConnectionCap
 from service.api.errors import install_error_handlers
 from service.api.middleware import ApiKeys, BodyLimit, RequestContext
 from service.api.routes import router
@@ -49,5 +50,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.add_middleware(CORSMiddleware, allow_origins=origins, allow_methods=["GET", "POST"],
                            allow_headers=["Authorization", "Content-Type", "X-API-Key",
                                           "X-Request-ID"], expose_headers=["X-Request-ID"])
+    # Open connections, kept by the server's protocol (service.api.edge) when it runs one.
+    app.state.connections = set()
+    app.add_middleware(ConnectionCap, connections=app.state.connections,
+                       limit=s.max_connections)
     app.add_middleware(RequestContext, metrics=state.metrics)
     return app

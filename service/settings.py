@@ -34,6 +34,15 @@ class Settings(BaseSettings):
     host: str = Field("127.0.0.1", description="bind address")
     port: int = Field(8000, ge=1, le=65535, description="bind port")
     log_level: str = Field("info", description="debug | info | warning | error")
+    header_timeout_s: float = Field(10.0, gt=0, description="a connection that has not sent "
+                                    "a complete request head this long after connecting (or "
+                                    "after its previous response) is closed")
+    keepalive_timeout_s: float = Field(5.0, gt=0, description="idle keep-alive connections "
+                                       "are closed after this long")
+    max_header_bytes: int = Field(16384, ge=1024, description="request line + headers; "
+                                  "larger heads get 400 and the connection is closed")
+    max_connections: int = Field(512, ge=1, description="open connections beyond which "
+                                 "requests get 503 (health checks excepted)")
 
     # Batching
     max_batch_size: int = Field(32, ge=1, le=1024, description="sentences per decode batch")

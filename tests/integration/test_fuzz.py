@@ -33,7 +33,8 @@ FUZZ_CASES = int(os.environ.get("FUZZ_CASES", "1000"))
 def fuzz_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     # Small limits keep generated requests cheap; the limits themselves get fuzzed too.
     server = start_server(tmp_path_factory.mktemp("fuzz"), SERVICE_MAX_TEXT_CHARS="300",
-                          SERVICE_MAX_BEAM_SIZE="3", SERVICE_MAX_TEXTS="4",
+                          SERVICE_MAX_BEAM_SIZE="3", SERVICE_DEFAULT_BEAM_SIZE="2",
+                          SERVICE_MAX_TEXTS="4",
                           SERVICE_LOG_LEVEL="warning")
     server.wait("/health/ready", 200)
     yield server
