@@ -34,12 +34,12 @@ class RequestContext:
         given = dict(scope["headers"]).get(b"x-request-id", b"").decode("latin-1")
         request_id = given if _VALID_ID.match(given) else uuid.uuid4().hex
         request_id_var.set(request_id)
-        status = 500
+        status, started_response = 500, False
 
         async def send_with_id(message: Message) -> None:
-            nonlocal status
+            nonlocal status, started_response
             if message["type"] == "http.response.start":
-                status = message["status"]
+                status, started_response = message["status"], True
                 MutableHeaders(scope=message).append("X-Request-ID", request_id)
             await send(message)
 
@@ -49,6 +49,13 @@ class RequestContext:
         self.metrics.in_flight.inc()
         try:
             await self.app(scope, receive, send_with_id)
+        except asyncio.CancelledError:  # shutdown ran out of time: still answer, in JSON
+            if not started_response:
+                await error_response(
+                    503, "shutting_down", "the service stopped before this request finished "
+                    "(SERVICE_SHUTDOWN_TIMEOUT_S); retry", headers={"Retry-After": "1"},
+                )(scope, receive, send_with_id)
+            raise
         finally:
             seconds = time.perf_counter() - started
             self.metrics.in_flight.dec()
