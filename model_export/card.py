@@ -116,4 +116,7 @@ def write_card(out_dir: Path, manifest: Manifest) -> None:
               "## Examples (test and held-out sets, beam search, good and bad)", ""]
     lines += [f"- {e['source']!r} → {e['beam']!r} (reference {e['reference']!r})"
               for e in metrics.get("examples", [])]
+    if "showcase" in metrics:
+        lines += ["", "## What a new user tries first (no reference; judge for yourself)", ""]
+        lines += [f"- {e['source']!r} → {e['beam']!r}" for e in metrics["showcase"]]
     (out_dir / MODEL_CARD).write_text("\n".join(lines) + "\n", encoding="utf-8")

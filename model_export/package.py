@@ -41,6 +41,13 @@ from service.translator import DecodeOptions, Translator, translate_corpus
 
 log = logging.getLogger(__name__)
 
+# What a new user tries first: UI strings not taken from any test set (no references).
+SHOWCASE = ("Open the file", "Save changes to the document before closing?",
+            "Insert %1 rows above the selected cell", "Import Libraries", "<Not localized>",
+            "The file could not be opened because it is in use by another program.",
+            "Select the cells that contain the values you want to sort, then choose Sort on "
+            "the Data menu.", "The macro could not be found in the library %s.",
+            "Automatically check spelling while typing", "Export as PDF")
 CALIBRATION_SENTENCES = 512  # training sentences whose activations fix the int8 scales
 TEST_SENTENCES = 3000  # a stride sample of the test split (every domain in proportion)
 DEV_SENTENCES = 1500  # for tuning the length penalty
@@ -214,6 +221,9 @@ def build_bundle(run_dir: Path, data_dir: Path, out_dir: Path, model_id: str,
     picked += sets.get("heldout", [])[:: max(1, len(sets.get("heldout", [])) // 6)][:6]
     served = translators["int8" if int8 else "fp32"]
     metrics["examples"] = record_examples(served, picked, beam_size)
+    metrics["showcase"] = [{"source": text, "beam": t.best.text} for text, t in zip(
+        SHOWCASE, served.translate(list(SHOWCASE), DecodeOptions(beam_size=beam_size)),
+        strict=True)]
     metrics["provenance"] = provenance()
     manifest = replace(manifest, metrics=metrics, parity=parity_report)
     write_card(out_dir, manifest)
