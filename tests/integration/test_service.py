@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 from service.bundle import read_manifest
+from service.client import Client, TranslateError
 from service.placeholders import keeps_placeholders
 from tests.conftest import DECODER_FILE, DEFAULT_BUNDLE, ROOT
 from tests.integration.conftest import Server, metric, start_server
@@ -172,3 +173,22 @@ def test_corrupted_bundle_keeps_the_service_not_ready(tmp_path: Path) -> None:
         assert f"{DECODER_FILE} was altered" in server.log()
     finally:
         server.stop()
+
+
+def test_python_client_against_the_server(server: Server) -> None:
+    with Client(server.url) as client:
+        assert client.ready() and client.model()["model_id"] == MANIFEST.model_id
+        result = client.translate(["Open the file", "Save as %s"], beam_size=2, n_best=2,
+                                  return_attention=True, request_id="client-1")
+        assert result.request_id == "client-1" and len(result.translations) == 2
+        direct = post(server, {"text": ["Open the file", "Save as %s"], "beam_size": 2,
+                               "n_best": 2}).json()["translations"]
+        assert [t.text for t in result.translations] == [t["text"] for t in direct]
+        first = result.translations[0]
+        assert first.attention is not None and first.target_tokens is not None
+        assert len(first.attention) == len(first.target_tokens)
+        assert [a.text for a in first.alternatives] == [a["text"] for a in
+                                                        direct[0]["alternatives"]]
+        with pytest.raises(TranslateError) as error:
+            client.translate("a" * 3000)
+        assert error.value.status == 413 and error.value.code == "limit_exceeded"
