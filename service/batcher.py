@@ -89,6 +89,7 @@ class Batcher:
         self._jobs.append(job)
         self._queued_sentences += len(rows)
         self.metrics.queue_depth.set(len(self._jobs))
+        self.metrics.pending_sentences.inc(len(rows))
         self._wakeup.set()
         try:
             translations = await asyncio.wait_for(asyncio.shield(job.future),
@@ -99,6 +100,7 @@ class Batcher:
             else:
                 self._jobs.remove(job)
                 self._queued_sentences -= len(rows)
+                self.metrics.pending_sentences.dec(len(rows))
                 job.future.cancel()
                 raise QueueTimeout(f"queued for more than {self.queue_timeout_s:g}s "
                                    "(SERVICE_QUEUE_TIMEOUT_S)") from None
@@ -167,7 +169,13 @@ class Batcher:
         return batch
 
     async def _decode(self, loop: asyncio.AbstractEventLoop, batch: list[Job]) -> None:
-        live = [j for j in batch if not j.future.done()]  # skip clients that went away
+        try:
+            await self._decode_live(loop, [j for j in batch if not j.future.done()])
+        finally:  # answered, failed or skipped: no longer pending
+            self.metrics.pending_sentences.dec(sum(len(j.rows) for j in batch))
+
+    async def _decode_live(self, loop: asyncio.AbstractEventLoop, live: list[Job]) -> None:
+        """Decode the jobs whose clients are still waiting (the others went away)."""
         if not live:
             return
         rows = [row for job in live for row in job.rows]

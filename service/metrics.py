@@ -23,6 +23,9 @@ class Metrics:
                                     buckets=LATENCY_BUCKETS, registry=r)
         self.queue_depth = Gauge("translate_queue_depth", "requests waiting for a batch",
                                  registry=r)
+        self.pending_sentences = Gauge(
+            "translate_pending_sentences", "sentences accepted and not yet answered (queued or "
+            "decoding): the per-pod load signal for autoscaling", registry=r)
         self.batch_size = Histogram("translate_batch_size", "sentences per decode batch",
                                     buckets=BATCH_BUCKETS, registry=r)
         self.decode_seconds = Histogram("translate_decode_seconds", "decode time per batch",

@@ -75,6 +75,7 @@ def test_burst_of_ten_times_capacity(small_queue_server: Server) -> None:
             assert "SERVICE_MAX_QUEUE_SENTENCES" in response.json()["error"]["message"]
     # Refused at the door: the server decoded exactly the accepted requests, nothing else.
     assert metric(server, "translate_batch_size_sum") - decoded_before == statuses.count(200)
+    assert metric(server, "translate_pending_sentences") == 0  # the scaling signal drains
     assert server.process.poll() is None
     assert rss_kib(server.process.pid) - rss_before < 200 * 1024  # generous: no leak per request
     assert httpx.get(server.url + "/health/ready").status_code == 200
