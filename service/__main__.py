@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import sys
 from types import FrameType
@@ -21,18 +22,29 @@ log = logging.getLogger("service")
 class GracefulServer(uvicorn.Server):
     """On SIGTERM/SIGINT, turn readiness off before uvicorn stops accepting connections.
 
+    With ``SERVICE_SHUTDOWN_DELAY_S``, the server keeps accepting and serving that long first
+    (for platforms without a preStop hook, while load balancers notice the readiness change).
     uvicorn then lets in-flight requests (queued ones included) finish, up to
-    SERVICE_SHUTDOWN_TIMEOUT_S, and the app's shutdown drains the batcher.
+    SERVICE_SHUTDOWN_TIMEOUT_S, and the app's shutdown drains the batcher. A second signal
+    skips the delay.
     """
 
-    def __init__(self, config: uvicorn.Config, state: ServiceState) -> None:
+    def __init__(self, config: uvicorn.Config, state: ServiceState, delay_s: float) -> None:
         super().__init__(config)
-        self.state = state
+        self.state, self.delay_s, self._signalled = state, delay_s, False
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         if self.state.ready:
             log.info("signal %d: not ready any more, finishing in-flight requests", sig)
         self.state.ready, self.state.detail = False, "shutting down"
+        self.state.metrics.ready.set(0)
+        first, self._signalled = not self._signalled, True
+        if first and self.delay_s > 0:
+            log.info("still accepting requests for %gs (SERVICE_SHUTDOWN_DELAY_S)", self.delay_s)
+            loop = asyncio.get_running_loop()
+            loop.call_soon_threadsafe(loop.call_later, self.delay_s, super().handle_exit, sig,
+                                      frame)
+            return
         super().handle_exit(sig, frame)
 
 
@@ -53,7 +65,7 @@ def main() -> None:
         h11_max_incomplete_event_size=settings.max_header_bytes,
         timeout_keep_alive=int(settings.keepalive_timeout_s) or 1,
         timeout_graceful_shutdown=int(settings.shutdown_timeout_s) or None)
-    GracefulServer(config, app.state.service).run()
+    GracefulServer(config, app.state.service, settings.shutdown_delay_s).run()
 
 
 if __name__ == "__main__":

@@ -71,6 +71,9 @@ class Settings(BaseSettings):
                                    "long gets 503 and is dropped")
     shutdown_timeout_s: float = Field(30.0, ge=0, description="on SIGTERM, how long in-flight "
                                       "requests may take to finish")
+    shutdown_delay_s: float = Field(0.0, ge=0, description="on SIGTERM, keep accepting requests "
+                                    "this long (readiness already off) before draining: for "
+                                    "platforms without a preStop hook")
 
     # Access control
     api_keys: str = Field("", description="comma-separated keys for /translate; empty = open")

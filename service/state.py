@@ -25,11 +25,13 @@ class ServiceState:
     metrics: Metrics = field(default_factory=Metrics)
     translator: Translator | None = None
     batcher: Batcher | None = None
-    ready: bool = False
+    ready: bool = False  # what /health/ready says: off from the first signal of a shutdown
+    accepting: bool = False  # takes work: until the drain begins (SERVICE_SHUTDOWN_DELAY_S)
     detail: str = "loading model"  # why the service is not ready
 
     def require_ready(self) -> tuple[Translator, Batcher]:
-        if not self.ready or self.translator is None or self.batcher is None:
+        """The loaded model, while the service takes work."""
+        if not self.accepting or self.translator is None or self.batcher is None:
             raise NotReady(f"service not ready: {self.detail}")
         return self.translator, self.batcher
 
@@ -53,7 +55,7 @@ class ServiceState:
         self.metrics.model.info({"model_id": m.model_id, "variant": translator.variant,
                                  "provider": translator.model.provider})
         self.metrics.ready.set(1)
-        self.ready, self.detail = True, "ready"
+        self.ready, self.accepting, self.detail = True, True, "ready"
         log.info("model %s (%s, %s) ready in %.2fs", m.model_id, translator.variant,
                  translator.model.provider, seconds)
 
@@ -67,7 +69,7 @@ class ServiceState:
         return translator
 
     async def shutdown(self) -> None:
-        self.ready, self.detail = False, "shutting down"
+        self.ready, self.accepting, self.detail = False, False, "shutting down"
         self.metrics.ready.set(0)
         if self.batcher is not None:
             await self.batcher.close()

@@ -358,3 +358,17 @@ def test_requests_cut_by_the_shutdown_timeout_get_json_503(tmp_path: Path) -> No
     for r in cut:
         assert r.status_code == 503 and r.headers["Retry-After"] == "1"
         assert r.json()["error"]["code"] == "shutting_down"
+
+
+def test_shutdown_delay_keeps_serving_while_readiness_is_off(tmp_path: Path) -> None:
+    server = start_server(tmp_path, SERVICE_SHUTDOWN_DELAY_S="3")
+    server.wait("/health/ready", 200)
+    signalled = time.monotonic()
+    server.process.send_signal(signal.SIGTERM)
+    time.sleep(0.3)
+    assert httpx.get(server.url + "/health/ready").status_code == 503
+    # a new connection, opened after the signal, is still accepted and answered
+    with httpx.Client() as fresh:
+        assert fresh.post(server.url + "/translate", json={"text": TEXT}).status_code == 200
+    assert server.process.wait(timeout=30) in (0, -signal.SIGTERM)
+    assert time.monotonic() - signalled >= 3
