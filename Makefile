@@ -7,7 +7,7 @@ BUNDLE ?= models/en-de
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: serve test test-quick lint pytest browser model bench docker-check clean
+.PHONY: serve test test-quick lint pytest tools model bench docker-check clean
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -29,11 +29,13 @@ lint: $(VENV)/.dev
 	$(VENV)/bin/ruff check service model_export bench tests
 	$(VENV)/bin/mypy
 
-# Debian's chromium for the browser test (the test skips, saying why, if it cannot be had).
-browser:
-	sh scripts/install-browser.sh
+# Debian's chromium (browser test) and haproxy (rolling-restart test); those tests skip,
+# saying why, if they cannot be had.
+tools:
+	sh scripts/install-debian.sh chromium /usr/bin/chromium
+	sh scripts/install-debian.sh haproxy /usr/sbin/haproxy
 
-pytest: $(VENV)/.dev browser
+pytest: $(VENV)/.dev tools
 	$(PY) -m pytest -q -p no:cacheprovider
 
 test: lint pytest

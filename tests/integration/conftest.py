@@ -65,8 +65,9 @@ def metric(server: Server, name: str) -> float:
     return float(match.group(1)) if match else 0.0
 
 
-def start_server(tmp: Path, bundle: Path = DEFAULT_BUNDLE, **env: str) -> Server:
-    port = free_port()
+def start_server(tmp: Path, bundle: Path = DEFAULT_BUNDLE, port: int | None = None,
+                 **env: str) -> Server:
+    port = port or free_port()
     log_path = tmp / f"server-{port}.log"
     environ = {**os.environ, "SERVICE_BUNDLE_DIR": str(bundle), "SERVICE_PORT": str(port),
                "SERVICE_HOST": "127.0.0.1", "PYTHONUNBUFFERED": "1", **env}

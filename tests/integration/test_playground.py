@@ -26,7 +26,7 @@ except ImportError:
 
 CHROMIUM = Path("/usr/bin/chromium")
 if not CHROMIUM.is_file():
-    pytest.skip(f"{CHROMIUM} is missing: scripts/install-browser.sh installs Debian's chromium "
+    pytest.skip(f"{CHROMIUM} is missing: make tools installs Debian's chromium "
                 "(it needs root)", allow_module_level=True)
 
 # No sandbox (we run as root in a container), no GPU, and nothing that reaches the network.
