@@ -31,6 +31,7 @@ log = logging.getLogger(__name__)
 PACKAGE_LISTS = Path(__file__).parent / "packages"  # train.txt, heldout.txt
 MAX_CHARS = 200  # longer entries are help-like paragraphs, not UI strings
 SPLITS = ("train", "dev", "test")
+DEV_SENTENCES = 1500  # a stride sample of dev for choices made on it (averaging, penalty)
 
 Pair = tuple[str, str]
 
@@ -147,6 +148,13 @@ def clean(pairs: Iterable[Pair], max_chars: int = MAX_CHARS) -> list[Pair]:
         if cleaned and cleaned[0] not in seen:
             seen[cleaned[0]] = cleaned[1]
     return list(seen.items())
+
+
+def sample(pairs: Sequence[Pair], n: int) -> list[Pair]:
+    """Every k-th pair, ``n`` at most: deterministic and spread over the whole file."""
+    if n <= 0 or len(pairs) <= n:
+        return list(pairs)
+    return list(pairs[:: len(pairs) // n][:n])
 
 
 def split_of(source: str, dev_percent: int = 5, test_percent: int = 5) -> str:

@@ -18,7 +18,7 @@ import sentencepiece as spm
 import torch
 
 from model_export.card import write_card
-from model_export.corpus import Pair, load_split
+from model_export.corpus import DEV_SENTENCES, Pair, load_split, sample
 from model_export.export import OPSET, export_onnx, parity
 from model_export.metrics import score
 from model_export.quantize import calibration_feeds, quantize_static_int8
@@ -50,17 +50,9 @@ SHOWCASE = ("Open the file", "Save changes to the document before closing?",
             "Automatically check spelling while typing", "Export as PDF")
 CALIBRATION_SENTENCES = 512  # training sentences whose activations fix the int8 scales
 TEST_SENTENCES = 3000  # a stride sample of the test split (every domain in proportion)
-DEV_SENTENCES = 1500  # for tuning the length penalty
 # CPU features that change which int8/fp32 kernels onnxruntime runs (x86 and Arm names).
 ISA_FLAGS = ("sse4_2", "avx", "avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512_vnni",
              "avx_vnni", "amx_int8", "asimd", "asimddp", "i8mm", "sve")
-
-
-def sample(pairs: Sequence[Pair], n: int) -> list[Pair]:
-    """Every k-th pair, ``n`` at most: deterministic and spread over the whole file."""
-    if n <= 0 or len(pairs) <= n:
-        return list(pairs)
-    return list(pairs[:: len(pairs) // n][:n])
 
 
 def provenance() -> dict[str, Any]:

@@ -21,7 +21,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from model_export.corpus import Pair, load_split
+from model_export.corpus import DEV_SENTENCES, Pair, load_split, sample
 from model_export.data import encode_pairs, mask_pair, pad, token_batches
 from model_export.metrics import Scores, score
 from model_export.model import ModelConfig, Seq2Seq
@@ -264,7 +264,7 @@ def choose_final(run_dir: Path, data_dir: Path, average: int) -> dict[str, float
     epoch snapshots (Vaswani et al., 2017, sec. 6.1), whichever has the higher dev BLEU."""
     best = torch.load(run_dir / "best.pt", weights_only=False)
     snapshots = sorted((run_dir / "epochs").glob("*.pt"))[-average:]
-    dev = load_split(data_dir / "dev.tsv")
+    dev = sample(load_split(data_dir / "dev.tsv"), DEV_SENTENCES)
     sp = load_tokenizer(run_dir / "spm.model")
     candidates = {"best": best["model"]}
     if len(snapshots) >= 2:
