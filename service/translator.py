@@ -69,7 +69,6 @@ class Translation:
 class DecodeStats:
     """What decoding one batch cost."""
 
-    sentences: int  # non-empty rows decoded
     encode_seconds: float
     decoder_steps: int  # decoder calls (each over all rows still running)
 
@@ -147,7 +146,7 @@ class Translator:
         """Decode all non-empty rows as one batch; empty texts give empty translations."""
         results = [Translation(r.ids, r.masked) for r in rows]
         todo = [i for i, r in enumerate(rows) if r.ids]
-        stats = DecodeStats(0, 0.0, 0)
+        stats = DecodeStats(0.0, 0)
         if todo:
             hypotheses, stats = self._search([rows[i].ids for i in todo], options)
             for i, hyps in zip(todo, hypotheses, strict=True):
@@ -162,6 +161,8 @@ class Translator:
         """Log-probability of each target (generated ids, no BOS/EOS) as a translation of
         the text (forced decoding): compares outputs across machines and versions."""
         ids = [row.ids for row in self.prepare(texts)]
+        if not all(ids):
+            raise ValueError("forced decoding needs non-empty texts")
         src, lengths = self.encode(ids)
         encoded = self.model.encode(src, lengths)
         scores = forced_log_probs(self.model, encoded, self.special.bos, self.special.eos,
@@ -198,7 +199,7 @@ class Translator:
                                 beam_size=options.beam_size, n_best=options.n_best,
                                 alpha=self.length_penalty if options.length_penalty is None
                                 else options.length_penalty, placeholders=placeholders)
-        return found, DecodeStats(len(batch), encode_seconds, model.calls)
+        return found, DecodeStats(encode_seconds, model.calls)
 
     def _candidate(self, hyp: Hypothesis, masked: Masked) -> Candidate:
         text = unmask(self.sp.decode(hyp.tokens), masked.placeholders)
