@@ -1,14 +1,24 @@
 """End to end on a tiny synthetic corpus: train a few steps, bundle, load, translate."""
 
 import json
+import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
 from model_export.__main__ import main
 from model_export.corpus import build
-from service.bundle import verify_bundle
+from model_export.export import OPSET
+from model_export.train import load_model
+from service.bundle import (
+    DECODER_INPUTS_V1,
+    DECODER_OUTPUTS_V1,
+    MANIFEST,
+    hash_files,
+    verify_bundle,
+)
 from service.translator import DecodeOptions, Translator
 
 NOUNS = [("file", "Datei"), ("table", "Tabelle"), ("image", "Bild"), ("page", "Seite"),
@@ -84,3 +94,51 @@ def test_bundle_translates_with_both_variants(tiny_run: tuple[Path, Path, Path])
         [result] = Translator(out, variant).translate(["Open file %1"], DecodeOptions(beam_size=2))
         assert isinstance(result.best.text, str)
         assert result.best.attention.shape[1] == len(result.source_ids)
+
+
+class _StepV1(torch.nn.Module):
+    """The format 1 decoder graph: rows carry their own encoder states, full log-probs out."""
+
+    def __init__(self, model: torch.nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, prev: torch.Tensor, hidden: torch.Tensor, outputs: torch.Tensor,
+                keys: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        return self.model.decode_step(prev, hidden, outputs, keys, mask)
+
+
+def test_format_1_bundles_translate_as_format_2(tiny_run: tuple[Path, Path, Path],
+                                                tmp_path: Path) -> None:
+    """Bundles exported before the step graph gathered rows and took the top-k still load,
+    and the service's numpy path for them gives what the graph gives."""
+    _, run, out = tiny_run
+    model, _ = load_model(run)
+    old = tmp_path / "v1"
+    old.mkdir()
+    for name in ("encoder.onnx", "spm.model"):
+        shutil.copy(out / name, old / name)
+    with torch.no_grad():
+        outputs, hidden, keys = model.encode(torch.tensor([[5, 6, 3]]), torch.tensor([3]))
+    torch.onnx.export(
+        _StepV1(model).eval(), (torch.tensor([2]), hidden, outputs, keys,
+                                torch.ones(1, 3, dtype=torch.bool)),
+        str(old / "decoder.onnx"), dynamo=False, input_names=list(DECODER_INPUTS_V1),
+        output_names=list(DECODER_OUTPUTS_V1), opset_version=OPSET,
+        dynamic_axes={n: {0: "rows", 1: "src_len"} if n in ("encoder_outputs",
+                      "attention_keys", "src_mask") else {0: "rows"}
+                      for n in (*DECODER_INPUTS_V1, *DECODER_OUTPUTS_V1)})
+    manifest = json.loads((out / MANIFEST).read_text())
+    manifest |= {"format_version": 1,
+                 "variants": {"fp32": {"encoder": "encoder.onnx", "decoder": "decoder.onnx"}}}
+    manifest["files"] = hash_files(old)
+    (old / MANIFEST).write_text(json.dumps(manifest))
+    texts = ["Open file %1", "Could not save the table $(ARG1).", "Print", ""]
+    for beam, n_best in ((1, 1), (3, 2)):
+        options = DecodeOptions(beam_size=beam, n_best=n_best)
+        new = Translator(out, "fp32").translate(texts, options)
+        for a, b in zip(Translator(old, "fp32").translate(texts, options), new, strict=True):
+            assert [c.token_ids for c in a.candidates] == [c.token_ids for c in b.candidates]
+            for x, y in zip(a.candidates, b.candidates, strict=True):
+                assert x.score == pytest.approx(y.score, abs=1e-5)
+                assert np.allclose(x.attention, y.attention, atol=1e-5)
