@@ -150,6 +150,8 @@ def train(cfg: TrainConfig, resume: bool = True) -> dict[str, Any]:
     criterion = LabelSmoothedNLL(cfg.label_smoothing)
     run = _Run(cfg, model, optimizer, sp, dev_pairs, state)
     while state["epoch"] < cfg.max_epochs:
+        if cfg.max_steps and state["step"] >= cfg.max_steps:  # resumed at its end
+            break
         # The batch order is a function of the seed and the epoch, so a run resumed from a
         # mid-epoch checkpoint continues with exactly the batches it had not seen.
         rng = random.Random(cfg.seed * 100_003 + state["epoch"])
