@@ -62,9 +62,13 @@ bench: $(VENV)/.dev
 	command -v wrk >/dev/null || apt-get install -y -q wrk
 	$(PY) -m bench
 
-# Build and run the CPU image with podman (no Docker engine needed).
-docker-check:
-	../shared/tools/container-check compose docker/docker-compose.yml translate
+# Build and run the CPU image with podman (no Docker engine needed), record what it answered
+# and check that it answers as this checkout does.
+docker-check: $(VENV)/.service
+	../shared/tools/container-check compose docker/docker-compose.yml translate \
+		--post /translate --body '{"text": "Could not save the file %s.", "beam_size": 4}' \
+		> docs/container-check.txt 2>&1; status=$$?; cat docs/container-check.txt; exit $$status
+	$(PY) scripts/compare-container.py docs/container-check.txt
 
 clean:
 	rm -rf $(VENV) work artifacts .pytest_cache .mypy_cache .ruff_cache
