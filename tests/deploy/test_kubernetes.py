@@ -4,6 +4,7 @@ No cluster runs here; the scaling metric is checked against a running server's /
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import subprocess
@@ -11,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import jsonschema
 import pytest
 import yaml
 
@@ -50,6 +52,20 @@ def test_core_objects_pass_the_strict_schemas(objects: dict[str, dict[str, Any]]
     for kind, obj in objects.items():
         if kind not in CUSTOM:
             kubernetes_validate.validate(obj, KUBERNETES_VERSION, strict=True)
+
+
+@pytest.mark.parametrize(("overlay", "kind", "schema"), [
+    ("cpu", "ServiceMonitor", "servicemonitor.monitoring.coreos.com_v1.json"),
+    ("cpu-keda", "ScaledObject", "scaledobject.keda.sh_v1alpha1.json")])
+def test_custom_resources_match_their_schemas(overlay: str, kind: str, schema: str) -> None:
+    obj = render(KUBE / "overlays" / overlay)[kind]
+    jsonschema.validate(obj, json.loads((KUBE / "schemas" / schema).read_text()))
+    if kind == "ServiceMonitor":  # it must select the Service that has the named port
+        service = render(KUBE / "overlays" / overlay)["Service"]
+        labels = service["metadata"]["labels"]
+        assert obj["spec"]["selector"]["matchLabels"].items() <= labels.items()
+        assert obj["spec"]["endpoints"][0]["port"] in {p["name"] for p in
+                                                      service["spec"]["ports"]}
 
 
 def test_probes_and_ports_exist_in_the_app(objects: dict[str, dict[str, Any]]) -> None:
