@@ -34,6 +34,7 @@ from bench.measure import (
 )
 from model_export.corpus import load_split
 from service.bundle import Manifest
+from service.client import Client
 from service.translator import DecodeOptions, Translator
 
 
@@ -82,14 +83,14 @@ def bench_decode(translator: Translator, texts: list[str], batch: int, beam: int
 
 def bench_latency(url: str, translator: Translator, texts: list[str], n: int
                   ) -> dict[str, float]:
-    client = httpx.Client(timeout=60)
+    client = Client(url, timeout=60, retries=0)  # the project's client; a 503 counts as such
     client_ms: list[float] = []
     raw: list[float] = []
     server: dict[str, list[float]] = {"total": [], "queue": [], "encode": [], "decode": []}
     for i in range(n):
         text = texts[i % len(texts)]
         started = time.perf_counter()
-        timing = client.post(url + "/translate", json={"text": text}).json()["timing"]
+        timing = client.translate(text).timing
         client_ms.append(1000 * (time.perf_counter() - started))
         for k in server:
             server[k].append(timing[f"{k}_ms"])
