@@ -151,4 +151,5 @@ def test_rolling_restart_behind_a_balancer_loses_nothing(tmp_path: Path) -> None
         for server in replicas.values():
             server.stop()
     failures = [o for o in outcomes if o != 200]
+    print(f"rolling restart: {len(outcomes)} requests, {len(failures)} failed")  # pytest -s
     assert len(outcomes) > 50 and not failures, (len(outcomes), failures[:10])
