@@ -343,18 +343,18 @@ def test_requests_cut_by_the_shutdown_timeout_get_json_503(tmp_path: Path) -> No
     server = start_server(tmp_path, SERVICE_SHUTDOWN_TIMEOUT_S="1", SERVICE_MAX_BATCH_SIZE="1")
     server.wait("/health/ready", 200)
     big = {"text": [f"{TEXT} ({n})" for n in range(64)], "beam_size": 8}
-    with ThreadPoolExecutor(6) as pool:
+    with ThreadPoolExecutor(8) as pool:
         futures = [pool.submit(httpx.post, server.url + "/translate", json=big, timeout=120)
-                   for _ in range(6)]
+                   for _ in range(8)]
         deadline = time.monotonic() + 60
-        while metric(server, "translate_queue_wait_seconds_count") < 1 and (
-                time.monotonic() < deadline):  # the first one is decoding
+        while metric(server, "translate_pending_sentences") < 8 * 64 and (
+                time.monotonic() < deadline):  # all eight accepted (queued or decoding)
             time.sleep(0.01)
         server.process.send_signal(signal.SIGTERM)
         responses = [f.result() for f in futures]
     server.process.wait(timeout=60)
     cut = [r for r in responses if r.status_code != 200]
-    assert cut, "six 64-text beam-8 requests finished within the 1 s shutdown timeout"
+    assert cut, "eight 64-text beam-8 requests finished within the 1 s shutdown timeout"
     for r in cut:
         assert r.status_code == 503 and r.headers["Retry-After"] == "1"
         assert r.json()["error"]["code"] == "shutting_down"
