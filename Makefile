@@ -26,7 +26,7 @@ serve: $(VENV)/.service
 		SERVICE_PORT="$${SERVICE_PORT:-$(PORT)}" $(PY) -m service
 
 lint: $(VENV)/.dev
-	$(VENV)/bin/ruff check service model_export bench tests
+	$(VENV)/bin/ruff check service model_export bench tests scripts
 	$(VENV)/bin/mypy
 
 # Debian's chromium (browser test) and haproxy (rolling-restart test); those tests skip,
