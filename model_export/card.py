@@ -10,13 +10,13 @@ from service.bundle import MODEL_CARD, Manifest
 WEAKNESSES = """\
 - Trained on software UI strings (menu items, dialog labels, tooltips, messages) of Debian
   packages; general prose, long sentences and domain jargon outside software translate poorly.
-- Rare words are split into subwords and can come out as non-words; names of products and
-  places are sometimes translated when they should be kept (see the examples below).
+- Rare words are split into subwords and can come out as non-words or stay English
+  ("Import Libraries" → "Libraries importieren", see the examples below).
 - The search is constrained to emit every source placeholder, but a hypothesis that runs into
   the length limit can still miss one (see `placeholders kept`); validate placeholders
   downstream if a missing one would break your UI.
-- Catalogs disagree on style (formal "Sie" vs informal "du", quotes, terminology); the model
-  mixes what it saw. No formality or terminology control.
+- Catalogs disagree on style (quotes »…« vs „…“, terminology); the model mixes what it saw
+  (see the examples below). No formality or terminology control.
 """
 TOP_PACKAGES = 30
 
