@@ -41,7 +41,8 @@ def test_recorded_outputs_are_still_as_probable(translator: Translator,
     [recorded] = translator.log_probability([source], [example["greedy_tokens"]])
     assert recorded >= greedy.score - MARGIN, (source, example["greedy"], greedy.text)
     if greedy.token_ids == example["greedy_tokens"]:
-        assert recorded == pytest.approx(example["greedy_score"], abs=1e-3)
+        # same output: float rounding on another CPU may flip an int8 activation, no more
+        assert recorded == pytest.approx(example["greedy_score"], abs=MARGIN)
 
     beam = translator.translate([source], DecodeOptions(beam_size=example["beam_size"]))[0].best
     [raw] = translator.log_probability([source], [example["beam_tokens"]])
