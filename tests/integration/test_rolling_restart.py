@@ -81,7 +81,10 @@ class Balancer:
         with socket.socket(socket.AF_UNIX) as sock:
             sock.connect(str(self.socket_path))
             sock.sendall(line.encode() + b"\n")
-            return sock.recv(65536).decode()
+            received = b""
+            while chunk := sock.recv(65536):  # the socket closes after one command
+                received += chunk
+            return received.decode()
 
     def add(self, slot: int, port: int) -> None:
         self.command(f"set server replicas/r{slot} addr 127.0.0.1 port {port}")
