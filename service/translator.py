@@ -13,16 +13,13 @@ import sentencepiece as spm
 from service.bundle import TOKENIZER, Manifest, verify_bundle
 from service.decoding import (
     EncodedBatch,
+    Engine,
     Hypothesis,
-    Placeholders,
-    StepModel,
-    StepOutput,
-    TokenPenalty,
-    beam_search,
+    Search,
     forced_log_probs,
-    greedy_search,
     max_lengths,
 )
+from service.decoding.engine import run_to_end
 from service.placeholders import SENTINELS, Masked, mask, unmask
 from service.runtime import OnnxSeq2Seq, SessionOptions
 
@@ -79,24 +76,6 @@ class Decoded:
     stats: DecodeStats
 
 
-class _CountingSteps:
-    """Counts the decoder calls of one search."""
-
-    def __init__(self, model: StepModel) -> None:
-        self.model, self.calls = model, 0
-
-    def step(self, prev_tokens: np.ndarray, hidden: np.ndarray, encoded: EncodedBatch,
-             row_sentence: np.ndarray, top_k: int, penalty: TokenPenalty) -> StepOutput:
-        self.calls += 1
-        return self.model.step(prev_tokens, hidden, encoded, row_sentence, top_k, penalty)
-
-    def step_log_probs(self, prev_tokens: np.ndarray, hidden: np.ndarray,
-                       encoded: EncodedBatch, row_sentence: np.ndarray
-                       ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        self.calls += 1
-        return self.model.step_log_probs(prev_tokens, hidden, encoded, row_sentence)
-
-
 @dataclass
 class Prepared:
     """A tokenized request row, ready to be batched with others."""
@@ -148,9 +127,9 @@ class Translator:
         todo = [i for i, r in enumerate(rows) if r.ids]
         stats = DecodeStats(0.0, 0)
         if todo:
-            hypotheses, stats = self._search([rows[i].ids for i in todo], options)
+            hypotheses, stats = self._search([rows[i] for i in todo], options)
             for i, hyps in zip(todo, hypotheses, strict=True):
-                results[i].candidates = [self._candidate(h, rows[i].masked) for h in hyps]
+                results[i].candidates = self.candidates(hyps, rows[i].masked)
         for r in results:
             if not r.candidates:
                 r.candidates = [Candidate("", 0.0, [], np.zeros((0, 0), np.float32), True)]
@@ -177,29 +156,41 @@ class Translator:
             src[row, : len(ids)] = ids
         return src, lengths
 
-    def _search(self, batch: Sequence[list[int]], options: DecodeOptions
-                ) -> tuple[list[list[Hypothesis]], DecodeStats]:
-        src, lengths = self.encode(batch)
-        started = time.perf_counter()
-        encoded = self.model.encode(src, lengths)
-        encode_seconds = time.perf_counter() - started
+    def engine(self) -> Engine:
+        """An empty running batch over this model (see :mod:`service.decoding.engine`)."""
+        return Engine(self.model, self.special.bos, self.special.eos,
+                      self.sentinel_ids)
+
+    def encode_rows(self, rows: Sequence[Prepared]) -> EncodedBatch:
+        """Run the encoder over non-empty rows."""
+        return self.model.encode(*self.encode([r.ids for r in rows]))
+
+    def search(self, row: Prepared, options: DecodeOptions) -> Search:
+        """How ``row`` is searched under ``options`` (limits, beam, length penalty,
+        placeholder constraint)."""
         cap = min(options.max_length or self.manifest.max_target_tokens,
                   self.manifest.max_target_tokens)
-        limit = max_lengths(lengths, options.max_length_ratio, cap)
-        placeholders = None
+        [limit] = max_lengths(np.array([len(row.ids)]), options.max_length_ratio, cap)
+        required = None
         if options.keep_placeholders and self.sentinel_ids.size:
-            required = (src[:, :, None] == self.sentinel_ids[None, None, :]).sum(axis=1)
-            placeholders = Placeholders(self.sentinel_ids, required)  # (B, P) counts
-        model = _CountingSteps(self.model)
+            ids = np.array(row.ids)
+            required = (ids[:, None] == self.sentinel_ids[None, :]).sum(axis=0)
         if options.beam_size == 1:
-            found = [[h] for h in greedy_search(model, encoded, self.special.bos,
-                                                self.special.eos, limit, placeholders)]
-        else:
-            found = beam_search(model, encoded, self.special.bos, self.special.eos, limit,
-                                beam_size=options.beam_size, n_best=options.n_best,
-                                alpha=self.length_penalty if options.length_penalty is None
-                                else options.length_penalty, placeholders=placeholders)
-        return found, DecodeStats(encode_seconds, model.calls)
+            return Search(int(limit), 1, 1, 0.0, required)
+        alpha = self.length_penalty if options.length_penalty is None else options.length_penalty
+        return Search(int(limit), options.beam_size, options.n_best, alpha, required)
+
+    def candidates(self, hyps: Sequence[Hypothesis], masked: Masked) -> list[Candidate]:
+        return [self._candidate(h, masked) for h in hyps]
+
+    def _search(self, rows: Sequence[Prepared], options: DecodeOptions
+                ) -> tuple[list[list[Hypothesis]], DecodeStats]:
+        started = time.perf_counter()
+        encoded = self.encode_rows(rows)
+        encode_seconds = time.perf_counter() - started
+        engine = self.engine()
+        found = run_to_end(engine, encoded, [self.search(r, options) for r in rows])
+        return found, DecodeStats(encode_seconds, engine.steps)
 
     def _candidate(self, hyp: Hypothesis, masked: Masked) -> Candidate:
         text = unmask(self.sp.decode(hyp.tokens), masked.placeholders)

@@ -1,9 +1,9 @@
 """Search over a step decoder, in numpy: nothing here knows FastAPI, ONNX or PyTorch."""
 
-from service.decoding.beam import beam_search, length_penalty
+from service.decoding.beam import length_penalty
 from service.decoding.constraints import Placeholders
+from service.decoding.engine import Engine, Search, beam_search, greedy_search
 from service.decoding.forced import forced_log_probs
-from service.decoding.greedy import greedy_search
 from service.decoding.types import (
     EncodedBatch,
     Hypothesis,
@@ -15,8 +15,10 @@ from service.decoding.types import (
 
 __all__ = [
     "EncodedBatch",
+    "Engine",
     "Hypothesis",
     "Placeholders",
+    "Search",
     "StepModel",
     "StepOutput",
     "TokenPenalty",

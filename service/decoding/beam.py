@@ -1,22 +1,24 @@
-"""Batched beam search as a few pure numpy functions.
+"""Batched beam search over a group of sentences, in numpy.
 
-Every sentence keeps ``K`` live hypotheses; the batch has ``N * K`` rows. The step graph
-returns each row's ``2K`` best tokens (their union holds the sentence's ``2K`` best
+Every sentence keeps ``K`` live hypotheses; a group of N sentences has ``N * K`` rows. The
+step graph returns each row's ``2K`` best tokens (their union holds the sentence's ``2K`` best
 expansions), so numpy never handles a rows x vocabulary array. Tokens and attention are
 kept per step with back-pointers and read back only for finished hypotheses, so no step
 copies the history. A sentence is done when it has ``K`` finished hypotheses or reaches its
-length limit, and then leaves the batch, so results never depend on which other sentences
-share it.
+length limit, and then leaves the group, so results never depend on which other sentences
+share it. :mod:`service.decoding.engine` runs the groups.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 
-from service.decoding.constraints import Placeholders, emitted, penalty
-from service.decoding.types import EncodedBatch, Hypothesis, StepModel, TokenPenalty
+from service.decoding.constraints import emitted
+from service.decoding.types import Hypothesis, StepOutput
 
 
 def length_penalty(length: int | np.ndarray, alpha: float) -> np.ndarray | float:
@@ -24,60 +26,135 @@ def length_penalty(length: int | np.ndarray, alpha: float) -> np.ndarray | float
     return ((5.0 + length) / 6.0) ** alpha
 
 
+@dataclass(frozen=True)
+class Record:
+    """One step of a group: each slot's token, the slot it extends and its attention row.
+    Every sentence keeps the records of its own steps (with its row in them), so nothing is
+    copied when sentences join or leave, and a record is freed with its last sentence."""
+
+    tokens: np.ndarray  # (N, K) int64
+    parents: np.ndarray  # (N, K) int64
+    attention: np.ndarray  # (N, K, S) float32
+
+
+class Traced(Protocol):
+    """What :class:`Group` needs of a running sentence (``engine.Sentence``)."""
+
+    length: int
+    finished: list[Hypothesis]
+    track: list[tuple[Record, int]]
+
+    def trace(self, slot: int) -> tuple[list[int], list[np.ndarray]]: ...
+
+
 @dataclass
-class History:
-    """Per step: each slot's token, the slot it extends and its attention row, stored by
-    original sentence index (B, K), so sentences leaving the batch never move anything."""
+class Group:
+    """The live hypotheses of N sentences that share a beam size K, a length penalty and
+    whether placeholders are constrained; row ``n * K + k`` is sentence n's slot k."""
 
-    tokens: list[np.ndarray] = field(default_factory=list)  # (B, K) int64 per step
-    parents: list[np.ndarray] = field(default_factory=list)  # (B, K) int64 per step
-    attention: list[np.ndarray] = field(default_factory=list)  # (B, K, S) per step
-
-    def trace(self, sentence: int, slot: int) -> tuple[list[int], list[np.ndarray]]:
-        """Tokens and attention rows of the hypothesis in ``slot`` after the last step."""
-        tokens, rows = [], []
-        for t in range(len(self.tokens) - 1, -1, -1):
-            tokens.append(int(self.tokens[t][sentence, slot]))
-            rows.append(self.attention[t][sentence, slot])
-            slot = int(self.parents[t][sentence, slot])
-        return tokens[::-1], rows[::-1]
-
-
-@dataclass
-class Beams:
-    """Live hypotheses of N sentences, K each."""
-
-    sentence: np.ndarray  # (N,) original index of each sentence
-    scores: np.ndarray  # (N, K) cumulative log-probabilities
+    beam: int
+    alpha: float
+    ids: np.ndarray  # (N,) sentence ids
+    scores: np.ndarray  # (N, K) cumulative log-probabilities (float64)
     last: np.ndarray  # (N, K) each hypothesis' last token
     hidden: np.ndarray  # (N * K, H)
-    missing: np.ndarray | None = None  # (N, K, P) sentinels each hypothesis still owes
+    max_len: np.ndarray  # (N,) steps allowed, EOS included
+    steps: np.ndarray  # (N,) steps taken
+    missing: np.ndarray | None  # (N, K, P) sentinels each hypothesis still owes
+
+    @staticmethod
+    def empty(beam: int, alpha: float, constrained: bool) -> Group:
+        none = np.zeros(0, np.int64)
+        return Group(beam, alpha, none, np.zeros((0, beam)), np.zeros((0, beam), np.int64),
+                     np.zeros((0, 0), np.float32), none, none,
+                     np.zeros((0, beam, 0), np.int64) if constrained else None)
 
     @property
-    def rows(self) -> np.ndarray:
-        """(N * K,) the sentence of every row."""
-        return np.repeat(self.sentence, self.scores.shape[1])
+    def size(self) -> int:
+        return self.ids.size
 
-    def keep(self, keep: np.ndarray) -> Beams:
+    @property
+    def rows(self) -> int:
+        return self.ids.size * self.beam
+
+    def add(self, ids: np.ndarray, hidden: np.ndarray, max_len: np.ndarray, bos: int,
+            required: np.ndarray | None) -> None:
+        """Start sentences: K copies of the initial state, only the first one expanded."""
+        n, K = ids.size, self.beam
+        scores = np.full((n, K), -np.inf)
+        scores[:, 0] = 0.0
+        self.ids = np.concatenate([self.ids, ids])
+        self.scores = np.concatenate([self.scores, scores])
+        self.last = np.concatenate([self.last, np.full((n, K), bos, np.int64)])
+        fresh = np.repeat(hidden, K, axis=0)
+        self.hidden = np.concatenate([self.hidden, fresh]) if self.hidden.size else fresh
+        self.max_len = np.concatenate([self.max_len, max_len])
+        self.steps = np.concatenate([self.steps, np.zeros(n, np.int64)])
+        if self.missing is not None and required is not None:
+            owed = np.repeat(required[:, None, :], K, axis=1)
+            self.missing = np.concatenate([self.missing, owed]) if self.missing.size else owed
+
+    def remove(self, ids: set[int]) -> None:
+        if ids and self.size:
+            self.keep(~np.isin(self.ids, list(ids)))
+
+    def keep(self, keep: np.ndarray) -> None:
         """Only the sentences where ``keep`` (N,) is True."""
-        row_keep = np.repeat(keep, self.scores.shape[1])
-        return Beams(self.sentence[keep], self.scores[keep], self.last[keep],
-                     self.hidden[row_keep], None if self.missing is None else self.missing[keep])
+        self.ids, self.scores, self.last = self.ids[keep], self.scores[keep], self.last[keep]
+        self.hidden = self.hidden[np.repeat(keep, self.beam)]
+        self.max_len, self.steps = self.max_len[keep], self.steps[keep]
+        if self.missing is not None:
+            self.missing = self.missing[keep]
 
+    def advance(self, out: StepOutput, eos: int, sentinel_ids: np.ndarray,
+                sentences: Mapping[int, Traced]) -> list[int]:
+        """Expand every live hypothesis by one token, finish those ending in EOS, keep the K
+        best; returns the ids of the sentences now done (K finished hypotheses or out of
+        steps), which leave the group."""
+        N, K = self.scores.shape
+        top_scores, top_beam, top_token = select(self.scores, out.top_log_probs, out.top_ids,
+                                                 2 * K)  # (N, 2K): K stay live after EOS
+        attention = out.attention.reshape(N, K, -1)
+        running = [sentences[int(i)] for i in self.ids]
 
-def start(encoded: EncodedBatch, beam_size: int, bos: int,
-          placeholders: Placeholders | None = None) -> Beams:
-    B = encoded.mask.shape[0]
-    scores = np.full((B, beam_size), -np.inf)
-    scores[:, 0] = 0.0  # all beams start identical: expand only the first
-    return Beams(
-        sentence=np.arange(B),
-        scores=scores,
-        last=np.full((B, beam_size), bos, dtype=np.int64),
-        hidden=np.repeat(encoded.hidden, beam_size, axis=0),
-        missing=None if placeholders is None
-        else np.repeat(placeholders.required[:, None, :], beam_size, axis=1),
-    )
+        # Only EOS among the K best candidates finishes a hypothesis (as in fairseq).
+        for n, j in zip(*np.nonzero((top_token[:, :K] == eos) & np.isfinite(top_scores[:, :K])),
+                        strict=True):
+            b, sentence = int(top_beam[n, j]), running[n]
+            tokens, rows = sentence.trace(b)
+            score = top_scores[n, j] / length_penalty(int(self.steps[n]) + 1, self.alpha)
+            sentence.finished.append(Hypothesis(
+                tokens, float(score), np.stack([*rows, attention[n, b, : sentence.length]]),
+                ended=True))
+
+        live = np.argsort(top_token == eos, axis=1, kind="stable")[:, :K]  # first K non-EOS
+        n = np.arange(N)[:, None]
+        beam, token = top_beam[n, live], top_token[n, live]  # (N, K)
+        record = Record(token, beam, attention[n, beam])
+        for row, sentence in enumerate(running):
+            sentence.track.append((record, row))
+        if self.missing is not None:
+            self.missing = self.missing[n, beam] - emitted(
+                token.reshape(-1), sentinel_ids).reshape(N, K, -1)
+        self.scores = top_scores[n, live]
+        self.last = token
+        self.hidden = out.hidden.reshape(N, K, -1)[n, beam].reshape(N * K, -1)
+        self.steps = self.steps + 1
+
+        complete = np.array([len(s.finished) >= K for s in running], dtype=bool)
+        at_limit = ~complete & (self.steps >= self.max_len)
+        for i in np.nonzero(at_limit)[0]:  # out of steps: live hypotheses end unfinished
+            out_of_steps, lp = running[i], length_penalty(int(self.steps[i]), self.alpha)
+            for slot in np.nonzero(np.isfinite(self.scores[i]))[0]:
+                tokens, rows = out_of_steps.trace(int(slot))
+                out_of_steps.finished.append(Hypothesis(
+                    tokens, float(self.scores[i, slot] / lp), np.stack(rows), ended=False))
+        done = complete | at_limit
+        if not done.any():
+            return []
+        finished = [int(i) for i in self.ids[done]]
+        self.keep(~done)
+        return finished
 
 
 def select(scores: np.ndarray, top_log_probs: np.ndarray, top_ids: np.ndarray, k: int
@@ -91,108 +168,12 @@ def select(scores: np.ndarray, top_log_probs: np.ndarray, top_ids: np.ndarray, k
     :return: (scores, beam, token), each (N, k)
     """
     N, K = scores.shape
+    if K == 1:  # one row per sentence: the step graph's order is already this ranking
+        return (scores + top_log_probs[:, :k], np.zeros((N, min(k, top_ids.shape[1])), np.int64),
+                top_ids[:, :k])
     candidates = (scores[:, :, None] + top_log_probs.reshape(N, K, -1)).reshape(N, -1)
     beam = np.repeat(np.arange(K), top_ids.shape[1])[None, :].repeat(N, axis=0)  # (N, K*k)
     token = top_ids.reshape(N, -1)
     order = np.lexsort((token, beam, -candidates), axis=1)[:, :k]  # (N, k)
-    return (np.take_along_axis(candidates, order, axis=1),
-            np.take_along_axis(beam, order, axis=1), np.take_along_axis(token, order, axis=1))
-
-
-def advance(beams: Beams, model: StepModel, encoded: EncodedBatch, eos: int, alpha: float,
-            history: History, finished: list[list[Hypothesis]],
-            sentinel_ids: np.ndarray | None = None) -> Beams:
-    """Expand every live hypothesis by one token, finish those ending in EOS, keep the K best.
-
-    :param sentinel_ids: (P,) with ``beams.missing``: the placeholder constraint
-    """
-    N, K = beams.scores.shape
-    B, S = encoded.mask.shape
-    if beams.missing is not None and sentinel_ids is not None:
-        constraint = penalty(beams.missing.reshape(N * K, -1), sentinel_ids, eos)
-    else:
-        constraint = TokenPenalty.none(N * K)
-    out = model.step(beams.last.reshape(-1), beams.hidden, encoded, beams.rows, 2 * K,
-                     constraint)
-    top_scores, top_beam, top_token = select(beams.scores, out.top_log_probs, out.top_ids,
-                                             2 * K)  # (N, 2K): K stay live after EOS
-    attention = out.attention.reshape(N, K, S)
-    t = len(history.tokens)
-
-    # Only EOS among the K best candidates finishes a hypothesis (as in fairseq).
-    for n, j in zip(*np.nonzero((top_token[:, :K] == eos) & np.isfinite(top_scores[:, :K])),
-                    strict=True):
-        b = int(top_beam[n, j])
-        tokens, rows = history.trace(int(beams.sentence[n]), b)
-        score = top_scores[n, j] / length_penalty(t + 1, alpha)
-        finished[beams.sentence[n]].append(Hypothesis(
-            tokens, float(score), np.stack([*rows, attention[n, b]]), ended=True))
-
-    live = np.argsort(top_token == eos, axis=1, kind="stable")[:, :K]  # first K non-EOS
-    beam = np.take_along_axis(top_beam, live, axis=1)  # (N, K)
-    token = np.take_along_axis(top_token, live, axis=1)
     n = np.arange(N)[:, None]
-    step_tokens, step_parents = np.zeros((B, K), np.int64), np.zeros((B, K), np.int64)
-    step_attention = np.zeros((B, K, S), np.float32)
-    step_tokens[beams.sentence], step_parents[beams.sentence] = token, beam
-    step_attention[beams.sentence] = attention[n, beam]
-    history.tokens.append(step_tokens)
-    history.parents.append(step_parents)
-    history.attention.append(step_attention)
-    missing = None
-    if beams.missing is not None and sentinel_ids is not None:
-        missing = beams.missing[n, beam] - emitted(token.reshape(-1), sentinel_ids).reshape(
-            N, K, -1)
-    return Beams(
-        sentence=beams.sentence,
-        scores=np.take_along_axis(top_scores, live, axis=1),
-        last=token,
-        hidden=out.hidden.reshape(N, K, -1)[n, beam].reshape(N * K, -1),
-        missing=missing,
-    )
-
-
-def finish_at_limit(beams: Beams, done: np.ndarray, alpha: float, history: History,
-                    finished: list[list[Hypothesis]]) -> None:
-    """Sentences out of steps keep their live hypotheses as unfinished results."""
-    t = len(history.tokens)
-    for n in np.nonzero(done)[0]:
-        for b in np.nonzero(np.isfinite(beams.scores[n]))[0]:
-            score = beams.scores[n, b] / length_penalty(t, alpha)
-            tokens, rows = history.trace(int(beams.sentence[n]), int(b))
-            finished[beams.sentence[n]].append(
-                Hypothesis(tokens, float(score), np.stack(rows), ended=False))
-
-
-def beam_search(
-    model: StepModel,
-    encoded: EncodedBatch,
-    bos: int,
-    eos: int,
-    max_len: np.ndarray,
-    beam_size: int = 4,
-    n_best: int = 1,
-    alpha: float = 0.6,
-    placeholders: Placeholders | None = None,
-) -> list[list[Hypothesis]]:
-    """Return the ``n_best`` hypotheses of every sentence, best first.
-
-    :param max_len: (B,) steps allowed per sentence, EOS included
-    :param alpha: length penalty exponent; 0 ranks by raw log-probability
-    :param placeholders: if given, keep every source sentinel and invent none
-    """
-    if not 1 <= n_best <= beam_size:
-        raise ValueError(f"n_best must be between 1 and beam_size ({beam_size}), got {n_best}")
-    B = encoded.mask.shape[0]
-    finished: list[list[Hypothesis]] = [[] for _ in range(B)]
-    history = History()
-    beams = start(encoded, beam_size, bos, placeholders)
-    sentinel_ids = None if placeholders is None else placeholders.sentinel_ids
-    while beams.sentence.size:
-        beams = advance(beams, model, encoded, eos, alpha, history, finished, sentinel_ids)
-        complete = np.array([len(finished[s]) >= beam_size for s in beams.sentence])
-        at_limit = ~complete & (len(history.tokens) >= max_len[beams.sentence])
-        finish_at_limit(beams, at_limit, alpha, history, finished)
-        if (complete | at_limit).any():
-            beams = beams.keep(~(complete | at_limit))
-    return [sorted(f, key=lambda h: -h.score)[:n_best] for f in finished]
+    return candidates[n, order], beam[n, order], token[n, order]

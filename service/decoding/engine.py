@@ -1,0 +1,249 @@
+"""Step-level (continuous) batching: sentences join and leave a running search between steps.
+
+The :class:`Engine` holds every running sentence's encoder states once, in one padded store,
+and its hypotheses in *groups*: sentences that share a beam size, a length penalty and
+whether placeholders are constrained. One :meth:`Engine.step` runs the step model once over
+the rows of all groups (greedy rows, beam-4 rows and beam-8 rows side by side; each row
+gathers its sentence's encoder states inside the step graph), then advances each group with
+the beam search of :mod:`service.decoding.beam`. A sentence leaves the moment it is done, and
+:meth:`Engine.admit` adds newly encoded sentences between any two steps.
+
+Nothing a sentence computes depends on the other rows (the step model is row-invariant and
+padding is masked), so its result is the same whether it ran alone, in a static batch, or
+joined a running one at step 17.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from itertools import count
+
+import numpy as np
+
+from service.decoding.beam import Group, Record
+from service.decoding.constraints import Placeholders, penalty
+from service.decoding.types import EncodedBatch, Hypothesis, StepModel, StepOutput, TokenPenalty
+
+
+@dataclass(frozen=True)
+class Search:
+    """How one sentence is searched. Greedy decoding is a beam of one without a length
+    penalty: the same choices and scores as picking the most probable token every step."""
+
+    max_len: int  # steps allowed, EOS included
+    beam_size: int = 1
+    n_best: int = 1
+    alpha: float = 0.0  # GNMT length penalty exponent
+    required: np.ndarray | None = None  # (P,) sentinel counts to keep; None: unconstrained
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.n_best <= self.beam_size:
+            raise ValueError(f"n_best must be between 1 and beam_size ({self.beam_size}), "
+                             f"got {self.n_best}")
+
+
+@dataclass
+class Sentence:
+    """A running sentence: its search settings, results so far and step history."""
+
+    search: Search
+    length: int  # source tokens: its attention rows are cut to this many columns
+    finished: list[Hypothesis] = field(default_factory=list)
+    track: list[tuple[Record, int]] = field(default_factory=list)  # per step: record, row
+
+    def trace(self, slot: int) -> tuple[list[int], list[np.ndarray]]:
+        """Tokens and attention rows of the hypothesis in beam ``slot`` after the last step."""
+        tokens, rows = [], []
+        for record, row in reversed(self.track):
+            tokens.append(int(record.tokens[row, slot]))
+            rows.append(record.attention[row, slot, : self.length])
+            slot = int(record.parents[row, slot])
+        return tokens[::-1], rows[::-1]
+
+    def results(self) -> list[Hypothesis]:
+        return sorted(self.finished, key=lambda h: -h.score)[: self.search.n_best]
+
+
+class Engine:
+    """The running batch of a step decoder. Not thread-safe: one thread drives it."""
+
+    def __init__(self, model: StepModel, bos: int, eos: int,
+                 sentinel_ids: np.ndarray | None = None) -> None:
+        self.model, self.bos, self.eos = model, bos, eos
+        self.sentinel_ids = np.zeros(0, np.int64) if sentinel_ids is None else sentinel_ids
+        self.sentences: dict[int, Sentence] = {}
+        self.groups: dict[tuple[int, float, bool], Group] = {}
+        self.store: EncodedBatch | None = None  # encoder states, one slot per sentence
+        self.slot_of: dict[int, int] = {}  # sentence id -> store slot
+        self.steps = 0  # decoder calls so far
+        self._ids = count()
+
+    @property
+    def rows(self) -> int:
+        """Hypotheses in the running batch (what one step computes)."""
+        return sum(g.rows for g in self.groups.values())
+
+    def __len__(self) -> int:
+        return len(self.sentences)
+
+    def admit(self, encoded: EncodedBatch, searches: Sequence[Search]) -> list[int]:
+        """Add the sentences of ``encoded`` (one :class:`Search` each); returns their ids."""
+        if len(searches) != encoded.mask.shape[0]:
+            raise ValueError(f"{len(searches)} searches for {encoded.mask.shape[0]} sentences")
+        ids = [next(self._ids) for _ in searches]
+        first = self._merge(encoded)
+        lengths = encoded.mask.sum(axis=1)
+        for i, (sid, search) in enumerate(zip(ids, searches, strict=True)):
+            self.sentences[sid] = Sentence(search, int(lengths[i]))
+            self.slot_of[sid] = first + i
+        by_group: dict[tuple[int, float, bool], list[int]] = {}
+        for i, search in enumerate(searches):
+            key = (search.beam_size, search.alpha, search.required is not None)
+            by_group.setdefault(key, []).append(i)
+        for key, members in by_group.items():
+            group = self.groups.get(key) or self.groups.setdefault(key, Group.empty(*key))
+            required = None
+            if key[2]:
+                required = np.stack([searches[i].required for i in members])  # type: ignore[misc]
+            group.add(np.array([ids[i] for i in members]), encoded.hidden[members],
+                      np.array([searches[i].max_len for i in members]), self.bos, required)
+        return ids
+
+    def drop(self, ids: Iterable[int]) -> None:
+        """Remove sentences whose results nobody waits for any more."""
+        gone = {i for i in ids if i in self.sentences}
+        for group in self.groups.values():
+            group.remove(gone)
+        for sid in gone:
+            del self.sentences[sid]
+            del self.slot_of[sid]
+        self._compact()
+
+    def step(self) -> dict[int, list[Hypothesis]]:
+        """One decoder call over every running row; returns the sentences it finished (their
+        ``n_best`` hypotheses, best first), which leave the batch."""
+        groups = [g for g in self.groups.values() if g.size]
+        if not groups or self.store is None:
+            return {}
+        slots = np.concatenate([np.repeat([self.slot_of[int(s)] for s in g.ids], g.beam)
+                                for g in groups]).astype(np.int64)
+        out = self.model.step(np.concatenate([g.last.reshape(-1) for g in groups]),
+                              np.concatenate([g.hidden for g in groups]), self.store, slots,
+                              max(2 * g.beam for g in groups), self._penalty(groups))
+        self.steps += 1
+        done: dict[int, list[Hypothesis]] = {}
+        at = 0
+        for g in groups:
+            k, rows = 2 * g.beam, slice(at, at + g.rows)
+            at += g.rows
+            part = StepOutput(out.top_log_probs[rows, :k], out.top_ids[rows, :k],
+                              out.hidden[rows], out.attention[rows])
+            for sid in g.advance(part, self.eos, self.sentinel_ids, self.sentences):
+                done[sid] = self.sentences.pop(sid).results()
+                del self.slot_of[sid]
+        if done:
+            self._compact()
+        return done
+
+    def _penalty(self, groups: Sequence[Group]) -> TokenPenalty:
+        """One penalty for all rows: the placeholder constraint where a group has one, zeros
+        (which change no score) elsewhere."""
+        rows = sum(g.rows for g in groups)
+        if not any(g.missing is not None for g in groups):
+            return TokenPenalty.none(rows)
+        token_ids = np.append(self.sentinel_ids, self.eos).astype(np.int64)
+        values = np.zeros((rows, token_ids.size), np.float32)
+        at = 0
+        for g in groups:
+            if g.missing is not None:
+                values[at : at + g.rows] = penalty(g.missing.reshape(g.rows, -1),
+                                                   self.sentinel_ids, self.eos).values
+            at += g.rows
+        return TokenPenalty(token_ids, values)
+
+    def _merge(self, encoded: EncodedBatch) -> int:
+        """Append ``encoded`` to the store (dropping the slots of finished sentences and
+        padding to the longest source); returns the first new slot."""
+        live = self._live_store()
+        if live is None:
+            self.store = encoded
+            return 0
+        S = max(live.mask.shape[1], encoded.mask.shape[1])
+        parts = [_pad(live, S), _pad(encoded, S)]
+        self.store = EncodedBatch(*(np.concatenate([getattr(p, f) for p in parts])
+                                    for f in ("outputs", "hidden", "keys", "mask")))
+        return live.mask.shape[0]
+
+    def _compact(self) -> None:
+        """Shrink the store once at most half its slots are in use (a copy per halving,
+        not per finished sentence)."""
+        if self.store is not None and 2 * len(self.slot_of) <= self.store.mask.shape[0]:
+            self.store = self._live_store()
+
+    def _live_store(self) -> EncodedBatch | None:
+        """The store restricted to running sentences, cut to their longest source; renumbers
+        ``slot_of``."""
+        if self.store is None or not self.slot_of:
+            return None
+        order = sorted(self.slot_of, key=self.slot_of.__getitem__)
+        slots = np.array([self.slot_of[s] for s in order])
+        S = max(self.sentences[s].length for s in order)
+        self.slot_of = {s: i for i, s in enumerate(order)}
+        kept = self.store.take(slots)
+        return EncodedBatch(kept.outputs[:, :S], kept.hidden, kept.keys[:, :S],
+                            kept.mask[:, :S])
+
+
+def _pad(encoded: EncodedBatch, S: int) -> EncodedBatch:
+    extra = S - encoded.mask.shape[1]
+    if not extra:
+        return encoded
+
+    def pad(a: np.ndarray) -> np.ndarray:
+        return np.pad(a, [(0, 0), (0, extra)] + [(0, 0)] * (a.ndim - 2))
+
+    return EncodedBatch(pad(encoded.outputs), encoded.hidden, pad(encoded.keys),
+                        pad(encoded.mask))
+
+
+def run_to_end(engine: Engine, encoded: EncodedBatch, searches: Sequence[Search]
+               ) -> list[list[Hypothesis]]:
+    """Decode a static batch: admit everything, step until every sentence is done."""
+    ids = engine.admit(encoded, searches)
+    results: dict[int, list[Hypothesis]] = {}
+    while len(results) < len(ids):
+        results.update(engine.step())
+    return [results[i] for i in ids]
+
+
+def beam_search(
+    model: StepModel,
+    encoded: EncodedBatch,
+    bos: int,
+    eos: int,
+    max_len: np.ndarray,
+    beam_size: int = 4,
+    n_best: int = 1,
+    alpha: float = 0.6,
+    placeholders: Placeholders | None = None,
+) -> list[list[Hypothesis]]:
+    """Return the ``n_best`` hypotheses of every sentence of a static batch, best first.
+
+    :param max_len: (B,) steps allowed per sentence, EOS included
+    :param alpha: length penalty exponent; 0 ranks by raw log-probability
+    :param placeholders: if given, keep every source sentinel and invent none
+    """
+    searches = [Search(int(max_len[i]), beam_size, n_best, alpha,
+                       None if placeholders is None else placeholders.required[i])
+                for i in range(encoded.mask.shape[0])]
+    engine = Engine(model, bos, eos, None if placeholders is None else placeholders.sentinel_ids)
+    return run_to_end(engine, encoded, searches)
+
+
+def greedy_search(model: StepModel, encoded: EncodedBatch, bos: int, eos: int,
+                  max_len: np.ndarray, placeholders: Placeholders | None = None
+                  ) -> list[Hypothesis]:
+    """The most probable token at every step (a beam of one, no length penalty)."""
+    return [h for [h] in beam_search(model, encoded, bos, eos, max_len, 1, 1, 0.0,
+                                     placeholders)]

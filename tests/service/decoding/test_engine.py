@@ -1,0 +1,95 @@
+"""The continuous-batching engine: a sentence's result does not depend on when it joined the
+running batch, what it shared steps with, or who left."""
+
+import numpy as np
+import pytest
+
+from service.decoding import Engine, Search, beam_search
+from service.decoding.types import EncodedBatch, Hypothesis
+from tests.service.decoding.toy import ToyModel
+
+BOS, EOS = 0, 1
+SENTINELS = np.array([10, 11])
+LENGTHS = [4, 1, 6, 3, 5, 2, 7]
+
+
+def searches() -> list[Search]:
+    """Mixed options: greedy, beam 3 and 5, n-best, constrained and not, several limits."""
+    return [Search(9, 1), Search(4, 3, 2, 0.8), Search(12, 5, 5, 0.8, np.array([2, 1])),
+            Search(7, 1, 1, 0.0, np.array([0, 1])), Search(30, 3, 1, 0.8),
+            Search(6, 5, 2, 0.8, np.array([0, 0])), Search(15, 3, 3, 0.8)]
+
+
+def alone(model: ToyModel, encoded: EncodedBatch, i: int, search: Search) -> list[Hypothesis]:
+    """The sentence decoded by itself: the answer every schedule must reproduce."""
+    engine = Engine(model, BOS, EOS, SENTINELS)
+    [sid] = engine.admit(encoded.take(np.array([i])), [search])
+    while True:
+        if (done := engine.step()):
+            return done[sid]
+
+
+def assert_same(ours: list[Hypothesis], theirs: list[Hypothesis]) -> None:
+    assert [h.tokens for h in ours] == [h.tokens for h in theirs]
+    assert [h.score for h in ours] == [h.score for h in theirs]
+    assert [h.ended for h in ours] == [h.ended for h in theirs]
+    for a, b in zip(ours, theirs, strict=True):
+        np.testing.assert_array_equal(a.attention, b.attention)
+
+
+@pytest.mark.parametrize("seed", [3, 15, 21])
+def test_sentences_joining_a_running_batch_get_their_solo_results(seed: int) -> None:
+    model = ToyModel(vocab=14, seed=seed)
+    encoded, todo = model.encode(LENGTHS), searches()
+    expected = [alone(model, encoded, i, s) for i, s in enumerate(todo)]
+    engine = Engine(model, BOS, EOS, SENTINELS)
+    rng = np.random.default_rng(seed)
+    waiting, ids, results = list(rng.permutation(len(todo))), {}, {}
+    while waiting or len(engine):
+        for _ in range(int(rng.integers(0, 3))):  # 0-2 newcomers between steps
+            if waiting:
+                i = int(waiting.pop())
+                [ids[i]] = engine.admit(encoded.take(np.array([i])), [todo[i]])
+        results.update(engine.step())
+    for i, hyps in enumerate(expected):
+        assert_same(results[ids[i]], hyps)
+        assert len(hyps) == todo[i].n_best or not hyps[-1].ended
+
+
+def test_one_step_serves_every_group() -> None:
+    model = ToyModel(vocab=14, seed=7)
+    engine = Engine(model, BOS, EOS, SENTINELS)
+    engine.admit(model.encode(LENGTHS), searches())
+    assert len(engine.groups) == 4  # greedy x2 (constrained or not), beam 3, beam 5
+    assert engine.rows == 1 + 3 + 5 + 1 + 3 + 5 + 3
+    engine.step()
+    assert engine.steps == 1
+
+
+def test_static_batch_equals_solo_and_dropped_sentences_leave_no_trace() -> None:
+    model = ToyModel(vocab=14, seed=21)
+    encoded, todo = model.encode(LENGTHS), searches()
+    engine = Engine(model, BOS, EOS, SENTINELS)
+    ids = engine.admit(encoded, todo)
+    results = engine.step() | engine.step()
+    engine.drop([ids[2], ids[4]])  # their clients went away
+    assert ids[2] not in engine.sentences and engine.store is not None
+    while len(engine):
+        results.update(engine.step())
+    assert ids[2] not in results and ids[4] not in results
+    for i in (0, 1, 3, 5, 6):
+        assert_same(results[ids[i]], alone(model, encoded, i, todo[i]))
+    assert engine.store is None or engine.store.mask.shape[0] == 0 or not engine.slot_of
+
+
+def test_static_beam_search_is_the_engine() -> None:
+    model = ToyModel(vocab=14, seed=3)
+    encoded, limits = model.encode(LENGTHS), np.array([9, 4, 12, 7, 30, 6, 15])
+    found = beam_search(model, encoded, BOS, EOS, limits, beam_size=4, n_best=2, alpha=0.6)
+    for i, hyps in enumerate(found):
+        assert_same(hyps, alone(model, encoded, i, Search(int(limits[i]), 4, 2, 0.6)))
+
+
+def test_n_best_larger_than_the_beam_is_refused() -> None:
+    with pytest.raises(ValueError, match="n_best"):
+        Search(10, beam_size=2, n_best=3)
