@@ -44,6 +44,10 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dev-limit", type=int, default=0, help="evaluate on the first N dev pairs")
     p.add_argument("--restart-lr", type=float, default=0.0,
                    help="when resuming: warm restart at this learning rate, patience reset")
+    p.add_argument("--init-from", type=Path, metavar="RUN",
+                   help="fine-tune: start from this run's final weights and tokenizer")
+    p.add_argument("--oversample", action="append", default=[], metavar="FILE.tsv:N",
+                   help="add the pairs of this file in the data dir N extra times (repeatable)")
     p.add_argument("--no-resume", action="store_true",
                    help="start over even if a checkpoint exists")
 
@@ -122,8 +126,19 @@ def _train(args: argparse.Namespace, data: Path, run: Path) -> None:
                       time_budget_min=args.time_budget_min, batch_tokens=args.batch_tokens,
                       eval_every=args.eval_every, label_smoothing=args.label_smoothing,
                       lr=args.lr, seed=args.seed, max_steps=args.max_steps,
-                      dev_limit=args.dev_limit, restart_lr=args.restart_lr),
+                      dev_limit=args.dev_limit, restart_lr=args.restart_lr,
+                      init_from=args.init_from, oversample=_oversample(args.oversample)),
           resume=not args.no_resume)
+
+
+def _oversample(specs: list[str]) -> dict[str, int]:
+    weights = {}
+    for spec in specs:
+        name, _, times = spec.rpartition(":")
+        if not name or not times.isdigit():
+            raise SystemExit(f"--oversample {spec!r}: expected FILE.tsv:N")
+        weights[name] = int(times)
+    return weights
 
 
 def _corpus(args: argparse.Namespace, data: Path) -> None:

@@ -216,7 +216,8 @@ def assemble(train: Sequence[tuple[str, list[Pair]]], heldout: Sequence[tuple[st
 
     Duplicates across packages keep the first package's translation (list order), and each
     package is credited with the unique pairs it added. ``test-<first package>.tsv`` is the
-    test split restricted to the first package (the previous corpus' test set). The held-out
+    test split restricted to the first package (the previous corpus' test set), and
+    ``train-<first package>.tsv`` its training pairs. The held-out
     set keeps only sources that occur in no training package.
     """
     seen: dict[str, str] = {}
@@ -234,6 +235,8 @@ def assemble(train: Sequence[tuple[str, list[Pair]]], heldout: Sequence[tuple[st
     first = train[0][0]
     first_test = [p for p in by_split["test"] if origin[p[0]] == first]
     write_tsv(out_dir / f"test-{first}.tsv", first_test)
+    write_tsv(out_dir / f"train-{first}.tsv",  # to oversample when fine-tuning for it
+              [p for p in by_split["train"] if origin[p[0]] == first])
 
     unseen: dict[str, str] = {}
     heldout_counts: dict[str, dict[str, int]] = {}

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import random
+import shutil
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -52,6 +53,10 @@ class TrainConfig:
     dev_limit: int = 0  # evaluate on the first N dev pairs only (0 = all)
     max_steps: int = 0  # stop after N updates (tests); 0 = no limit
     restart_lr: float = 0.0  # on resume: warm restart at this LR, patience reset (0 = off)
+    # Fine-tuning: start from this run's final weights and tokenizer instead of from scratch,
+    init_from: Path | None = None
+    # with these TSV files' pairs added to train.tsv, each the given number of extra times.
+    oversample: dict[str, int] = field(default_factory=dict)
     seed: int = 1
     threads: int = 2
 
@@ -117,9 +122,13 @@ def train(cfg: TrainConfig, resume: bool = True) -> dict[str, Any]:
     torch.set_num_threads(cfg.threads)
     cfg.run_dir.mkdir(parents=True, exist_ok=True)
     train_pairs = load_split(cfg.data_dir / "train.tsv")
+    for name, times in cfg.oversample.items():
+        train_pairs += load_split(cfg.data_dir / name) * times
     dev_pairs = load_split(cfg.data_dir / "dev.tsv")
     if cfg.dev_limit:
         dev_pairs = dev_pairs[: cfg.dev_limit]
+    if cfg.init_from and not (cfg.run_dir / "spm.model").exists():
+        shutil.copy(cfg.init_from / "spm.model", cfg.run_dir / "spm.model")
     sp = prepare_tokenizer(cfg, train_pairs)
     if sp.get_piece_size() != cfg.model.vocab_size:
         log.warning("tokenizer has %d pieces, not %d: the model follows the tokenizer",
@@ -129,6 +138,13 @@ def train(cfg: TrainConfig, resume: bool = True) -> dict[str, Any]:
     log.info("training on %d of %d pairs", len(examples), len(train_pairs))
 
     model = Seq2Seq(cfg.model)
+    if cfg.init_from:
+        saved = torch.load(final_weights(cfg.init_from), weights_only=False)
+        if ModelConfig(**saved["config"]) != cfg.model:
+            raise ValueError(f"--init-from {cfg.init_from}: its model is {saved['config']}, "
+                             f"not {asdict(cfg.model)}")
+        model.load_state_dict(saved["model"])
+        log.info("fine-tuning %s", final_weights(cfg.init_from))
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     state: dict[str, Any] = {"epoch": 0, "step": 0, "best_bleu": -1.0, "bad_epochs": 0,
                              "train_seconds": 0.0, "history": []}
@@ -252,10 +268,14 @@ class _Run:
         return bool(cfg.time_budget_min and state["train_seconds"] > 60 * cfg.time_budget_min)
 
 
+def final_weights(run_dir: Path) -> Path:
+    """The run's final model: ``final.pt`` if chosen, else ``best.pt``."""
+    return run_dir / "final.pt" if (run_dir / "final.pt").exists() else run_dir / "best.pt"
+
+
 def load_model(run_dir: Path) -> tuple[Seq2Seq, spm.SentencePieceProcessor]:
-    """The run's final model (``final.pt`` if chosen, else ``best.pt``), in eval mode."""
-    path = run_dir / "final.pt" if (run_dir / "final.pt").exists() else run_dir / "best.pt"
-    saved = torch.load(path, weights_only=False)
+    """The run's final model (see :func:`final_weights`), in eval mode."""
+    saved = torch.load(final_weights(run_dir), weights_only=False)
     model = Seq2Seq(ModelConfig(**saved["config"]))
     model.load_state_dict(saved["model"])
     return model.eval(), load_tokenizer(run_dir / "spm.model")
