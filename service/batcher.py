@@ -1,117 +1,152 @@
-"""Dynamic batching: requests that arrive together are decoded as one batch.
+"""The decode worker: continuous batching around one :class:`~service.decoding.Engine`.
 
-Jobs wait in a queue; one worker takes the oldest job, waits up to ``max_wait`` for more
-jobs with the same decoding options (up to ``max_batch_size`` sentences), and decodes them in
-a single thread off the event loop, so the server keeps accepting requests meanwhile.
+Requests are queued in a :class:`~service.scheduler.Scheduler`. One worker task loops: it
+asks the scheduler which queued sentences join the running batch, and hands them to a single
+decode thread, which encodes them, merges them into the engine and runs decoder steps until a
+sentence finishes or new work (or a withdrawn request) is waiting. Finished sentences are
+answered at once; a request is answered when its last sentence is. The event loop never
+decodes, so the server keeps accepting requests meanwhile.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 import time
-from collections import deque
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-from service.errors import Busy
+from service.decoding import Engine, Hypothesis
 from service.metrics import Metrics
-from service.translator import Decoded, DecodeOptions, Prepared, Translation, Translator
+from service.scheduler import Job, Overloaded, QueueTimeout, Scheduler, sentence_cost
+from service.translator import Candidate, DecodeOptions, Prepared, Translation, Translator
+
+__all__ = ["BatchResult", "Batcher", "Overloaded", "QueueTimeout"]
 
 log = logging.getLogger(__name__)
-
-
-class Overloaded(Busy):
-    """The queue is full or shutting down: the request was not accepted."""
-
-
-class QueueTimeout(Busy):
-    """The request waited in the queue longer than the timeout; its work was dropped."""
-
-
-@dataclass
-class Job:
-    rows: Sequence[Prepared]
-    options: DecodeOptions
-    future: asyncio.Future[list[Translation]]
-    enqueued: float = field(default_factory=time.perf_counter)
-    started: float = 0.0  # when its batch began decoding
-    batch_sentences: int = 0  # size of the batch it was decoded in
-    encode_seconds: float = 0.0  # the batch's encoder run
 
 
 @dataclass(frozen=True)
 class BatchResult:
     translations: list[Translation]
-    queue_seconds: float
-    decode_seconds: float  # encoder + search
-    encode_seconds: float
-    batch_sentences: int
+    queue_seconds: float  # until its first sentence joined the running batch
+    decode_seconds: float  # from then until its last sentence finished
+    encode_seconds: float  # encoder runs that included its sentences
+    batch_sentences: int  # running sentences when it joined
+
+
+@dataclass(eq=False)
+class Request:
+    """A job plus what the worker needs to answer it."""
+
+    job: Job[Prepared]
+    options: DecodeOptions
+    future: asyncio.Future[None]
+    results: list[Translation]
+    sentence_ids: dict[int, int] = field(default_factory=dict)  # engine id -> row
+    encode_seconds: float = 0.0
+    batch_sentences: int = 0
+    finished: float = 0.0
+
+
+@dataclass
+class _Round:
+    """What one trip to the decode thread did."""
+
+    finished: dict[int, list[Candidate]]  # engine sentence id -> candidates
+    admitted: dict[int, tuple[Request, int]]  # engine sentence id -> (request, row)
+    encode_seconds: float = 0.0
+    failed: BaseException | None = None
 
 
 class Batcher:
     def __init__(self, translator: Translator, metrics: Metrics, max_batch_size: int,
-                 max_wait_s: float, max_queue_sentences: int = 1024,
-                 queue_timeout_s: float = 30.0) -> None:
+                 max_batch_tokens: int, max_request_tokens: int,
+                 max_queue_sentences: int = 1024, queue_timeout_s: float = 30.0) -> None:
         self.translator = translator
         self.metrics = metrics
-        self.max_batch_size = max_batch_size
-        self.max_wait_s = max_wait_s
-        self.max_queue_sentences = max_queue_sentences
+        self.scheduler: Scheduler[Prepared] = Scheduler(
+            max_batch_tokens, max_batch_size, max_request_tokens, max_queue_sentences)
         self.queue_timeout_s = queue_timeout_s
-        self._jobs: deque[Job] = deque()
-        self._queued_sentences = 0
+        self.engine: Engine = translator.engine()
+        self._owner: dict[int, tuple[Request, int]] = {}  # engine sentence id -> (request, row)
+        self._requests: dict[Job[Prepared], Request] = {}
+        self._drop: list[int] = []  # engine ids of withdrawn requests, dropped next round
         self._wakeup = asyncio.Event()
+        self._poke = threading.Event()  # set from the loop: the decode thread should return
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="decode")
         self._task: asyncio.Task[None] | None = None
-        self._closing = False
-        self._last_arrival = 0.0
-        self._arrival_gap = float("inf")  # between the last two submissions
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="batcher")
 
+    def cost(self, rows: Sequence[Prepared], options: DecodeOptions) -> list[int]:
+        return [sentence_cost(len(r.ids), options.beam_size) for r in rows]
+
     async def submit(self, rows: Sequence[Prepared], options: DecodeOptions) -> BatchResult:
         """Queue ``rows`` and wait for their translations.
 
-        Raises :class:`Overloaded` at once when the queue is full or closing, and
-        :class:`QueueTimeout` when the job is still queued after ``queue_timeout_s``.
+        Raises :class:`~service.errors.LimitExceeded` for a request over the cost cap,
+        :class:`Overloaded` at once when the queue is full or closing, and
+        :class:`QueueTimeout` when no sentence of it has started after ``queue_timeout_s``.
         """
-        if self._closing:
-            raise Overloaded("the service is shutting down")
-        if self._queued_sentences + len(rows) > self.max_queue_sentences:
-            raise Overloaded(f"the queue holds {self._queued_sentences} sentences; the limit is "
-                             f"{self.max_queue_sentences} (SERVICE_MAX_QUEUE_SENTENCES)")
-        job = Job(rows, options, asyncio.get_running_loop().create_future())
-        self._arrival_gap = job.enqueued - self._last_arrival
-        self._last_arrival = job.enqueued
-        self._jobs.append(job)
-        self._queued_sentences += len(rows)
-        self.metrics.queue_depth.set(len(self._jobs))
-        self.metrics.pending_sentences.inc(len(rows))
-        self._wakeup.set()
+        loop = asyncio.get_running_loop()
+        job = Job(rows, self.cost(rows, options), time.perf_counter())
+        self.scheduler.submit(job)
+        request = Request(job, options, loop.create_future(),
+                          [Translation(r.ids, r.masked) for r in rows])
+        self._requests[job] = request
+        self.metrics.pending_sentences.inc(len(job.waiting))
+        self._changed()
         try:
-            translations = await asyncio.wait_for(asyncio.shield(job.future),
-                                                  self.queue_timeout_s)
-        except TimeoutError:
-            if job.started:  # its batch is decoding: let it finish
-                translations = await job.future
+            if job.done:  # only empty texts
+                request.finished = job.enqueued
             else:
-                self._jobs.remove(job)
-                self._queued_sentences -= len(rows)
-                self.metrics.pending_sentences.dec(len(rows))
-                job.future.cancel()
+                await self._wait(request)
+        finally:
+            self._forget(request)
+        for result in request.results:
+            if not result.candidates:  # empty text
+                result.candidates = [self.translator.empty_candidate()]
+        started = job.started or job.enqueued
+        return BatchResult(request.results, started - job.enqueued, request.finished - started,
+                           request.encode_seconds, request.batch_sentences)
+
+    async def _wait(self, request: Request) -> None:
+        job = request.job
+        try:
+            await asyncio.wait_for(asyncio.shield(request.future), self.queue_timeout_s)
+        except TimeoutError:
+            if not job.started:
                 raise QueueTimeout(f"queued for more than {self.queue_timeout_s:g}s "
                                    "(SERVICE_QUEUE_TIMEOUT_S)") from None
-        finished = time.perf_counter()
-        return BatchResult(translations, job.started - job.enqueued, finished - job.started,
-                           job.encode_seconds, job.batch_sentences)
+            await request.future  # it is decoding: let it finish
+
+    def _forget(self, request: Request) -> None:
+        """The client is answered, failed or gone: withdraw whatever of it is left."""
+        job = request.job
+        self._requests.pop(job, None)
+        if job.done and request.future.done():
+            return
+        job.cancelled = True
+        self.metrics.pending_sentences.dec(len(job.waiting))
+        self.scheduler.withdraw(job)
+        self._drop.extend(sid for sid, (owner, _) in self._owner.items() if owner is request)
+        if not request.future.done():
+            request.future.cancel()
+        self._changed()
+
+    def _changed(self) -> None:
+        self.metrics.queue_depth.set(self.scheduler.unstarted)
+        self._wakeup.set()
+        self._poke.set()
 
     async def close(self) -> None:
-        """Finish every queued job, then stop the worker."""
-        self._closing = True
-        self._wakeup.set()
+        """Finish every queued and running request, then stop the worker."""
+        self.scheduler.closing = True
+        self._changed()
         if self._task is not None:
             await self._task
         self._executor.shutdown(wait=True)
@@ -119,92 +154,95 @@ class Batcher:
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
         while True:
-            if not self._jobs:
-                if self._closing:
+            if self.scheduler.idle and not self._drop:
+                if self.scheduler.closing:
                     return
                 self._wakeup.clear()
                 await self._wakeup.wait()
                 continue
-            await self._fill(loop)
-            batch = self._take()
-            self.metrics.queue_depth.set(len(self._jobs))
-            await self._decode(loop, batch)
+            now = time.perf_counter()
+            admitted = self.scheduler.admit(now)
+            newcomers = [(self._requests[job], row) for job, row in admitted]
+            for request in {r for r, _ in newcomers}:
+                if request.job.started == now:
+                    self.metrics.queue_wait.observe(now - request.job.enqueued)
+            self.metrics.queue_depth.set(self.scheduler.unstarted)
+            drop, self._drop = self._drop, []
+            self._poke.clear()
+            round_ = await loop.run_in_executor(self._executor, self._decode, newcomers, drop)
+            self._deliver(round_, newcomers)
 
-    async def _fill(self, loop: asyncio.AbstractEventLoop) -> None:
-        """Wait up to ``max_wait_s`` for compatible jobs to fill the batch.
-
-        Only during a burst (the last two jobs arrived less than ``max_wait_s`` apart): a
-        lone request starts at once, so batching costs idle traffic no latency.
-        """
-        if self._arrival_gap >= self.max_wait_s:
-            return
-        deadline = loop.time() + self.max_wait_s
-        while self._compatible_rows() < self.max_batch_size and not self._closing:
-            remaining = deadline - loop.time()
-            if remaining <= 0:
-                return
-            self._wakeup.clear()
-            try:
-                await asyncio.wait_for(self._wakeup.wait(), remaining)
-            except TimeoutError:
-                return
-
-    def _compatible_rows(self) -> int:
-        options = self._jobs[0].options
-        return sum(len(j.rows) for j in self._jobs if j.options == options)
-
-    def _take(self) -> list[Job]:
-        """The oldest job plus later ones with the same options, up to the batch size."""
-        first = self._jobs.popleft()
-        batch, rows, rest = [first], len(first.rows), deque[Job]()
-        while self._jobs:
-            job = self._jobs.popleft()
-            if job.options == first.options and rows + len(job.rows) <= self.max_batch_size:
-                batch.append(job)
-                rows += len(job.rows)
-            else:
-                rest.append(job)
-        self._jobs.extendleft(reversed(rest))
-        self._queued_sentences -= rows
-        return batch
-
-    async def _decode(self, loop: asyncio.AbstractEventLoop, batch: list[Job]) -> None:
+    def _decode(self, newcomers: list[tuple[Request, int]], drop: list[int]) -> _Round:
+        """In the decode thread: admit, then step until something finishes or new work
+        waits."""
+        round_ = _Round({}, {})
         try:
-            await self._decode_live(loop, [j for j in batch if not j.future.done()])
-        finally:  # answered, failed or skipped: no longer pending
-            self.metrics.pending_sentences.dec(sum(len(j.rows) for j in batch))
+            self._admit(newcomers, drop, round_)
+            while len(self.engine):
+                finished = self.engine.step()
+                self.metrics.batch_size.observe(len(self.engine) + len(finished))
+                self.metrics.decode_steps.inc()
+                for sid, hyps in finished.items():
+                    request, row = self._owner[sid]
+                    round_.finished[sid] = self._candidates(request, row, hyps)
+                if finished or self._poke.is_set():
+                    break
+        except Exception as exc:  # a failed step fails the running requests only
+            log.exception("decoding failed with %d sentences running", len(self.engine))
+            round_.failed = exc
+            self.engine.drop(list(self.engine.sentences))
+        return round_
 
-    async def _decode_live(self, loop: asyncio.AbstractEventLoop, live: list[Job]) -> None:
-        """Decode the jobs whose clients are still waiting (the others went away)."""
-        if not live:
+    def _admit(self, newcomers: list[tuple[Request, int]], drop: list[int],
+               round_: _Round) -> None:
+        self.engine.drop(drop)
+        if not newcomers:
             return
-        rows = [row for job in live for row in job.rows]
+        rows = [request.job.rows[row] for request, row in newcomers]
+        started = time.perf_counter()
+        encoded = self.translator.encode_rows(rows)
+        round_.encode_seconds = time.perf_counter() - started
+        searches = [self.translator.search(r, request.options)
+                    for r, (request, _) in zip(rows, newcomers, strict=True)]
+        for sid, owner in zip(self.engine.admit(encoded, searches), newcomers, strict=True):
+            self._owner[sid] = owner
+            round_.admitted[sid] = owner
+
+    def _candidates(self, request: Request, row: int, hyps: list[Hypothesis]
+                    ) -> list[Candidate]:
+        return self.translator.candidates(hyps, request.job.rows[row].masked)
+
+    def _deliver(self, round_: _Round, newcomers: list[tuple[Request, int]]) -> None:
+        """In the loop: answer every request whose last sentence finished."""
+        for request in {r for r, _ in newcomers}:
+            request.encode_seconds += round_.encode_seconds
+            request.batch_sentences = request.batch_sentences or len(self._owner)
+        if round_.failed is not None:
+            self._fail_running(round_.failed)
+            return
         now = time.perf_counter()
-        for job in live:
-            job.started, job.batch_sentences = now, len(rows)
-            self.metrics.queue_wait.observe(now - job.enqueued)
-        try:
-            decoded = await loop.run_in_executor(
-                self._executor, self.translator.translate_prepared, rows, live[0].options)
-        except Exception as exc:  # a failed batch fails its own requests only
-            log.exception("decoding a batch of %d sentences failed", len(rows))
-            for job in live:
-                if not job.future.done():
-                    job.future.set_exception(exc)
-            return
-        self._observe(rows, decoded, time.perf_counter() - now)
-        at = 0
-        for job in live:
-            job.encode_seconds = decoded.stats.encode_seconds
-            if not job.future.done():
-                job.future.set_result(decoded.translations[at : at + len(job.rows)])
-            at += len(job.rows)
-
-    def _observe(self, rows: Sequence[Prepared], decoded: Decoded, seconds: float) -> None:
         m = self.metrics
-        m.batch_size.observe(len(rows))
-        m.decode_seconds.observe(seconds)
-        m.tokens_in.inc(sum(len(r.ids) for r in rows))
-        m.tokens_out.inc(sum(len(t.best.token_ids) + t.best.ended
-                             for t in decoded.translations if t.source_ids))
-        m.decode_steps.inc(decoded.stats.decoder_steps)
+        for sid, candidates in round_.finished.items():
+            request, row = self._owner.pop(sid)
+            self.scheduler.finished(request.job, row)
+            request.results[row].candidates = candidates
+            m.sentences.inc()
+            m.tokens_in.inc(len(request.job.rows[row].ids))
+            m.tokens_out.inc(len(candidates[0].token_ids) + candidates[0].ended)
+            m.pending_sentences.dec()
+            if request.job.done and not request.future.done():
+                request.finished = now
+                m.decode_seconds.observe(now - request.job.started)
+                request.future.set_result(None)
+        for sid in [s for s in self._owner if s not in self.engine.sentences]:  # dropped
+            request, row = self._owner.pop(sid)
+            self.scheduler.finished(request.job, row)
+            m.pending_sentences.dec()
+
+    def _fail_running(self, exc: BaseException) -> None:
+        for request, row in self._owner.values():
+            self.scheduler.finished(request.job, row)
+            self.metrics.pending_sentences.dec()
+            if not request.future.done():
+                request.future.set_exception(exc)
+        self._owner.clear()

@@ -19,17 +19,20 @@ class Metrics:
         self.in_flight = Gauge("translate_http_in_flight", "HTTP requests being served",
                                registry=r)
         self.queue_wait = Histogram("translate_queue_wait_seconds",
-                                    "time a request waits before its batch starts decoding",
+                                    "time a request waits until its first sentence starts decoding",
                                     buckets=LATENCY_BUCKETS, registry=r)
-        self.queue_depth = Gauge("translate_queue_depth", "requests waiting for a batch",
+        self.queue_depth = Gauge("translate_queue_depth", "requests with no sentence decoding yet",
                                  registry=r)
         self.pending_sentences = Gauge(
             "translate_pending_sentences", "sentences accepted and not yet answered (queued or "
             "decoding): the per-pod load signal for autoscaling", registry=r)
-        self.batch_size = Histogram("translate_batch_size", "sentences per decode batch",
+        self.batch_size = Histogram("translate_batch_size",
+                                    "sentences in the running batch, per decoder step",
                                     buckets=BATCH_BUCKETS, registry=r)
-        self.decode_seconds = Histogram("translate_decode_seconds", "decode time per batch",
-                                        buckets=LATENCY_BUCKETS, registry=r)
+        self.decode_seconds = Histogram("translate_decode_seconds", "per request: from its "
+                                        "first sentence joining the running batch to its last "
+                                        "finishing", buckets=LATENCY_BUCKETS, registry=r)
+        self.sentences = Counter("translate_sentences_total", "sentences decoded", registry=r)
         self.tokens_in = Counter("translate_tokens_in_total", "source subword tokens", registry=r)
         self.tokens_out = Counter("translate_tokens_out_total", "generated subword tokens",
                                   registry=r)

@@ -44,9 +44,13 @@ class Settings(BaseSettings):
     max_connections: int = Field(512, ge=1, description="open connections beyond which "
                                  "requests get 503 (health checks excepted)")
 
-    # Batching
-    max_batch_size: int = Field(32, ge=1, le=1024, description="sentences per decode batch")
-    max_wait_ms: float = Field(5.0, ge=0, description="how long a batch waits to fill up")
+    # Step-level batching: queued sentences join the running batch between decoder steps
+    max_batch_size: int = Field(64, ge=1, le=1024, description="sentences decoding at once")
+    max_batch_tokens: int = Field(131072, ge=1, description="running sentences' beam rows x "
+                                  "source tokens, summed: the per-step budget (a request "
+                                  "beyond it runs in parts; one sentence always fits)")
+    max_request_tokens: int = Field(65536, ge=1, description="beam rows x source tokens of "
+                                    "one request; costlier requests get 413")
 
     # Decoding defaults
     default_beam_size: int = Field(4, ge=1, description="beam size when a request names none")
@@ -87,6 +91,11 @@ class Settings(BaseSettings):
             raise ValueError(f"SERVICE_DEFAULT_BEAM_SIZE ({self.default_beam_size}) exceeds "
                              f"SERVICE_MAX_BEAM_SIZE ({self.max_beam_size}): every request "
                              "without a beam_size would be refused")
+        if self.max_request_tokens < self.max_input_tokens * self.max_beam_size:
+            raise ValueError(f"SERVICE_MAX_REQUEST_TOKENS ({self.max_request_tokens}) is "
+                             "smaller than one text of SERVICE_MAX_INPUT_TOKENS "
+                             f"({self.max_input_tokens}) at SERVICE_MAX_BEAM_SIZE "
+                             f"({self.max_beam_size}): such a legal text would be refused")
         largest = largest_legal_body(self.max_texts, self.max_text_chars)
         if self.max_body_bytes < largest:
             raise ValueError(f"SERVICE_MAX_BODY_BYTES ({self.max_body_bytes}) is smaller than "

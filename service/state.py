@@ -46,8 +46,8 @@ class ServiceState:
             log.error(self.detail)
             return
         self.translator = translator
-        self.batcher = Batcher(translator, self.metrics, s.max_batch_size, s.max_wait_ms / 1000,
-                               s.max_queue_sentences, s.queue_timeout_s)
+        self.batcher = Batcher(translator, self.metrics, s.max_batch_size, s.max_batch_tokens,
+                               s.max_request_tokens, s.max_queue_sentences, s.queue_timeout_s)
         self.batcher.start()
         seconds = time.perf_counter() - started
         m = translator.manifest

@@ -132,7 +132,7 @@ class Translator:
                 results[i].candidates = self.candidates(hyps, rows[i].masked)
         for r in results:
             if not r.candidates:
-                r.candidates = [Candidate("", 0.0, [], np.zeros((0, 0), np.float32), True)]
+                r.candidates = [self.empty_candidate()]
         return Decoded(results, stats)
 
     def log_probability(self, texts: Sequence[str], targets: Sequence[Sequence[int]]
@@ -191,6 +191,11 @@ class Translator:
         engine = self.engine()
         found = run_to_end(engine, encoded, [self.search(r, options) for r in rows])
         return found, DecodeStats(encode_seconds, engine.steps)
+
+    @staticmethod
+    def empty_candidate() -> Candidate:
+        """The translation of an empty text."""
+        return Candidate("", 0.0, [], np.zeros((0, 0), np.float32), True)
 
     def _candidate(self, hyp: Hypothesis, masked: Masked) -> Candidate:
         text = unmask(self.sp.decode(hyp.tokens), masked.placeholders)

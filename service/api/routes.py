@@ -22,7 +22,13 @@ from service.api.schemas import (
     TranslationOut,
 )
 from service.bundle import MODEL_CARD
-from service.errors import Busy, DecodeFailed, InvalidOption, LimitExceeded, NotReady
+from service.errors import (
+    DecodeFailed,
+    InvalidOption,
+    LimitExceeded,
+    NotReady,
+    ServiceError,
+)
 from service.settings import Settings
 from service.state import ServiceState
 from service.translator import DecodeOptions, InputTooLong, Translation, Translator
@@ -56,7 +62,7 @@ async def translate(body: TranslateRequest, state: StateDep) -> TranslateRespons
         raise LimitExceeded(f"{exc} (SERVICE_MAX_INPUT_TOKENS)") from exc
     try:
         result = await batcher.submit(rows, options)
-    except Busy:
+    except ServiceError:  # busy, over the cost cap: the client's to know
         raise
     except Exception as exc:
         raise DecodeFailed(f"decoding failed ({type(exc).__name__}); the server keeps "

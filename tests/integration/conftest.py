@@ -81,7 +81,7 @@ def start_server(tmp: Path, bundle: Path = DEFAULT_BUNDLE, port: int | None = No
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    srv = start_server(tmp_path_factory.mktemp("server"), SERVICE_MAX_WAIT_MS="20")
+    srv = start_server(tmp_path_factory.mktemp("server"))
     try:
         srv.wait("/health/ready", 200)
         yield srv

@@ -59,7 +59,7 @@ def test_burst_of_ten_times_capacity(small_queue_server: Server) -> None:
     server = small_queue_server
     expected = httpx.post(server.url + "/translate", json={"text": TEXT}).json()
     rss_before = rss_kib(server.process.pid)
-    decoded_before = metric(server, "translate_batch_size_sum")
+    decoded_before = metric(server, "translate_sentences_total")
 
     results = fire(server, [{"text": TEXT}] * 120, workers=120)
 
@@ -74,7 +74,7 @@ def test_burst_of_ten_times_capacity(small_queue_server: Server) -> None:
             assert response.headers["Retry-After"] == "1"
             assert "SERVICE_MAX_QUEUE_SENTENCES" in response.json()["error"]["message"]
     # Refused at the door: the server decoded exactly the accepted requests, nothing else.
-    assert metric(server, "translate_batch_size_sum") - decoded_before == statuses.count(200)
+    assert metric(server, "translate_sentences_total") - decoded_before == statuses.count(200)
     assert metric(server, "translate_pending_sentences") == 0  # the scaling signal drains
     assert server.process.poll() is None
     assert rss_kib(server.process.pid) - rss_before < 200 * 1024  # generous: no leak per request
@@ -102,7 +102,7 @@ def test_requests_queued_too_long_get_503_and_are_dropped(tmp_path: Path) -> Non
         assert 503 in statuses and set(statuses) <= {200, 503}, statuses
         timed_out = [r for s, _, r in results if s == 503 and r is not None]
         assert all("SERVICE_QUEUE_TIMEOUT_S" in r.json()["error"]["message"] for r in timed_out)
-        sentences = metric(server, "translate_batch_size_sum")
+        sentences = metric(server, "translate_sentences_total")
         assert sentences == 64 + statuses.count(200)  # dropped requests were not decoded
     finally:
         server.stop()
@@ -226,8 +226,8 @@ def faulty_decoder_bundle(tmp_path: Path, max_source: int = 40) -> Path:
     return bundle
 
 
-def test_runtime_fault_fails_only_its_batch(tmp_path: Path) -> None:
-    server = start_server(tmp_path, faulty_decoder_bundle(tmp_path), SERVICE_MAX_WAIT_MS="0")
+def test_runtime_fault_fails_only_the_running_requests(tmp_path: Path) -> None:
+    server = start_server(tmp_path, faulty_decoder_bundle(tmp_path))
     try:
         server.wait("/health/ready", 200)
         long_text = " ".join(["Insert rows"] * 30)
@@ -240,7 +240,7 @@ def test_runtime_fault_fails_only_its_batch(tmp_path: Path) -> None:
         for _ in range(3):  # the server keeps serving
             ok = httpx.post(server.url + "/translate", json={"text": "Open the file"})
             assert ok.status_code == 200 and ok.json()["translations"][0]["text"]
-        assert "decoding a batch of 1 sentences failed" in server.log()
+        assert "decoding failed with 1 sentences running" in server.log()
     finally:
         server.stop()
 
@@ -350,8 +350,9 @@ def test_requests_cut_by_the_shutdown_timeout_get_json_503(tmp_path: Path) -> No
         futures = [pool.submit(httpx.post, server.url + "/translate", json=big, timeout=120)
                    for _ in range(8)]
         deadline = time.monotonic() + 60
-        while metric(server, "translate_pending_sentences") < 8 * 64 and (
-                time.monotonic() < deadline):  # all eight accepted (queued or decoding)
+        while metric(server, "translate_pending_sentences") + metric(
+                server, "translate_sentences_total") < 8 * 64 and (
+                time.monotonic() < deadline):  # all eight accepted (queued, decoding or done)
             time.sleep(0.01)
         server.process.send_signal(signal.SIGTERM)
         responses = [f.result() for f in futures]

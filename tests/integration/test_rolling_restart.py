@@ -102,7 +102,7 @@ def test_rolling_restart_behind_a_balancer_loses_nothing(tmp_path: Path) -> None
     replicas: dict[int, Server] = {}
     for slot in (0, 1):
         (tmp_path / f"r{slot}").mkdir()
-        replicas[slot] = start_server(tmp_path / f"r{slot}", SERVICE_MAX_WAIT_MS="2")
+        replicas[slot] = start_server(tmp_path / f"r{slot}")
     for server in replicas.values():
         server.wait("/health/ready", 200)
     ports = [int(replicas[0].url.rsplit(":", 1)[1]), int(replicas[1].url.rsplit(":", 1)[1]), 0]
@@ -131,7 +131,7 @@ def test_rolling_restart_behind_a_balancer_loses_nothing(tmp_path: Path) -> None
         for old in (0, 1):
             surge_dir = tmp_path / f"surge{old}"
             surge_dir.mkdir()
-            new = start_server(surge_dir, SERVICE_MAX_WAIT_MS="2")
+            new = start_server(surge_dir)
             new.wait("/health/ready", 200)
             balancer.add(free, int(new.url.rsplit(":", 1)[1]))
             time.sleep(1)  # health checks see it ready
