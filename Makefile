@@ -7,7 +7,7 @@ BUNDLE ?= models/en-de
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: serve test test-quick lint pytest tools model bench docker-check clean
+.PHONY: serve test test-quick lint pytest tools model bench bench-engine docker-check clean
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -61,6 +61,13 @@ model: $(VENV)/.dev
 bench: $(VENV)/.dev
 	command -v wrk >/dev/null || apt-get install -y -q wrk
 	$(PY) -m bench
+
+# The step-level batching engine against the request-level one (the last commit with it).
+ENGINE_BASELINE := dee74a9
+bench-engine: $(VENV)/.dev
+	command -v wrk >/dev/null || apt-get install -y -q wrk
+	test -d work/engine-baseline || git worktree add work/engine-baseline $(ENGINE_BASELINE)
+	$(PY) -m bench.engine
 
 # Build and run the CPU image with podman (no Docker engine needed), record what it answered
 # and check that it answers as this checkout does.

@@ -62,12 +62,13 @@ class Proc:
         raise TimeoutError(f"{self.url}{path} not ready")
 
 
-def start_service(bundle: Path, **env: str) -> Proc:
+def start_service(bundle: Path, src: Path = ROOT, **env: str) -> Proc:
+    """The service of the source tree ``src`` (another checkout: an older engine)."""
     port = free_port()
     environ = {**os.environ, "SERVICE_BUNDLE_DIR": str(bundle), "SERVICE_PORT": str(port),
-               "SERVICE_LOG_LEVEL": "warning", **env}
+               "SERVICE_LOG_LEVEL": "warning", "PYTHONPATH": str(src), **env}
     started = time.perf_counter()
-    process = subprocess.Popen([sys.executable, "-m", "service"], cwd=ROOT, env=environ,
+    process = subprocess.Popen([sys.executable, "-m", "service"], cwd=src, env=environ,
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     return Proc(f"http://127.0.0.1:{port}", process, started)
 

@@ -108,6 +108,37 @@ def test_requests_queued_too_long_get_503_and_are_dropped(tmp_path: Path) -> Non
         server.stop()
 
 
+def test_a_small_request_is_answered_while_a_heavy_one_decodes(server: Server) -> None:
+    """Step-level batching: the small request joins the running batch instead of waiting
+    for the heavy one to finish (an order of events, not a timing)."""
+    heavy = {"text": [f"{TEXT} {TEXT} ({n})" for n in range(32)], "beam_size": 8}
+    with ThreadPoolExecutor(1) as pool:
+        started = metric(server, "translate_queue_wait_seconds_count")
+        first = pool.submit(httpx.post, server.url + "/translate", json=heavy, timeout=300)
+        deadline = time.monotonic() + 60
+        while metric(server, "translate_queue_wait_seconds_count") == started and (
+                time.monotonic() < deadline):  # the heavy one is decoding
+            time.sleep(0.01)
+        small = httpx.post(server.url + "/translate", json={"text": "Open", "beam_size": 4})
+        assert small.status_code == 200
+        assert not first.done(), "the heavy request finished before the small one was answered"
+        assert first.result().status_code == 200
+
+
+def test_a_request_over_the_cost_cap_gets_413_naming_the_setting(tmp_path: Path) -> None:
+    server = start_server(tmp_path, SERVICE_MAX_REQUEST_TOKENS="2048")
+    try:
+        server.wait("/health/ready", 200)
+        response = httpx.post(server.url + "/translate",
+                              json={"text": [TEXT] * 20, "beam_size": 8}, timeout=30)
+        assert response.status_code == 413
+        assert "SERVICE_MAX_REQUEST_TOKENS" in response.json()["error"]["message"]
+        assert httpx.post(server.url + "/translate", json={"text": [TEXT] * 2, "beam_size": 8},
+                          timeout=30).status_code == 200
+    finally:
+        server.stop()
+
+
 def test_sigterm_during_load_loses_no_accepted_request(tmp_path: Path) -> None:
     server = start_server(tmp_path, SERVICE_MAX_BATCH_SIZE="2")
     server.wait("/health/ready", 200)
