@@ -183,7 +183,7 @@ class Batcher:
                 self.metrics.batch_size.observe(len(self.engine) + len(finished))
                 self.metrics.decode_steps.inc()
                 for sid, hyps in finished.items():
-                    request, row = self._owner[sid]
+                    request, row = round_.admitted.get(sid) or self._owner[sid]
                     round_.finished[sid] = self._candidates(request, row, hyps)
                 if finished or self._poke.is_set():
                     break
@@ -204,16 +204,16 @@ class Batcher:
         round_.encode_seconds = time.perf_counter() - started
         searches = [self.translator.search(r, request.options)
                     for r, (request, _) in zip(rows, newcomers, strict=True)]
-        for sid, owner in zip(self.engine.admit(encoded, searches), newcomers, strict=True):
-            self._owner[sid] = owner
-            round_.admitted[sid] = owner
+        round_.admitted = dict(zip(self.engine.admit(encoded, searches), newcomers, strict=True))
 
     def _candidates(self, request: Request, row: int, hyps: list[Hypothesis]
                     ) -> list[Candidate]:
         return self.translator.candidates(hyps, request.job.rows[row].masked)
 
     def _deliver(self, round_: _Round, newcomers: list[tuple[Request, int]]) -> None:
-        """In the loop: answer every request whose last sentence finished."""
+        """In the loop: answer every request whose last sentence finished. (``_owner`` is
+        changed only here, while the decode thread is idle.)"""
+        self._owner.update(round_.admitted)
         for request in {r for r, _ in newcomers}:
             request.encode_seconds += round_.encode_seconds
             request.batch_sentences = request.batch_sentences or len(self._owner)
@@ -238,6 +238,9 @@ class Batcher:
             request, row = self._owner.pop(sid)
             self.scheduler.finished(request.job, row)
             m.pending_sentences.dec()
+        # Withdrawn while this round admitted them: drop them next round.
+        self._drop += [sid for sid, (request, _) in round_.admitted.items()
+                       if request.job.cancelled and sid in self._owner]
 
     def _fail_running(self, exc: BaseException) -> None:
         for request, row in self._owner.values():

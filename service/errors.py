@@ -28,6 +28,10 @@ class Busy(ServiceError):
     """The request was not accepted or waited too long: retrying later may succeed."""
 
 
+class ClientGone(ServiceError):
+    """The client closed the connection before its answer was ready; its work was dropped."""
+
+
 class DecodeFailed(ServiceError):
     """The runtime failed on a batch; the service keeps serving."""
 

@@ -12,6 +12,7 @@ from starlette.exceptions import HTTPException
 
 from service.errors import (
     Busy,
+    ClientGone,
     DecodeFailed,
     Forbidden,
     InvalidOption,
@@ -33,6 +34,7 @@ HTTP_ERRORS: dict[type[ServiceError], tuple[int, str, dict[str, str]]] = {
     NotReady: (503, "not_ready", {"Retry-After": "1"}),
     Busy: (503, "overloaded", {"Retry-After": "1"}),
     DecodeFailed: (500, "decode_failed", {}),
+    ClientGone: (499, "client_closed_request", {}),  # nginx's code; only logs see it
 }
 
 

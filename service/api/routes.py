@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
-from typing import Annotated, Any
+from collections.abc import Coroutine
+from typing import Annotated, Any, TypeVar
 
 import numpy as np
 from fastapi import APIRouter, Depends, Request, Response
@@ -23,6 +25,7 @@ from service.api.schemas import (
 )
 from service.bundle import MODEL_CARD
 from service.errors import (
+    ClientGone,
     DecodeFailed,
     InvalidOption,
     LimitExceeded,
@@ -32,6 +35,8 @@ from service.errors import (
 from service.settings import Settings
 from service.state import ServiceState
 from service.translator import DecodeOptions, InputTooLong, Translation, Translator
+
+T = TypeVar("T")
 
 
 def get_state(request: Request) -> ServiceState:
@@ -49,7 +54,8 @@ ERRORS: dict[int | str, dict[str, Any]] = {
 
 @router.post("/translate", response_model=TranslateResponse, response_model_exclude_none=True,
              responses=ERRORS, tags=["translate"])
-async def translate(body: TranslateRequest, state: StateDep) -> TranslateResponse:
+async def translate(body: TranslateRequest, state: StateDep, request: Request
+                    ) -> TranslateResponse:
     """Translate one text or a list of texts (a batch)."""
     started = time.perf_counter()
     translator, batcher = state.require_ready()
@@ -61,7 +67,7 @@ async def translate(body: TranslateRequest, state: StateDep) -> TranslateRespons
     except InputTooLong as exc:
         raise LimitExceeded(f"{exc} (SERVICE_MAX_INPUT_TOKENS)") from exc
     try:
-        result = await batcher.submit(rows, options)
+        result = await until_disconnected(request, batcher.submit(rows, options))
     except ServiceError:  # busy, over the cost cap: the client's to know
         raise
     except Exception as exc:
@@ -75,6 +81,28 @@ async def translate(body: TranslateRequest, state: StateDep) -> TranslateRespons
                     batch_size=result.batch_sentences)
     return TranslateResponse(model=translator.manifest.model_id, translations=outputs,
                              timing=timing)
+
+
+async def until_disconnected(request: Request, work: Coroutine[Any, Any, T]) -> T:
+    """Await ``work``, cancelling it (its queued and running sentences are dropped) if the
+    client closes the connection first."""
+    task = asyncio.ensure_future(work)
+    watcher = asyncio.ensure_future(_disconnect(request))
+    try:
+        await asyncio.wait({task, watcher}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        watcher.cancel()
+        if not task.done():
+            task.cancel()
+    if not task.done() or task.cancelled():
+        raise ClientGone("the client closed the connection; its sentences were dropped")
+    return task.result()
+
+
+async def _disconnect(request: Request) -> None:
+    """Returns when the client has gone (the body has been read: nothing else arrives)."""
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
 
 
 def decode_options(body: TranslateRequest, settings: Settings) -> DecodeOptions:

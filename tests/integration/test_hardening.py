@@ -125,6 +125,27 @@ def test_a_small_request_is_answered_while_a_heavy_one_decodes(server: Server) -
         assert first.result().status_code == 200
 
 
+def test_a_client_that_disconnects_has_its_sentences_dropped(server: Server) -> None:
+    texts = [f"{TEXT} {TEXT} ({n})" for n in range(32)]
+    body = json.dumps({"text": texts, "beam_size": 8}).encode()
+    decoded = metric(server, "translate_sentences_total")
+    started = metric(server, "translate_queue_wait_seconds_count")
+    host, port = server.url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=20) as sock:
+        sock.sendall(b"POST /translate HTTP/1.1\r\nHost: x\r\nContent-Type: application/json"
+                     b"\r\nContent-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
+        deadline = time.monotonic() + 60
+        while metric(server, "translate_queue_wait_seconds_count") == started and (
+                time.monotonic() < deadline):  # decoding
+            time.sleep(0.01)
+    deadline = time.monotonic() + 60
+    while metric(server, "translate_pending_sentences") and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert metric(server, "translate_pending_sentences") == 0
+    assert metric(server, "translate_sentences_total") - decoded < len(texts)
+    assert httpx.post(server.url + "/translate", json={"text": "Open"}).status_code == 200
+
+
 def test_a_request_over_the_cost_cap_gets_413_naming_the_setting(tmp_path: Path) -> None:
     server = start_server(tmp_path, SERVICE_MAX_REQUEST_TOKENS="2048")
     try:
