@@ -71,9 +71,7 @@ def write_card(out_dir: Path, manifest: Manifest) -> None:
         "## Model and training",
         f"- Embeddings {a.emb_dim}, encoder 2×{a.enc_hidden} (bi-GRU), decoder GRU "
         f"{a.dec_hidden}, attention {a.attention} ({a.attn_dim}).",
-        f"- {t['epochs']} epochs ({t.get('steps', '?')} updates), "
-        f"{t['train_seconds'] / 60:.0f} min on {t['threads']} CPU threads; best dev BLEU "
-        f"(greedy) {t['best_dev_bleu']}.",
+        *_training_lines(t),
         "",
         f"## Test results ({metrics['test_sentences']} sentences of every domain, sacrebleu)",
         "",
@@ -120,3 +118,19 @@ def write_card(out_dir: Path, manifest: Manifest) -> None:
         lines += ["", "## What a new user tries first (no reference; judge for yourself)", ""]
         lines += [f"- {e['source']!r} → {e['beam']!r}" for e in metrics["showcase"]]
     (out_dir / MODEL_CARD).write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+def _training_lines(t: dict[str, Any]) -> list[str]:
+    run = (f"{t['epochs']} epochs ({t.get('steps', '?')} updates), "
+           f"{t['train_seconds'] / 60:.0f} min on {t['threads']} CPU threads")
+    parent = t.get("fine_tuned_from")
+    if not parent:
+        return [f"- {run}; best dev BLEU (greedy) {t['best_dev_bleu']}."]
+    extra = ", ".join(f"`{name}` {times} more times"
+                      for name, times in t.get("oversample", {}).items())
+    return [f"- Trained on every package for {parent['epochs']} epochs ({parent['steps']} "
+            f"updates, {parent['train_seconds'] / 60:.0f} min), then fine-tuned from that model "
+            f"for {t.get('steps', '?')} updates ({t['train_seconds'] / 60:.0f} min, "
+            f"{t['threads']} CPU threads) on the same data with "
+            f"{extra or 'no pair'} added (oversampled), at a lower learning rate; "
+            f"best dev BLEU (greedy) {t['best_dev_bleu']}."]

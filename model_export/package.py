@@ -73,6 +73,19 @@ def provenance() -> dict[str, Any]:
             "intra_op_threads": "onnxruntime default (one per core)"}
 
 
+def fine_tuning(run_dir: Path) -> dict[str, Any]:
+    """The parent run and the oversampled slices, if ``run_dir`` fine-tuned another run."""
+    config = json.loads((run_dir / "config.json").read_text())
+    if not config.get("init_from"):
+        return {}
+    parent = Path(config["init_from"])
+    summary = json.loads((parent / "summary.json").read_text())
+    return {"fine_tuned_from": {"run": parent.name, "epochs": summary["epoch"],
+                                "steps": summary["step"],
+                                "train_seconds": round(summary["train_seconds"])},
+            "oversample": config.get("oversample", {})}
+
+
 def quantize_variant(out_dir: Path, manifest: Manifest, sp: spm.SentencePieceProcessor,
                      train: Sequence[Pair]) -> None:
     """Write the int8 files from the fp32 ones, calibrated on training sentences."""
@@ -173,7 +186,7 @@ def build_bundle(run_dir: Path, data_dir: Path, out_dir: Path, model_id: str,
         training={"corpus": corpus, "config": asdict(cfg), "epochs": summary["epoch"],
                   "steps": summary["step"], "train_seconds": round(summary["train_seconds"]),
                   "best_dev_bleu": round(summary["best_bleu"], 2),
-                  "threads": torch.get_num_threads()},
+                  "threads": torch.get_num_threads(), **fine_tuning(run_dir)},
         parity=parity_report,
     )
     if int8:

@@ -11,7 +11,7 @@ import torch
 from model_export.__main__ import main
 from model_export.corpus import build
 from model_export.export import OPSET
-from model_export.train import load_model
+from model_export.train import final_weights, load_model
 from service.bundle import (
     DECODER_INPUTS_V1,
     DECODER_OUTPUTS_V1,
@@ -73,6 +73,27 @@ def test_resuming_mid_epoch_continues_exactly(tmp_path: Path,
     assert straight["state"]["epoch"] >= 1  # crossed an epoch boundary on the way
     for name, weight in straight["model"].items():
         assert torch.equal(weight, resumed["model"][name]), name
+
+
+def test_fine_tuning_starts_from_the_parent_and_oversamples(
+        tmp_path: Path, tiny_run: tuple[Path, Path, Path]) -> None:
+    data, parent, _ = tiny_run
+    (data / "train-focus.tsv").write_text("Open file\tDatei öffnen\n")
+    args = ["--data", str(data), "--vocab-size", "400", "--emb-dim", "16", "--enc-hidden", "16",
+            "--dec-hidden", "24", "--attn-dim", "8", "--batch-tokens", "200", "--dev-limit", "4"]
+    run = tmp_path / "tuned"
+    main(["train", "--run", str(run), "--init-from", str(parent), "--oversample",
+          "train-focus.tsv:50", "--max-steps", "1", "--lr", "1e-4", *args])
+    assert (run / "spm.model").read_bytes() == (parent / "spm.model").read_bytes()
+    start = torch.load(final_weights(parent), weights_only=False)["model"]
+    tuned = torch.load(run / "checkpoint.pt", weights_only=False)["model"]
+    moved = [n for n in start if not torch.equal(start[n], tuned[n])]
+    assert moved  # one small step away from the parent
+    assert all((start[n] - tuned[n]).abs().max() < 0.01 for n in start)
+    config = json.loads((run / "config.json").read_text())
+    assert config["oversample"] == {"train-focus.tsv": 50}
+    with pytest.raises(SystemExit, match=r"FILE\.tsv:N"):
+        main(["train", "--run", str(run), "--oversample", "train-focus.tsv", *args])
 
 
 def test_bundle_is_complete_and_consistent(tiny_run: tuple[Path, Path, Path]) -> None:
