@@ -2,7 +2,7 @@
 
 Writes bench/results.json and bench/results.md (tables quoted in BENCHMARKS.md).
 Needs the data split (work/data) and, for the naive PyTorch baseline, the training run
-(work/run-en-de): both come from `make model`.
+(work/run-en-de-lo): both come from `make model`.
 """
 
 from __future__ import annotations
@@ -164,7 +164,7 @@ def main() -> None:
     parser.add_argument("--full-bundle", type=Path, default=ROOT / "work" / "bundle-full",
                         help="a bundle with both fp32 and int8 (the shipped one has one variant)")
     parser.add_argument("--data", type=Path, default=ROOT / "work" / "data")
-    parser.add_argument("--run", type=Path, default=ROOT / "work" / "run-en-de")
+    parser.add_argument("--run", type=Path, default=ROOT / "work" / "run-en-de-lo")
     parser.add_argument("--seconds", type=float, default=10)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--concurrency", default="1,8,32,64")

@@ -4,8 +4,9 @@ Every figure is measured side by side in one run, on the shipped bundle, with bo
 this tree and ``--baseline``, a checkout of the last commit with request-level batching
 (``make bench-engine`` creates it). Writes bench/engine.json and bench/engine.md.
 
-- decode: sentences/s without HTTP, 256 held-out UI strings alone (batch 1) and in batches of
-  64, greedy and beam 4; interleaved rounds, medians;
+- decode: sentences/s without HTTP, 256 held-out UI strings alone (batch 1), in static batches
+  of 64 and (new engine) 64 running at once, refilled as they finish; greedy and beam 4;
+  interleaved rounds, medians;
 - http: wrk closed loop on the engine issue's ten strings at beam 4, 1 and 64 clients, the naive
   PyTorch server too; server-side tokens/s against the no-HTTP decode at batch 64;
 - mixed: six clients sending 22-40-word sentences while one sends 1-3-word strings;
@@ -57,6 +58,10 @@ def decode_worker(src: Path, bundle: Path, texts_file: Path) -> None:
             for i in range(0, len(rows), batch):
                 translator.translate_prepared(rows[i : i + batch], options)
             out[f"beam{beam} batch{batch}"] = len(rows) / (time.perf_counter() - started)
+        if hasattr(translator, "translate_running"):  # step-level: 64 running, refilled
+            started = time.perf_counter()
+            translator.translate_running(rows, options, 64)
+            out[f"beam{beam} running64"] = len(rows) / (time.perf_counter() - started)
     started = time.perf_counter()
     decoded = translator.translate_prepared(ten, DecodeOptions(beam_size=4)).translations
     tokens = sum(len(t.best.token_ids) + t.best.ended for t in decoded)
@@ -152,7 +157,7 @@ def main() -> None:
     parser.add_argument("--baseline", type=Path, default=ROOT / "work" / "engine-baseline",
                         help="checkout of the request-level batching engine")
     parser.add_argument("--data", type=Path, default=ROOT / "work" / "data")
-    parser.add_argument("--run", type=Path, default=ROOT / "work" / "run-en-de",
+    parser.add_argument("--run", type=Path, default=ROOT / "work" / "run-en-de-lo",
                         help="training run for the naive PyTorch server")
     parser.add_argument("--seconds", type=float, default=15)
     parser.add_argument("--rounds", type=int, default=3)
@@ -231,13 +236,15 @@ def report(r: dict[str, Any]) -> str:
     d, h = r["decode"], r["http"]
     lines = ["### Decoding without HTTP (256 held-out UI strings, sentences/s, median of "
              "interleaved rounds)", "",
-             "| engine | greedy b1 | greedy b64 | b64/b1 | beam 4 b1 | beam 4 b64 | b64/b1 |",
+             "| engine, batch of 64 | greedy b1 | greedy b64 | b64/b1 | beam 4 b1 | beam 4 b64 "
+             "| b64/b1 |",
              "|---|---|---|---|---|---|---|"]
-    for name in (new, old):
-        x = d[name]
-        lines.append(f"| {name} | {x['beam1 batch1']:.0f} | {x['beam1 batch64']:.0f} | "
-                     f"{x['beam1 batch64'] / x['beam1 batch1']:.1f}× | {x['beam4 batch1']:.0f} | "
-                     f"{x['beam4 batch64']:.0f} | {x['beam4 batch64'] / x['beam4 batch1']:.1f}× |")
+    for name, batch in ((new, "running64"), (new, "batch64"), (old, "batch64")):
+        cells = []
+        for beam in (1, 4):
+            one, many = d[name][f"beam{beam} batch1"], d[name][f"beam{beam} {batch}"]
+            cells += [f"{one:.0f}", f"{many:.0f}", f"{many / one:.1f}×"]
+        lines.append(f"| {name}, {batch} | " + " | ".join(cells) + " |")
     lines += ["", "### HTTP, the ten strings, beam 4 (wrk closed loop)", "",
               "| server | 1 client req/s | p50 ms | 64 clients req/s | p50 ms | p99 ms | "
               "64 / 1 | tokens/s at 64 | max RSS MiB | ready s |", "|---" * 10 + "|"]

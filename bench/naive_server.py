@@ -5,7 +5,7 @@ time (a lock around the model), same thread count as our service. It reuses our 
 tokenizer and search code over a PyTorch step function, so the comparison isolates serving
 (eager PyTorch, no batching) from everything else.
 
-    python -m bench.naive_server --run work/run-en-de --port 8100
+    python -m bench.naive_server --run work/run-en-de-lo --port 8100
 """
 
 from __future__ import annotations
@@ -97,7 +97,7 @@ def create_app(run_dir: Path, threads: int) -> FastAPI:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--run", type=Path, default=Path("work/run-en-de"))
+    parser.add_argument("--run", type=Path, default=Path("work/run-en-de-lo"))
     parser.add_argument("--port", type=int, default=8100)
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()

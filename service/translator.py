@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -135,6 +136,25 @@ class Translator:
                 r.candidates = [self.empty_candidate()]
         return Decoded(results, stats)
 
+    def translate_running(self, rows: Sequence[Prepared], options: DecodeOptions,
+                          running: int = 64) -> list[Translation]:
+        """Decode many rows with step-level batching: up to ``running`` sentences at once,
+        refilled between steps as sentences finish (what the service does with requests)."""
+        results = [Translation(r.ids, r.masked, [self.empty_candidate()]) for r in rows]
+        todo = deque(i for i, r in enumerate(rows) if r.ids)
+        engine, owner = self.engine(), dict[int, int]()
+        while todo or len(engine):
+            if todo and len(engine) < running:
+                take = [todo.popleft() for _ in range(min(running - len(engine), len(todo)))]
+                batch = [rows[i] for i in take]
+                new = engine.admit(self.encode_rows(batch),
+                                   [self.search(r, options) for r in batch])
+                owner.update(zip(new, take, strict=True))
+            for sid, hyps in engine.step().items():
+                i = owner.pop(sid)
+                results[i].candidates = self.candidates(hyps, rows[i].masked)
+        return results
+
     def log_probability(self, texts: Sequence[str], targets: Sequence[Sequence[int]]
                         ) -> list[float]:
         """Log-probability of each target (generated ids, no BOS/EOS) as a translation of
@@ -212,13 +232,12 @@ class Translator:
 
 def translate_corpus(translator: Translator, texts: Sequence[str], options: DecodeOptions,
                      batch_size: int = 64) -> list[str]:
-    """Translate many texts in length-sorted batches (offline evaluation)."""
+    """Translate many texts, ``batch_size`` running at once, in length order (less padding;
+    offline evaluation)."""
     rows = translator.prepare(texts)
     order = sorted(range(len(rows)), key=lambda i: len(rows[i].ids))
+    decoded = translator.translate_running([rows[i] for i in order], options, batch_size)
     out = [""] * len(rows)
-    for start in range(0, len(order), batch_size):
-        chunk = order[start : start + batch_size]
-        decoded = translator.translate_prepared([rows[i] for i in chunk], options)
-        for i, t in zip(chunk, decoded.translations, strict=True):
-            out[i] = t.best.text
+    for i, t in zip(order, decoded, strict=True):
+        out[i] = t.best.text
     return out

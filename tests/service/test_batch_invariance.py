@@ -2,7 +2,8 @@
 
 The shipped quantized model is run on 64 held-out test sentences, each alone and then in
 shuffled batches of 8, 32 and 64 (so each sentence meets different neighbours, longer and
-shorter, at different positions), greedy and beam. Tokens must be identical; scores and
+shorter, at different positions), and joining a running batch of 16 as others finish,
+greedy and beam. Tokens must be identical; scores and
 attention may differ only by float rounding (padding changes summation lengths).
 """
 
@@ -43,8 +44,12 @@ def test_translation_is_the_same_alone_and_in_any_batch(translator: Translator,
     assert len(SENTENCES) >= 50
     options = DecodeOptions(beam_size=beam)
     alone = {t: translator.translate([t], options)[0] for t in SENTENCES}
-    for size, seed in ((8, 1), (32, 2), (64, 3)):
-        together = batched(translator, SENTENCES, size, options, seed)
+    rows = translator.prepare(SENTENCES)
+    running = dict(zip(SENTENCES, translator.translate_running(rows, options, running=16),
+                       strict=True))  # joining a running batch as others finish
+    for size, seed in ((8, 1), (32, 2), (64, 3), (16, None)):
+        together = running if seed is None else batched(translator, SENTENCES, size, options,
+                                                         seed)
         for text in SENTENCES:
             a, b = alone[text].best, together[text].best
             assert a.token_ids == b.token_ids, (text, size, a.text, b.text)
