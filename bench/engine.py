@@ -31,15 +31,7 @@ from typing import Any
 import httpx
 
 from bench.measure import ROOT, Proc, prometheus, rss_mib, start_naive, start_service, wrk
-
-TEN = ["Open the file", "Save changes to the document before closing?",
-       "Insert %1 rows above the selected cell",
-       "The file could not be opened because it is in use by another program.",
-       "Delete the selected sheet permanently",
-       "Select the cells that contain the values you want to sort, then choose Sort on the "
-       "Data menu.", "Show hidden characters", "Export as PDF",
-       "The macro could not be found in the library %s.",
-       "Automatically check spelling while typing"]
+from bench.variants import TEN
 
 
 def decode_worker(src: Path, bundle: Path, texts_file: Path) -> None:
