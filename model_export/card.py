@@ -126,7 +126,7 @@ def _training_lines(t: dict[str, Any]) -> list[str]:
     parent = t.get("fine_tuned_from")
     if not parent:
         return [f"- {run}; best dev BLEU (greedy) {t['best_dev_bleu']}."]
-    extra = ", ".join(f"`{name}` {times} more times"
+    extra = ", ".join(f"`{name}` ({times} more copies)"
                       for name, times in t.get("oversample", {}).items())
     return [f"- Trained on every package for {parent['epochs']} epochs ({parent['steps']} "
             f"updates, {parent['train_seconds'] / 60:.0f} min), then fine-tuned from that model "
