@@ -30,8 +30,16 @@ from typing import Any
 
 import httpx
 
-from bench.measure import ROOT, Proc, prometheus, rss_mib, start_naive, start_service, wrk
-from bench.variants import TEN
+from bench.measure import (
+    ROOT,
+    TEN,
+    Proc,
+    prometheus,
+    rss_mib,
+    start_naive,
+    start_service,
+    wrk,
+)
 
 
 def decode_worker(src: Path, bundle: Path, texts_file: Path) -> None:

@@ -20,6 +20,16 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 
+# The ten UI strings of the engine issue's HTTP benchmark.
+TEN = ["Open the file", "Save changes to the document before closing?",
+       "Insert %1 rows above the selected cell",
+       "The file could not be opened because it is in use by another program.",
+       "Delete the selected sheet permanently",
+       "Select the cells that contain the values you want to sort, then choose Sort on the "
+       "Data menu.", "Show hidden characters", "Export as PDF",
+       "The macro could not be found in the library %s.",
+       "Automatically check spelling while typing"]
+
 
 def free_port() -> int:
     with socket.socket() as s:

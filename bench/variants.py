@@ -24,19 +24,9 @@ from pathlib import Path
 
 from onnxruntime.quantization import QuantType, quantize_dynamic
 
-from bench.measure import ROOT
+from bench.measure import ROOT, TEN
 from service.bundle import MANIFEST, VARIANT_FILES, hash_files, verify_bundle
 from service.translator import DecodeOptions, Translator
-
-# The ten UI strings of the engine issue's HTTP benchmark.
-TEN = ["Open the file", "Save changes to the document before closing?",
-       "Insert %1 rows above the selected cell",
-       "The file could not be opened because it is in use by another program.",
-       "Delete the selected sheet permanently",
-       "Select the cells that contain the values you want to sort, then choose Sort on the "
-       "Data menu.", "Show hidden characters", "Export as PDF",
-       "The macro could not be found in the library %s.",
-       "Automatically check spelling while typing"]
 
 
 def with_dynamic_int8(bundle: Path, workdir: Path) -> Path:

@@ -1,11 +1,13 @@
 """The decode worker: continuous batching around one :class:`~service.decoding.Engine`.
 
 Requests are queued in a :class:`~service.scheduler.Scheduler`. One worker task loops: it
-asks the scheduler which queued sentences join the running batch, and hands them to a single
-decode thread, which encodes them, merges them into the engine and runs decoder steps until a
-sentence finishes or new work (or a withdrawn request) is waiting. Finished sentences are
-answered at once; a request is answered when its last sentence is. The event loop never
-decodes, so the server keeps accepting requests meanwhile.
+asks the scheduler which queued sentences join the running batch and hands them to a single
+decode thread, which encodes them, merges them into the engine and runs decoder steps. The
+thread posts each finished sentence to the event loop at once (a request is answered the step
+its last sentence ends) and keeps stepping; it returns for the next admission when a
+withdrawn request must be dropped, or when waiting sentences are worth an encoder run: the
+batch is small, several are waiting, or the first has waited ``ADMIT_WAIT_S``. The event loop
+never decodes, so the server keeps accepting requests meanwhile.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-from service.decoding import Engine, Hypothesis
+from service.decoding import Engine
 from service.metrics import Metrics
 from service.scheduler import Job, Overloaded, QueueTimeout, Scheduler, sentence_cost
 from service.translator import Candidate, DecodeOptions, Prepared, Translation, Translator
@@ -26,6 +28,13 @@ from service.translator import Candidate, DecodeOptions, Prepared, Translation, 
 __all__ = ["BatchResult", "Batcher", "Overloaded", "QueueTimeout"]
 
 log = logging.getLogger(__name__)
+
+# Admission between steps costs an encoder run and a copy of the encoder store, so while a
+# large batch runs, newcomers are admitted together: at once if the batch is small or
+# ADMIT_TOGETHER sentences wait, else after at most ADMIT_WAIT_S (well under one step).
+SMALL_BATCH = 8
+ADMIT_TOGETHER = 4
+ADMIT_WAIT_S = 0.004
 
 
 @dataclass(frozen=True)
@@ -51,16 +60,6 @@ class Request:
     finished: float = 0.0
 
 
-@dataclass
-class _Round:
-    """What one trip to the decode thread did."""
-
-    finished: dict[int, list[Candidate]]  # engine sentence id -> candidates
-    admitted: dict[int, tuple[Request, int]]  # engine sentence id -> (request, row)
-    encode_seconds: float = 0.0
-    failed: BaseException | None = None
-
-
 class Batcher:
     def __init__(self, translator: Translator, metrics: Metrics, max_batch_size: int,
                  max_batch_tokens: int, max_request_tokens: int,
@@ -75,7 +74,12 @@ class Batcher:
         self._requests: dict[Job[Prepared], Request] = {}
         self._drop: list[int] = []  # engine ids of withdrawn requests, dropped next round
         self._wakeup = asyncio.Event()
-        self._poke = threading.Event()  # set from the loop: the decode thread should return
+        # Set from the loop, read by the decode thread between steps:
+        self._poke = threading.Event()  # new work was queued (at _poked_at)
+        self._poked_at = 0.0
+        self._waiting = 0  # sentences queued
+        self._must_return = threading.Event()  # sentences to drop
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="decode")
         self._task: asyncio.Task[None] | None = None
 
@@ -136,12 +140,17 @@ class Batcher:
         self._drop.extend(sid for sid, (owner, _) in self._owner.items() if owner is request)
         if not request.future.done():
             request.future.cancel()
+        if self._drop:
+            self._must_return.set()
         self._changed()
 
     def _changed(self) -> None:
         self.metrics.queue_depth.set(self.scheduler.unstarted)
+        self._waiting = self.scheduler.queued_sentences
         self._wakeup.set()
-        self._poke.set()
+        if not self._poke.is_set():
+            self._poked_at = time.perf_counter()
+            self._poke.set()
 
     async def close(self) -> None:
         """Finish every queued and running request, then stop the worker."""
@@ -152,7 +161,7 @@ class Batcher:
         self._executor.shutdown(wait=True)
 
     async def _run(self) -> None:
-        loop = asyncio.get_running_loop()
+        loop = self._loop = asyncio.get_running_loop()
         while True:
             if self.scheduler.idle and not self._drop:
                 if self.scheduler.closing:
@@ -161,69 +170,92 @@ class Batcher:
                 await self._wakeup.wait()
                 continue
             now = time.perf_counter()
-            admitted = self.scheduler.admit(now)
-            newcomers = [(self._requests[job], row) for job, row in admitted]
+            newcomers = [(self._requests[job], row) for job, row in self.scheduler.admit(now)]
             for request in {r for r, _ in newcomers}:
                 if request.job.started == now:
                     self.metrics.queue_wait.observe(now - request.job.enqueued)
             self.metrics.queue_depth.set(self.scheduler.unstarted)
+            self._waiting = self.scheduler.queued_sentences
             drop, self._drop = self._drop, []
             self._poke.clear()
-            round_ = await loop.run_in_executor(self._executor, self._decode, newcomers, drop)
-            self._deliver(round_, newcomers)
+            self._must_return.clear()
+            # The thread's callbacks (_admitted, _finished) run before this await returns.
+            failed = await loop.run_in_executor(self._executor, self._decode, newcomers, drop)
+            if failed is not None:
+                self._fail_running(failed)
+            for sid in [s for s in self._owner if s not in self.engine.sentences]:  # dropped
+                request, row = self._owner.pop(sid)
+                self.scheduler.finished(request.job, row)
+                self.metrics.pending_sentences.dec()
 
-    def _decode(self, newcomers: list[tuple[Request, int]], drop: list[int]) -> _Round:
-        """In the decode thread: admit, then step until something finishes or new work
-        waits."""
-        round_ = _Round({}, {})
+    # In the decode thread.
+
+    def _decode(self, newcomers: list[tuple[Request, int]], drop: list[int]
+                ) -> BaseException | None:
+        """Drop, admit, then step until nothing runs or the loop has work for this thread."""
+        assert self._loop is not None
         try:
-            self._admit(newcomers, drop, round_)
+            self.engine.drop(drop)
+            admitted: dict[int, tuple[Request, int]] = {}
+            if newcomers:
+                admitted = self._admit(newcomers)
             while len(self.engine):
                 finished = self.engine.step()
                 self.metrics.batch_size.observe(len(self.engine) + len(finished))
                 self.metrics.decode_steps.inc()
-                for sid, hyps in finished.items():
-                    request, row = round_.admitted.get(sid) or self._owner[sid]
-                    round_.finished[sid] = self._candidates(request, row, hyps)
-                if finished or self._poke.is_set():
+                if finished:
+                    done = []
+                    for sid, hyps in finished.items():
+                        request, row = admitted.get(sid) or self._owner[sid]
+                        done.append((sid, request, row, self.translator.candidates(
+                            hyps, request.job.rows[row].masked)))
+                    self._loop.call_soon_threadsafe(self._finished, done)
+                if self._must_return.is_set() or (self._poke.is_set() and self._admit_now()):
                     break
         except Exception as exc:  # a failed step fails the running requests only
             log.exception("decoding failed with %d sentences running", len(self.engine))
-            round_.failed = exc
             self.engine.drop(list(self.engine.sentences))
-        return round_
+            return exc
+        return None
 
-    def _admit(self, newcomers: list[tuple[Request, int]], drop: list[int],
-               round_: _Round) -> None:
-        self.engine.drop(drop)
-        if not newcomers:
-            return
+    def _admit(self, newcomers: list[tuple[Request, int]]) -> dict[int, tuple[Request, int]]:
+        assert self._loop is not None
         rows = [request.job.rows[row] for request, row in newcomers]
         started = time.perf_counter()
         encoded = self.translator.encode_rows(rows)
-        round_.encode_seconds = time.perf_counter() - started
+        encode_seconds = time.perf_counter() - started
         searches = [self.translator.search(r, request.options)
                     for r, (request, _) in zip(rows, newcomers, strict=True)]
-        round_.admitted = dict(zip(self.engine.admit(encoded, searches), newcomers, strict=True))
+        admitted = dict(zip(self.engine.admit(encoded, searches), newcomers, strict=True))
+        self._loop.call_soon_threadsafe(self._admitted, admitted, encode_seconds)
+        return admitted
 
-    def _candidates(self, request: Request, row: int, hyps: list[Hypothesis]
-                    ) -> list[Candidate]:
-        return self.translator.candidates(hyps, request.job.rows[row].masked)
+    def _admit_now(self) -> bool:
+        """Whether waiting sentences are worth leaving the step loop for."""
+        free = self.scheduler.max_batch_sentences - len(self.engine)
+        if free <= 0 or not self._waiting:
+            return False
+        return (len(self.engine) < SMALL_BATCH or self._waiting >= min(ADMIT_TOGETHER, free)
+                or time.perf_counter() - self._poked_at >= ADMIT_WAIT_S)
 
-    def _deliver(self, round_: _Round, newcomers: list[tuple[Request, int]]) -> None:
-        """In the loop: answer every request whose last sentence finished. (``_owner`` is
-        changed only here, while the decode thread is idle.)"""
-        self._owner.update(round_.admitted)
-        for request in {r for r, _ in newcomers}:
-            request.encode_seconds += round_.encode_seconds
+    # In the loop, posted by the decode thread.
+
+    def _admitted(self, admitted: dict[int, tuple[Request, int]], encode_seconds: float) -> None:
+        self._owner.update(admitted)
+        for request in {r for r, _ in admitted.values()}:
+            request.encode_seconds += encode_seconds
             request.batch_sentences = request.batch_sentences or len(self._owner)
-        if round_.failed is not None:
-            self._fail_running(round_.failed)
-            return
+        withdrawn = [sid for sid, (r, _) in admitted.items() if r.job.cancelled]
+        if withdrawn:  # while this round admitted them
+            self._drop += withdrawn
+            self._must_return.set()
+
+    def _finished(self, done: list[tuple[int, Request, int, list[Candidate]]]) -> None:
+        """Answer every request whose last sentence is in ``done``."""
         now = time.perf_counter()
         m = self.metrics
-        for sid, candidates in round_.finished.items():
-            request, row = self._owner.pop(sid)
+        for sid, request, row, candidates in done:
+            self._owner.pop(sid, None)
             self.scheduler.finished(request.job, row)
             request.results[row].candidates = candidates
             m.sentences.inc()
@@ -234,13 +266,6 @@ class Batcher:
                 request.finished = now
                 m.decode_seconds.observe(now - request.job.started)
                 request.future.set_result(None)
-        for sid in [s for s in self._owner if s not in self.engine.sentences]:  # dropped
-            request, row = self._owner.pop(sid)
-            self.scheduler.finished(request.job, row)
-            m.pending_sentences.dec()
-        # Withdrawn while this round admitted them: drop them next round.
-        self._drop += [sid for sid, (request, _) in round_.admitted.items()
-                       if request.job.cancelled and sid in self._owner]
 
     def _fail_running(self, exc: BaseException) -> None:
         for request, row in self._owner.values():
