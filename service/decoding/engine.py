@@ -76,6 +76,7 @@ class Engine:
         self.groups: dict[tuple[int, float, bool], Group] = {}
         self.store: EncodedBatch | None = None  # encoder states, one slot per sentence
         self.slot_of: dict[int, int] = {}  # sentence id -> store slot
+        self._free: list[int] = []  # store slots of finished sentences, reused by newcomers
         self.steps = 0  # decoder calls so far
         self._ids = count()
 
@@ -92,11 +93,11 @@ class Engine:
         if len(searches) != encoded.mask.shape[0]:
             raise ValueError(f"{len(searches)} searches for {encoded.mask.shape[0]} sentences")
         ids = [next(self._ids) for _ in searches]
-        first = self._merge(encoded)
+        slots = self._store(encoded)
         lengths = encoded.mask.sum(axis=1)
         for i, (sid, search) in enumerate(zip(ids, searches, strict=True)):
             self.sentences[sid] = Sentence(search, int(lengths[i]))
-            self.slot_of[sid] = first + i
+            self.slot_of[sid] = slots[i]
         by_group: dict[tuple[int, float, bool], list[int]] = {}
         for i, search in enumerate(searches):
             key = (search.beam_size, search.alpha, search.required is not None)
@@ -117,7 +118,7 @@ class Engine:
             group.remove(gone)
         for sid in gone:
             del self.sentences[sid]
-            del self.slot_of[sid]
+            self._free.append(self.slot_of.pop(sid))
         self._compact()
 
     def step(self) -> dict[int, list[Hypothesis]]:
@@ -141,7 +142,7 @@ class Engine:
                               out.hidden[rows], out.attention[rows])
             for sid in g.advance(part, self.eos, self.sentinel_ids, self.sentences):
                 done[sid] = self.sentences.pop(sid).results()
-                del self.slot_of[sid]
+                self._free.append(self.slot_of.pop(sid))
         if done:
             self._compact()
         return done
@@ -162,49 +163,63 @@ class Engine:
             at += g.rows
         return TokenPenalty(token_ids, values)
 
-    def _merge(self, encoded: EncodedBatch) -> int:
-        """Append ``encoded`` to the store (dropping the slots of finished sentences and
-        padding to the longest source); returns the first new slot."""
-        live = self._live_store()
-        if live is None:
-            self.store = encoded
-            return 0
-        S = max(live.mask.shape[1], encoded.mask.shape[1])
-        parts = [_pad(live, S), _pad(encoded, S)]
-        self.store = EncodedBatch(*(np.concatenate([getattr(p, f) for p in parts])
-                                    for f in ("outputs", "hidden", "keys", "mask")))
-        return live.mask.shape[0]
+    def _store(self, encoded: EncodedBatch) -> list[int]:
+        """Write ``encoded`` into free slots of the store (growing it by doubling, so an
+        admission copies only the newcomers); returns their slots."""
+        n, length = encoded.mask.shape
+        if self.store is None:
+            self.store = _resized(encoded, n, _round_up(length))
+            self._free = list(range(n))
+        B, S = self.store.mask.shape
+        if length > S or len(self._free) < n:
+            rows = max(B, len(self.slot_of) + n, 2 * B if len(self._free) < n else 0)
+            self.store = _resized(self.store, rows, max(S, _round_up(length)))
+            self._free += range(B, rows)
+            S = self.store.mask.shape[1]
+        slots = [self._free.pop() for _ in range(n)]
+        store = self.store
+        for name in ("outputs", "keys", "mask"):
+            target, source = getattr(store, name), getattr(encoded, name)
+            target[slots, :length] = source
+            target[slots, length:] = 0
+        store.hidden[slots] = encoded.hidden
+        return slots
 
     def _compact(self) -> None:
-        """Shrink the store once at most half its slots are in use (a copy per halving,
-        not per finished sentence)."""
-        if self.store is not None and 2 * len(self.slot_of) <= self.store.mask.shape[0]:
-            self.store = self._live_store()
-
-    def _live_store(self) -> EncodedBatch | None:
-        """The store restricted to running sentences, cut to their longest source; renumbers
-        ``slot_of``."""
-        if self.store is None or not self.slot_of:
-            return None
-        order = sorted(self.slot_of, key=self.slot_of.__getitem__)
-        slots = np.array([self.slot_of[s] for s in order])
-        S = max(self.sentences[s].length for s in order)
-        self.slot_of = {s: i for i, s in enumerate(order)}
-        kept = self.store.take(slots)
-        return EncodedBatch(kept.outputs[:, :S], kept.hidden, kept.keys[:, :S],
-                            kept.mask[:, :S])
+        """Renumber the running sentences into a smaller store once at most a quarter of a
+        large one is in use, or its padding is more than twice the longest running source."""
+        if self.store is None:
+            return
+        if not self.slot_of:
+            self.store, self._free = None, []
+            return
+        B, S = self.store.mask.shape
+        longest = max(self.sentences[s].length for s in self.slot_of)
+        if (B > 64 and 4 * len(self.slot_of) <= B) or 2 * _round_up(longest) < S:
+            order = sorted(self.slot_of, key=self.slot_of.__getitem__)
+            kept = self.store.take(np.array([self.slot_of[s] for s in order]))
+            self.store = _resized(kept, len(order), _round_up(longest))
+            self.slot_of = {s: i for i, s in enumerate(order)}
+            self._free = []
 
 
-def _pad(encoded: EncodedBatch, S: int) -> EncodedBatch:
-    extra = S - encoded.mask.shape[1]
-    if not extra:
-        return encoded
+def _round_up(length: int, multiple: int = 8) -> int:
+    return -(-length // multiple) * multiple
 
-    def pad(a: np.ndarray) -> np.ndarray:
-        return np.pad(a, [(0, 0), (0, extra)] + [(0, 0)] * (a.ndim - 2))
 
-    return EncodedBatch(pad(encoded.outputs), encoded.hidden, pad(encoded.keys),
-                        pad(encoded.mask))
+def _resized(encoded: EncodedBatch, rows: int, S: int) -> EncodedBatch:
+    """A copy with ``rows`` slots of ``S`` source positions (cut or zero-padded)."""
+    B, width = encoded.mask.shape
+    width = min(width, S)
+
+    def fit(a: np.ndarray) -> np.ndarray:
+        out = np.zeros((rows, S, *a.shape[2:]), a.dtype)
+        out[:B, :width] = a[:, :width]
+        return out
+
+    hidden = np.zeros((rows, *encoded.hidden.shape[1:]), encoded.hidden.dtype)
+    hidden[:B] = encoded.hidden
+    return EncodedBatch(fit(encoded.outputs), hidden, fit(encoded.keys), fit(encoded.mask))
 
 
 def run_to_end(engine: Engine, encoded: EncodedBatch, searches: Sequence[Search]

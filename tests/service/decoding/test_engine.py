@@ -79,7 +79,21 @@ def test_static_batch_equals_solo_and_dropped_sentences_leave_no_trace() -> None
     assert ids[2] not in results and ids[4] not in results
     for i in (0, 1, 3, 5, 6):
         assert_same(results[ids[i]], alone(model, encoded, i, todo[i]))
-    assert engine.store is None or engine.store.mask.shape[0] == 0 or not engine.slot_of
+    assert engine.store is None and not engine.slot_of  # nothing kept once all are done
+
+
+def test_newcomers_reuse_the_slots_of_finished_sentences() -> None:
+    model = ToyModel(vocab=14, seed=3)
+    encoded = model.encode(LENGTHS)
+    engine = Engine(model, BOS, EOS, SENTINELS)
+    engine.admit(encoded, searches())
+    assert engine.store is not None
+    capacity = engine.store.mask.shape[0]
+    while len(engine) == 7:
+        engine.step()
+    engine.admit(encoded.take(np.array([6])), [Search(15, 3)])  # into a freed slot
+    assert engine.store.mask.shape[0] == capacity
+    assert sorted(engine.slot_of.values()) == sorted(set(engine.slot_of.values()))
 
 
 def test_static_beam_search_is_the_engine() -> None:

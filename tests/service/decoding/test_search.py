@@ -124,11 +124,14 @@ def test_search_over_top_k_candidates_equals_full_vocabulary_search(
                         n_best=n_best, alpha=0.8, placeholders=constraint)
     for ours, theirs in zip(found, expected, strict=True):
         assert [h.tokens for h in ours] == [h.tokens for h in theirs]
-        assert [h.score for h in ours] == [h.score for h in theirs]
+        # The engine pads sources to a multiple of 8, the reference to the batch's longest:
+        # the toy model's sums over the source then round differently in the last bits.
+        np.testing.assert_allclose([h.score for h in ours], [h.score for h in theirs],
+                                   rtol=1e-6)
         assert [h.ended for h in ours] == [h.ended for h in theirs]
         for a, b in zip(ours, theirs, strict=True):  # ours without the batch's padding
             S = a.attention.shape[1]
-            np.testing.assert_array_equal(a.attention, b.attention[:, :S])
+            np.testing.assert_allclose(a.attention, b.attention[:, :S], atol=1e-6)
             assert not b.attention[:, S:].any()
 
 
