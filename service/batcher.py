@@ -18,20 +18,18 @@ import threading
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from service.decoding import Engine
 from service.metrics import Metrics
-from service.scheduler import Job, Overloaded, QueueTimeout, Scheduler, sentence_cost
+from service.scheduler import Job, QueueTimeout, Scheduler, sentence_cost
 from service.translator import Candidate, DecodeOptions, Prepared, Translation, Translator
-
-__all__ = ["BatchResult", "Batcher", "Overloaded", "QueueTimeout"]
 
 log = logging.getLogger(__name__)
 
-# Admission between steps costs an encoder run and a copy of the encoder store, so while a
-# large batch runs, newcomers are admitted together: at once if the batch is small or
-# ADMIT_TOGETHER sentences wait, else after at most ADMIT_WAIT_S (well under one step).
+# Each admission between steps costs an encoder run, so while a large batch runs, newcomers
+# are admitted together: at once if the batch is small or ADMIT_TOGETHER sentences wait,
+# else after at most ADMIT_WAIT_S (well under one step).
 SMALL_BATCH = 8
 ADMIT_TOGETHER = 4
 ADMIT_WAIT_S = 0.004
@@ -54,7 +52,6 @@ class Request:
     options: DecodeOptions
     future: asyncio.Future[None]
     results: list[Translation]
-    sentence_ids: dict[int, int] = field(default_factory=dict)  # engine id -> row
     encode_seconds: float = 0.0
     batch_sentences: int = 0
     finished: float = 0.0
@@ -93,7 +90,7 @@ class Batcher:
         """Queue ``rows`` and wait for their translations.
 
         Raises :class:`~service.errors.LimitExceeded` for a request over the cost cap,
-        :class:`Overloaded` at once when the queue is full or closing, and
+        :class:`~service.scheduler.Overloaded` at once when the queue is full or closing, and
         :class:`QueueTimeout` when no sentence of it has started after ``queue_timeout_s``.
         """
         loop = asyncio.get_running_loop()
