@@ -53,10 +53,11 @@ class TranslationOut(BaseModel):
 
 class Timing(BaseModel):
     total_ms: float
-    queue_ms: float = Field(description="waiting for a batch to start")
-    decode_ms: float = Field(description="encoder + search for the whole batch")
-    encode_ms: float = Field(description="the encoder's share of decode_ms")
-    batch_size: int = Field(description="sentences decoded together with this request's")
+    queue_ms: float = Field(description="waiting until its first sentence joined the running "
+                            "batch")
+    decode_ms: float = Field(description="from then until its last sentence finished")
+    encode_ms: float = Field(description="the encoder runs that included its sentences")
+    batch_size: int = Field(description="sentences running (its own included) when it joined")
 
 
 class TranslateResponse(BaseModel):
