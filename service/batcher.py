@@ -1,13 +1,12 @@
 """The decode worker: continuous batching around one :class:`~service.decoding.Engine`.
 
-Requests are queued in a :class:`~service.scheduler.Scheduler`. One worker task loops: it
-asks the scheduler which queued sentences join the running batch and hands them to a single
-decode thread, which encodes them, merges them into the engine and runs decoder steps. The
-thread posts each finished sentence to the event loop at once (a request is answered the step
-its last sentence ends) and keeps stepping; it returns for the next admission when a
-withdrawn request must be dropped, or when waiting sentences are worth an encoder run: the
-batch is small, several are waiting, or the first has waited ``ADMIT_WAIT_S``. The event loop
-never decodes, so the server keeps accepting requests meanwhile.
+Requests are queued in a :class:`~service.scheduler.Scheduler`. One decode thread owns the
+engine and runs without waiting for the event loop: before each step it drops the sentences
+of withdrawn requests and asks the scheduler (under a lock shared with the loop) which queued
+sentences join, encodes them and merges them in, when they are worth an encoder run (the batch
+is small, several wait, or the first has waited ``ADMIT_WAIT_S``). It posts each finished
+sentence to the event loop, which answers a request when its last sentence is in. The event
+loop never decodes, so the server keeps accepting requests meanwhile.
 """
 
 from __future__ import annotations
@@ -17,8 +16,7 @@ import logging
 import threading
 import time
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from service.decoding import Engine
 from service.metrics import Metrics
@@ -52,6 +50,8 @@ class Request:
     options: DecodeOptions
     future: asyncio.Future[None]
     results: list[Translation]
+    remaining: int = 0  # sentences not answered yet
+    sentence_ids: set[int] = field(default_factory=set)  # its sentences in the engine
     encode_seconds: float = 0.0
     batch_sentences: int = 0
     finished: float = 0.0
@@ -67,21 +67,21 @@ class Batcher:
             max_batch_tokens, max_batch_size, max_request_tokens, max_queue_sentences)
         self.queue_timeout_s = queue_timeout_s
         self.engine: Engine = translator.engine()
-        self._owner: dict[int, tuple[Request, int]] = {}  # engine sentence id -> (request, row)
+        # Shared by the loop and the decode thread, under _lock:
+        self._lock = threading.Lock()
         self._requests: dict[Job[Prepared], Request] = {}
-        self._drop: list[int] = []  # engine ids of withdrawn requests, dropped next round
-        self._wakeup = asyncio.Event()
-        # Set from the loop, read by the decode thread between steps:
-        self._poke = threading.Event()  # new work was queued (at _poked_at)
-        self._poked_at = 0.0
-        self._waiting = 0  # sentences queued
-        self._must_return = threading.Event()  # sentences to drop
+        self._drop: list[int] = []  # engine ids of withdrawn requests
+        self._first_waiting = 0.0  # when the oldest unadmitted sentence was queued
+        self._work = threading.Event()  # something to do: wakes an idle decode thread
+        # The decode thread's own: engine sentence id -> (request, row)
+        self._running: dict[int, tuple[Request, int]] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="decode")
-        self._task: asyncio.Task[None] | None = None
+        self._thread: threading.Thread | None = None
 
     def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="batcher")
+        self._loop = asyncio.get_running_loop()
+        self._thread = threading.Thread(target=self._decode_forever, name="decode", daemon=True)
+        self._thread.start()
 
     def cost(self, rows: Sequence[Prepared], options: DecodeOptions) -> list[int]:
         return [sentence_cost(len(r.ids), options.beam_size) for r in rows]
@@ -95,14 +95,18 @@ class Batcher:
         """
         loop = asyncio.get_running_loop()
         job = Job(rows, self.cost(rows, options), time.perf_counter())
-        self.scheduler.submit(job)
         request = Request(job, options, loop.create_future(),
-                          [Translation(r.ids, r.masked) for r in rows])
-        self._requests[job] = request
+                          [Translation(r.ids, r.masked) for r in rows], len(job.waiting))
+        with self._lock:
+            self.scheduler.submit(job)
+            self._requests[job] = request
+            if job.waiting and not self.scheduler.queued_sentences - len(job.waiting):
+                self._first_waiting = job.enqueued
+            self.metrics.queue_depth.set(self.scheduler.unstarted)
         self.metrics.pending_sentences.inc(len(job.waiting))
-        self._changed()
+        self._work.set()
         try:
-            if job.done:  # only empty texts
+            if not request.remaining:  # only empty texts
                 request.finished = job.enqueued
             else:
                 await self._wait(request)
@@ -128,146 +132,156 @@ class Batcher:
     def _forget(self, request: Request) -> None:
         """The client is answered, failed or gone: withdraw whatever of it is left."""
         job = request.job
-        self._requests.pop(job, None)
-        if job.done and request.future.done():
-            return
-        job.cancelled = True
-        self.metrics.pending_sentences.dec(len(job.waiting))
-        self.scheduler.withdraw(job)
-        self._drop.extend(sid for sid, (owner, _) in self._owner.items() if owner is request)
+        with self._lock:
+            self._requests.pop(job, None)
+            if not request.remaining:
+                return
+            job.cancelled = True
+            self.metrics.pending_sentences.dec(len(job.waiting))
+            self.scheduler.withdraw(job)
+            self._drop.extend(request.sentence_ids)  # the thread drops them before its next step
+            self.metrics.queue_depth.set(self.scheduler.unstarted)
         if not request.future.done():
             request.future.cancel()
-        if self._drop:
-            self._must_return.set()
-        self._changed()
-
-    def _changed(self) -> None:
-        self.metrics.queue_depth.set(self.scheduler.unstarted)
-        self._waiting = self.scheduler.queued_sentences
-        self._wakeup.set()
-        if not self._poke.is_set():
-            self._poked_at = time.perf_counter()
-            self._poke.set()
+        self._work.set()
 
     async def close(self) -> None:
-        """Finish every queued and running request, then stop the worker."""
-        self.scheduler.closing = True
-        self._changed()
-        if self._task is not None:
-            await self._task
-        self._executor.shutdown(wait=True)
-
-    async def _run(self) -> None:
-        loop = self._loop = asyncio.get_running_loop()
-        while True:
-            if self.scheduler.idle and not self._drop:
-                if self.scheduler.closing:
-                    return
-                self._wakeup.clear()
-                await self._wakeup.wait()
-                continue
-            now = time.perf_counter()
-            newcomers = [(self._requests[job], row) for job, row in self.scheduler.admit(now)]
-            for request in {r for r, _ in newcomers}:
-                if request.job.started == now:
-                    self.metrics.queue_wait.observe(now - request.job.enqueued)
-            self.metrics.queue_depth.set(self.scheduler.unstarted)
-            self._waiting = self.scheduler.queued_sentences
-            drop, self._drop = self._drop, []
-            self._poke.clear()
-            self._must_return.clear()
-            # The thread's callbacks (_admitted, _finished) run before this await returns.
-            failed = await loop.run_in_executor(self._executor, self._decode, newcomers, drop)
-            if failed is not None:
-                self._fail_running(failed)
-            for sid in [s for s in self._owner if s not in self.engine.sentences]:  # dropped
-                request, row = self._owner.pop(sid)
-                self.scheduler.finished(request.job, row)
-                self.metrics.pending_sentences.dec()
+        """Finish every queued and running request, then stop the decode thread."""
+        with self._lock:
+            self.scheduler.closing = True
+        self._work.set()
+        if self._thread is not None:
+            await asyncio.to_thread(self._thread.join)
 
     # In the decode thread.
 
-    def _decode(self, newcomers: list[tuple[Request, int]], drop: list[int]
-                ) -> BaseException | None:
-        """Drop, admit, then step until nothing runs or the loop has work for this thread."""
-        assert self._loop is not None
+    def _decode_forever(self) -> None:
+        while True:
+            with self._lock:
+                drop, self._drop = self._drop, []
+                admitted = self._admissions()
+                idle = self.scheduler.idle and not drop and not admitted
+                closing = self.scheduler.closing
+            if drop:
+                self._drop_sentences(drop)
+            if admitted:
+                self._admit(admitted)
+            if len(self.engine):
+                self._step()
+            elif idle:
+                if closing:
+                    return
+                self._work.wait()
+                self._work.clear()
+
+    def _admissions(self) -> list[tuple[Request, int]]:
+        """(Under the lock.) The sentences that join before the next step, if any are worth
+        an encoder run now."""
+        waiting = self.scheduler.queued_sentences
+        if not waiting:
+            return []
+        free = self.scheduler.max_batch_sentences - len(self.engine)
+        if len(self.engine) >= SMALL_BATCH and waiting < min(ADMIT_TOGETHER, max(free, 1)) and (
+                time.perf_counter() - self._first_waiting < ADMIT_WAIT_S):
+            return []
+        now = time.perf_counter()
+        admitted = [(self._requests[job], row) for job, row in self.scheduler.admit(now)]
+        for request in {r for r, _ in admitted}:
+            if request.job.started == now:
+                self.metrics.queue_wait.observe(now - request.job.enqueued)
+        self._first_waiting = now
+        self.metrics.queue_depth.set(self.scheduler.unstarted)
+        return admitted
+
+    def _admit(self, newcomers: list[tuple[Request, int]]) -> None:
+        rows = [request.job.rows[row] for request, row in newcomers]
+        started = time.perf_counter()
         try:
-            self.engine.drop(drop)
-            admitted: dict[int, tuple[Request, int]] = {}
-            if newcomers:
-                admitted = self._admit(newcomers)
-            while len(self.engine):
-                finished = self.engine.step()
-                self.metrics.batch_size.observe(len(self.engine) + len(finished))
-                self.metrics.decode_steps.inc()
-                if finished:
-                    done = []
-                    for sid, hyps in finished.items():
-                        request, row = admitted.get(sid) or self._owner[sid]
-                        done.append((sid, request, row, self.translator.candidates(
-                            hyps, request.job.rows[row].masked)))
-                    self._loop.call_soon_threadsafe(self._finished, done)
-                if self._must_return.is_set() or (self._poke.is_set() and self._admit_now()):
-                    break
+            encoded = self.translator.encode_rows(rows)
+            searches = [self.translator.search(r, request.options)
+                        for r, (request, _) in zip(rows, newcomers, strict=True)]
+            ids = self.engine.admit(encoded, searches)
+        except Exception as exc:
+            log.exception("encoding %d sentences failed", len(rows))
+            self._fail({(r, row): exc for r, row in newcomers}, exc)
+            return
+        seconds = time.perf_counter() - started
+        for sid, (request, row) in zip(ids, newcomers, strict=True):
+            self._running[sid] = (request, row)
+            request.sentence_ids.add(sid)
+        running = len(self.engine)
+        for request in {r for r, _ in newcomers}:
+            request.encode_seconds += seconds
+            request.batch_sentences = request.batch_sentences or running
+            if request.job.cancelled:  # withdrawn while being admitted
+                with self._lock:
+                    self._drop.extend(request.sentence_ids)
+
+    def _step(self) -> None:
+        try:
+            finished = self.engine.step()
         except Exception as exc:  # a failed step fails the running requests only
             log.exception("decoding failed with %d sentences running", len(self.engine))
             self.engine.drop(list(self.engine.sentences))
-            return exc
-        return None
-
-    def _admit(self, newcomers: list[tuple[Request, int]]) -> dict[int, tuple[Request, int]]:
+            self._fail(dict.fromkeys(self._running.values(), exc), exc)
+            self._running.clear()
+            return
+        self.metrics.batch_size.observe(len(self.engine) + len(finished))
+        self.metrics.decode_steps.inc()
+        if not finished:
+            return
+        done = []
+        with self._lock:
+            for sid in finished:
+                request, row = self._running[sid]
+                self.scheduler.finished(request.job, row)
+        for sid, hyps in finished.items():
+            request, row = self._running.pop(sid)
+            request.sentence_ids.discard(sid)
+            done.append((request, row, self.translator.candidates(
+                hyps, request.job.rows[row].masked)))
         assert self._loop is not None
-        rows = [request.job.rows[row] for request, row in newcomers]
-        started = time.perf_counter()
-        encoded = self.translator.encode_rows(rows)
-        encode_seconds = time.perf_counter() - started
-        searches = [self.translator.search(r, request.options)
-                    for r, (request, _) in zip(rows, newcomers, strict=True)]
-        admitted = dict(zip(self.engine.admit(encoded, searches), newcomers, strict=True))
-        self._loop.call_soon_threadsafe(self._admitted, admitted, encode_seconds)
-        return admitted
+        self._loop.call_soon_threadsafe(self._answer, done)
 
-    def _admit_now(self) -> bool:
-        """Whether waiting sentences are worth leaving the step loop for."""
-        free = self.scheduler.max_batch_sentences - len(self.engine)
-        if free <= 0 or not self._waiting:
-            return False
-        return (len(self.engine) < SMALL_BATCH or self._waiting >= min(ADMIT_TOGETHER, free)
-                or time.perf_counter() - self._poked_at >= ADMIT_WAIT_S)
+    def _drop_sentences(self, ids: list[int]) -> None:
+        self.engine.drop(ids)
+        gone = [sid for sid in dict.fromkeys(ids) if sid in self._running]
+        with self._lock:
+            for sid in gone:
+                request, row = self._running[sid]
+                self.scheduler.finished(request.job, row)
+        for sid in gone:
+            request, _ = self._running.pop(sid)
+            request.sentence_ids.discard(sid)
+            self.metrics.pending_sentences.dec()
+
+    def _fail(self, failed: dict[tuple[Request, int], Exception], exc: Exception) -> None:
+        with self._lock:
+            for request, row in failed:
+                self.scheduler.finished(request.job, row)
+        assert self._loop is not None
+        self._loop.call_soon_threadsafe(self._answer_failure, list(failed), exc)
 
     # In the loop, posted by the decode thread.
 
-    def _admitted(self, admitted: dict[int, tuple[Request, int]], encode_seconds: float) -> None:
-        self._owner.update(admitted)
-        for request in {r for r, _ in admitted.values()}:
-            request.encode_seconds += encode_seconds
-            request.batch_sentences = request.batch_sentences or len(self._owner)
-        withdrawn = [sid for sid, (r, _) in admitted.items() if r.job.cancelled]
-        if withdrawn:  # while this round admitted them
-            self._drop += withdrawn
-            self._must_return.set()
-
-    def _finished(self, done: list[tuple[int, Request, int, list[Candidate]]]) -> None:
+    def _answer(self, done: list[tuple[Request, int, list[Candidate]]]) -> None:
         """Answer every request whose last sentence is in ``done``."""
         now = time.perf_counter()
         m = self.metrics
-        for sid, request, row, candidates in done:
-            self._owner.pop(sid, None)
-            self.scheduler.finished(request.job, row)
+        for request, row, candidates in done:
             request.results[row].candidates = candidates
+            request.remaining -= 1
             m.sentences.inc()
             m.tokens_in.inc(len(request.job.rows[row].ids))
             m.tokens_out.inc(len(candidates[0].token_ids) + candidates[0].ended)
             m.pending_sentences.dec()
-            if request.job.done and not request.future.done():
+            if not request.remaining and not request.future.done():
                 request.finished = now
                 m.decode_seconds.observe(now - request.job.started)
                 request.future.set_result(None)
 
-    def _fail_running(self, exc: BaseException) -> None:
-        for request, row in self._owner.values():
-            self.scheduler.finished(request.job, row)
+    def _answer_failure(self, failed: list[tuple[Request, int]], exc: Exception) -> None:
+        for request, _ in failed:
             self.metrics.pending_sentences.dec()
             if not request.future.done():
                 request.future.set_exception(exc)
-        self._owner.clear()
