@@ -94,7 +94,7 @@ class Engine:
             raise ValueError(f"{len(searches)} searches for {encoded.mask.shape[0]} sentences")
         ids = [next(self._ids) for _ in searches]
         slots = self._store(encoded)
-        lengths = encoded.mask.sum(axis=1)
+        lengths = encoded.src_lengths
         for i, (sid, search) in enumerate(zip(ids, searches, strict=True)):
             self.sentences[sid] = Sentence(search, int(lengths[i]))
             self.slot_of[sid] = slots[i]

@@ -44,12 +44,11 @@ def test_translation_is_the_same_alone_and_in_any_batch(translator: Translator,
     assert len(SENTENCES) >= 50
     options = DecodeOptions(beam_size=beam)
     alone = {t: translator.translate([t], options)[0] for t in SENTENCES}
-    rows = translator.prepare(SENTENCES)
-    running = dict(zip(SENTENCES, translator.translate_running(rows, options, running=16),
-                       strict=True))  # joining a running batch as others finish
-    for size, seed in ((8, 1), (32, 2), (64, 3), (16, None)):
-        together = running if seed is None else batched(translator, SENTENCES, size, options,
-                                                         seed)
+    running = translator.translate_running(translator.prepare(SENTENCES), options, running=16)
+    schedules = {f"batches of {size}": batched(translator, SENTENCES, size, options, seed)
+                 for size, seed in ((8, 1), (32, 2), (64, 3))}
+    schedules["joining a running batch of 16"] = dict(zip(SENTENCES, running, strict=True))
+    for size, together in schedules.items():
         for text in SENTENCES:
             a, b = alone[text].best, together[text].best
             assert a.token_ids == b.token_ids, (text, size, a.text, b.text)
