@@ -6,6 +6,7 @@
     python -m model_export bundle --data work/data --run work/run --out work/bundle-full
     python -m model_export ship --bundle work/bundle-full --variants int8 --out models/en-de
     python -m model_export evaluate --bundle models/en-de --beam 4
+    python -m model_export import-opennmt model_step_N.pt --tokenizer spm.model --out DIR
 """
 
 from __future__ import annotations
@@ -109,6 +110,23 @@ def _parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--limit", type=int, default=0)
     evaluate.add_argument("--json", type=Path, help="write the scores and every output here")
 
+    onmt = sub.add_parser("import-opennmt", help="bundle an OpenNMT-py 3.x RNN checkpoint")
+    onmt.add_argument("checkpoint", type=Path)
+    onmt.add_argument("--tokenizer", type=Path, required=True,
+                      help="the SentencePiece model the source was tokenized with")
+    onmt.add_argument("--target-tokenizer", type=Path,
+                      help="the target side's SentencePiece model, if it has its own")
+    onmt.add_argument("--out", type=Path, required=True)
+    onmt.add_argument("--source-lang", default="und", help="language code (default: und)")
+    onmt.add_argument("--target-lang", default="und")
+    onmt.add_argument("--model-id", help="default: <source>-<target>-opennmt-<file name>")
+    onmt.add_argument("--calibration", type=Path, metavar="TEXT",
+                      help="source sentences, one per line (raw text, a few hundred): "
+                      "calibrates the int8 variant; without it the bundle is fp32 only")
+    onmt.add_argument("--eval", type=Path, metavar="TSV",
+                      help="source<TAB>reference lines: scored into the card, and the "
+                      "served greedy outputs compared with PyTorch's")
+
     every = sub.add_parser("all", help="corpus + train + bundle in one go")
     _add_corpus_args(every)
     every.add_argument("--work", type=Path, default=Path("work"))
@@ -192,6 +210,26 @@ def _evaluate(args: argparse.Namespace) -> None:
             ensure_ascii=False, indent=1), encoding="utf-8")
 
 
+def _import_opennmt(args: argparse.Namespace) -> None:
+    from model_export.corpus import load_split
+    from model_export.opennmt import UnsupportedCheckpoint, import_opennmt
+
+    calibration = []
+    if args.calibration:
+        calibration = [line for line in args.calibration.read_text("utf-8").splitlines()
+                       if line.strip()]
+    evaluation = load_split(args.eval) if args.eval else []
+    try:
+        manifest = import_opennmt(
+            args.checkpoint, args.tokenizer, args.out, target_tokenizer=args.target_tokenizer,
+            source_lang=args.source_lang, target_lang=args.target_lang,
+            model_id=args.model_id, calibration=calibration, evaluation=evaluation)
+    except UnsupportedCheckpoint as exc:
+        raise SystemExit(f"cannot import {args.checkpoint}: {exc}") from exc
+    print(json.dumps({"bundle": str(args.out), "variants": sorted(manifest.variants),
+                      "parity": manifest.parity, "metrics": manifest.metrics}, indent=2))
+
+
 def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     args = _parser().parse_args(argv)
@@ -208,6 +246,8 @@ def main(argv: list[str] | None = None) -> None:
         ship(args.bundle, args.out, args.variants.split(","))
     elif args.command == "evaluate":
         _evaluate(args)
+    elif args.command == "import-opennmt":
+        _import_opennmt(args)
     else:
         data, run = args.work / "data", args.work / f"run-en-{args.lang}"
         _corpus(args, data)

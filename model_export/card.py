@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -134,3 +135,47 @@ def _training_lines(t: dict[str, Any]) -> list[str]:
             f"{t['threads']} CPU threads) on the same data with "
             f"{extra or 'no pair'} added (oversampled), at a lower learning rate; "
             f"best dev BLEU (greedy) {t['best_dev_bleu']}."]
+
+
+def write_imported_card(out_dir: Path, manifest: Manifest) -> None:
+    """The card of a bundle made from a model trained elsewhere (``model_export.adapter``)."""
+    a, t, metrics, p = manifest.architecture, manifest.training, manifest.metrics, manifest.parity
+    d = manifest.decoding_defaults
+    sizes = {f.name: f.stat().st_size for f in sorted(out_dir.iterdir()) if f.is_file()}
+    details = ", ".join(f"{k} {v}" for k, v in a.details.items())
+    lines = [
+        f"# Model card: {manifest.model_id}",
+        "",
+        f"{manifest.source_lang}→{manifest.target_lang} translation; a {a.family} model "
+        f"imported into an attn-translate bundle: {a.num_parameters / 1e6:.2f}M parameters, "
+        f"exported to ONNX (opset {manifest.opset}).",
+        "",
+        "## Model",
+        f"- {details or a.attention}.",
+        f"- Tokenizer: {manifest.tokenizer.type} (`{manifest.tokenizer.source_model}`"
+        + (f", target `{manifest.tokenizer.target_model}`"
+           if manifest.tokenizer.target_model != manifest.tokenizer.source_model else "")
+        + (f", ids from `{manifest.tokenizer.vocabulary}`" if manifest.tokenizer.vocabulary
+           else "") + "); placeholders "
+        + ("masked as `<phN>` sentinels." if manifest.placeholders else "not masked (the "
+           "model never saw sentinels)."),
+        f"- Decoding defaults: {d.beam_rule} beam rule, length penalty α = {d.length_penalty},"
+        f" at most int({d.max_length_ratio} × source tokens) + {d.max_length_extra} target "
+        f"tokens (cap {manifest.max_target_tokens}).",
+    ]
+    if t:
+        lines += ["", "## Origin", "", "```json", json.dumps(t, indent=1, sort_keys=True),
+                  "```"]
+    if metrics:
+        lines += ["", f"## Evaluation ({metrics['test_sentences']} sentences, sacrebleu)", "",
+                  "| decoding | BLEU | chrF | placeholders kept |", "|---|---|---|---|",
+                  *_scores(metrics)]
+    lines += ["", "## ONNX parity with PyTorch",
+              f"- Max abs difference: log-probs {p['log_probs']}, attention {p['attention']}, "
+              f"encoder {p['encoder']} (batch × length {p['shapes']})."]
+    if "greedy_test_mismatches" in p:
+        lines.append(f"- Served greedy outputs differing from PyTorch's: "
+                     f"{p['greedy_test_mismatches']} of {p['greedy_test_sentences']}.")
+    lines += ["", "## Files", "", "| file | bytes |", "|---|---|",
+              *[f"| {n} | {s:,} |" for n, s in sizes.items() if n != MODEL_CARD]]
+    (out_dir / MODEL_CARD).write_text("\n".join(lines) + "\n", encoding="utf-8")

@@ -18,8 +18,7 @@ import torch
 from onnx import TensorProto, helper
 from torch import nn
 
-from model_export.model import Seq2Seq
-from model_export.tokenizer import BOS
+from model_export.step_module import StepModule
 from service.bundle import DECODER_INPUTS, DECODER_OUTPUTS, ENCODER_INPUTS, ENCODER_OUTPUTS
 
 log = logging.getLogger(__name__)
@@ -28,7 +27,7 @@ OPSET = 17
 
 
 class _EncoderGraph(nn.Module):
-    def __init__(self, model: Seq2Seq) -> None:
+    def __init__(self, model: StepModule) -> None:
         super().__init__()
         self.model = model
 
@@ -42,7 +41,7 @@ class _DecoderGraph(nn.Module):
     encoder states, the penalties are added to the log-probabilities; the top-k is
     appended to the ONNX graph after export (:func:`_append_top_k`)."""
 
-    def __init__(self, model: Seq2Seq) -> None:
+    def __init__(self, model: StepModule) -> None:
         super().__init__()
         self.model = model
 
@@ -76,18 +75,18 @@ def _append_top_k(path: Path) -> None:
     onnx.save(model, str(path))
 
 
-def example_inputs(model: Seq2Seq, batch: int, length: int, seed: int = 0
+def example_inputs(model: StepModule, batch: int, length: int, seed: int = 0
                    ) -> tuple[torch.Tensor, torch.Tensor]:
     """Random source ids (B, S) with varied lengths (the first row is full length)."""
     g = torch.Generator().manual_seed(seed)
     lengths = torch.randint(1, length + 1, (batch,), generator=g)
     lengths[0] = length
-    ids = torch.randint(4, model.config.vocab_size, (batch, length), generator=g)
-    ids = ids.masked_fill(torch.arange(length)[None, :] >= lengths[:, None], model.config.pad_id)
+    ids = torch.randint(4, model.src_vocab_size, (batch, length), generator=g)
+    ids = ids.masked_fill(torch.arange(length)[None, :] >= lengths[:, None], model.pad_id)
     return ids, lengths
 
 
-def export_onnx(model: Seq2Seq, encoder_path: Path, decoder_path: Path) -> None:
+def export_onnx(model: StepModule, encoder_path: Path, decoder_path: Path) -> None:
     """Write ``encoder.onnx`` and ``decoder.onnx`` with dynamic batch and length axes."""
     model.eval()
     src, lengths = example_inputs(model, 3, 7)
@@ -102,12 +101,12 @@ def export_onnx(model: Seq2Seq, encoder_path: Path, decoder_path: Path) -> None:
                       "decoder_init": {0: "batch"},
                       "attention_keys": {0: "batch", 1: "src_len"}},
     )
-    prev = torch.full((3,), BOS, dtype=torch.long)
+    prev = torch.full((3,), model.bos_id, dtype=torch.long)
     rows = torch.tensor([0, 0, 1, 2])  # sentence 0 has two rows: shapes differ by axis
     no_ids, no_penalty = torch.zeros(0, dtype=torch.long), torch.zeros(4, 0)
     torch.onnx.export(
         _DecoderGraph(model).eval(),
-        (prev[rows], hidden[rows], outputs, keys, src != model.config.pad_id, rows, no_ids,
+        (prev[rows], hidden[rows], outputs, keys, src != model.pad_id, rows, no_ids,
          no_penalty),
         str(decoder_path), dynamo=False,
         input_names=list(DECODER_INPUTS[:-1]),
@@ -129,7 +128,7 @@ def export_onnx(model: Seq2Seq, encoder_path: Path, decoder_path: Path) -> None:
         raise RuntimeError("model is in training mode after export")
 
 
-def parity(model: Seq2Seq, encoder_path: Path, decoder_path: Path,
+def parity(model: StepModule, encoder_path: Path, decoder_path: Path,
            shapes: tuple[tuple[int, int], ...] = ((1, 1), (1, 9), (4, 13), (16, 40))
            ) -> dict[str, Any]:
     """Max abs difference between ONNX and PyTorch on every output, several (B, S) shapes.
@@ -149,11 +148,11 @@ def parity(model: Seq2Seq, encoder_path: Path, decoder_path: Path,
         got = enc.run(None, {"src_ids": src.numpy(), "src_lengths": lengths.numpy()})
         for ours, theirs in zip(got, (outputs, hidden, keys), strict=True):
             worst["encoder"] = max(worst["encoder"], _maxdiff(ours, theirs))
-        mask = src != model.config.pad_id
+        mask = src != model.pad_id
         rows = torch.arange(batch).repeat_interleave(2)  # two hypotheses per sentence
-        penalty_ids = torch.tensor([model.config.pad_id + 3, 5])  # finite, so diffs are too
+        penalty_ids = torch.tensor([model.pad_id + 3, 5])  # finite, so diffs are too
         penalties = torch.tensor([[0.0, -5.0], [-3.0, 0.0]]).repeat(batch, 1)
-        prev, hidden = torch.full((2 * batch,), BOS, dtype=torch.long), hidden[rows]
+        prev, hidden = torch.full((2 * batch,), model.bos_id, dtype=torch.long), hidden[rows]
         for _ in range(3):
             with torch.no_grad():
                 log_probs, next_hidden, attention = model.decode_step(

@@ -110,7 +110,7 @@ def tune_length_penalty(bundle: Path, dev: Sequence[Pair], beam_size: int,
     return best
 
 
-def _write_manifest(out_dir: Path, manifest: Manifest) -> Manifest:
+def write_manifest(out_dir: Path, manifest: Manifest) -> Manifest:
     manifest = replace(manifest, files=hash_files(out_dir))
     (out_dir / MANIFEST).write_text(manifest.to_json(), encoding="utf-8")
     return manifest
@@ -191,11 +191,11 @@ def build_bundle(run_dir: Path, data_dir: Path, out_dir: Path, model_id: str,
     )
     if int8:
         quantize_variant(out_dir, manifest, sp, load_split(data_dir / "train.tsv"))
-    manifest = _write_manifest(out_dir, manifest)
+    manifest = write_manifest(out_dir, manifest)
 
     dev = sample(load_split(data_dir / "dev.tsv"), DEV_SENTENCES)
     alpha = tune_length_penalty(out_dir, dev, beam_size)
-    manifest = _write_manifest(out_dir, replace(manifest, decoding={"length_penalty": alpha}))
+    manifest = write_manifest(out_dir, replace(manifest, decoding={"length_penalty": alpha}))
     # Created after the tuned length penalty is in the manifest, since they read it.
     translators = {variant: Translator(out_dir, variant) for variant in variants}
     sets = evaluation_sets(data_dir, eval_limit)
@@ -232,7 +232,7 @@ def build_bundle(run_dir: Path, data_dir: Path, out_dir: Path, model_id: str,
     metrics["provenance"] = provenance()
     manifest = replace(manifest, metrics=metrics, parity=parity_report)
     write_card(out_dir, manifest)
-    return _write_manifest(out_dir, manifest)
+    return write_manifest(out_dir, manifest)
 
 
 def ship(bundle: Path, out_dir: Path, variants: Sequence[str]) -> Manifest:
@@ -252,4 +252,4 @@ def ship(bundle: Path, out_dir: Path, variants: Sequence[str]) -> Manifest:
         shutil.copy(bundle / name, out_dir / name)
     manifest = replace(manifest, variants=kept)
     write_card(out_dir, manifest)
-    return _write_manifest(out_dir, manifest)
+    return write_manifest(out_dir, manifest)

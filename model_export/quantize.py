@@ -56,10 +56,16 @@ log = logging.getLogger(__name__)
 
 def quantize_embeddings(model: onnx.ModelProto) -> int:
     """Replace every ``Gather`` from a 2-D fp32 initializer by a lookup in an int8 copy
-    times the looked-up row's scale; returns how many tables were quantized."""
+    times the looked-up row's scale; returns how many tables were quantized.
+
+    A table whose rows go straight into a weight product stays fp32: onnxruntime does not
+    fuse a quantized product fed by the rescaling ``Mul`` (an LSTM cell's input, say)."""
     graph = model.graph
+    feeds_product = {n.input[0] for n in graph.node if n.op_type in WEIGHT_OPS}
+    direct = {n.input[0] for n in graph.node
+              if n.op_type == "Gather" and n.output[0] in feeds_product}
     tables = {t.name: t for t in graph.initializer
-              if len(t.dims) == 2 and t.data_type == TensorProto.FLOAT}
+              if len(t.dims) == 2 and t.data_type == TensorProto.FLOAT and t.name not in direct}
     nodes: list[onnx.NodeProto] = []
     done: dict[str, tuple[str, str]] = {}
     for node in graph.node:
@@ -176,6 +182,10 @@ def quantize_static_int8(fp32: Path, out: Path, feeds: Sequence[dict[str, np.nda
              "(%d calibration feeds)", out.name, tables, len(matmuls), len(feeds))
 
 
+class NotBatchInvariant(RuntimeError):
+    """onnxruntime would run some quantized weight product as a float GEMM."""
+
+
 def check_integer_products(path: Path) -> None:
     """Fail unless onnxruntime fuses every weight product of ``path`` into an integer kernel
     (no weight is dequantized to float at run time)."""
@@ -190,6 +200,6 @@ def check_integer_products(path: Path) -> None:
     float_products = [n.name for n in optimized.graph.node
                       if n.op_type == "DequantizeLinear" and n.input[0] in weights]
     if float_products:
-        raise RuntimeError(f"{path.name}: weights still dequantized to float at run time "
+        raise NotBatchInvariant(f"{path.name}: weights still dequantized to float at run time "
                            f"({', '.join(float_products)}): those products would not be "
                            "batch-invariant")

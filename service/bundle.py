@@ -10,6 +10,9 @@ A bundle is a directory::
     spm.model            the SentencePiece model (joint source/target vocabulary)
     README.md            the model card
 
+Imported models may add their own vocabularies (``tokenizer`` in the manifest): SentencePiece
+pieces mapped to ids through ``vocab.json``, a separate ``spm.target.model``.
+
 The offline exporter (writer) and the service (reader) both import this module, so it stays
 numpy/json only: the serving image has no deep-learning framework.
 """
@@ -22,10 +25,14 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-FORMAT_VERSION = 2  # what this build writes
-READABLE_FORMATS = (1, 2)  # 1: the decoder step without in-graph gather, penalty, top-k
+FORMAT_VERSION = 3  # what this build writes
+# 1: the decoder step without in-graph gather, penalty, top-k; 2: no tokenizer, placeholders
+# or decoding rules in the manifest (SentencePiece ids, placeholders masked, GNMT beam rule)
+READABLE_FORMATS = (1, 2, 3)
 MANIFEST = "manifest.json"
 TOKENIZER = "spm.model"
+TARGET_TOKENIZER = "spm.target.model"  # only where the target side has its own model
+VOCABULARY = "vocab.json"  # {"src": [...], "tgt": [...]}: the model's ids of the pieces
 MODEL_CARD = "README.md"
 
 # variant name -> (encoder file, decoder file), the most accurate first
@@ -77,6 +84,38 @@ class Architecture:
     dec_hidden: int
     attn_dim: int
     num_parameters: int
+    family: str = "attn-translate"  # or "opennmt-py": where the weights come from
+    details: dict[str, Any] = field(default_factory=dict)  # family-specific (layers, cell)
+
+
+@dataclass(frozen=True)
+class TokenizerSpec:
+    """How text becomes ids. ``sentencepiece``: the ids are the model's own, the source ends
+    with EOS. ``sentencepiece+vocabulary``: pieces are looked up in ``vocab.json`` (unknown
+    ones map to ``<unk>``), no EOS on the source (OpenNMT-py's convention)."""
+
+    type: str = "sentencepiece"
+    source_model: str = TOKENIZER
+    target_model: str = TOKENIZER
+    vocabulary: str | None = None
+    source_eos: bool = True
+
+    def files(self) -> set[str]:
+        return {self.source_model, self.target_model, *([self.vocabulary] if self.vocabulary
+                                                         else [])}
+
+
+@dataclass(frozen=True)
+class DecodingDefaults:
+    """The search a bundle is served with unless a request says otherwise."""
+
+    length_penalty: float = 0.6  # alpha
+    # gnmt: ((5 + n) / 6) ** alpha, a sentence ends with beam_size finished hypotheses;
+    # opennmt: (n + 1) ** alpha, it ends when the best candidate of a step is finished
+    # (onmt_translate's BeamSearch with its default length_penalty avg)
+    beam_rule: str = "gnmt"
+    max_length_ratio: float = 2.0  # target steps <= int(ratio * source tokens) + extra
+    max_length_extra: int = 10
 
 
 @dataclass(frozen=True)
@@ -95,7 +134,13 @@ class Manifest:
     training: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, Any] = field(default_factory=dict)
     parity: dict[str, Any] = field(default_factory=dict)
-    decoding: dict[str, Any] = field(default_factory=dict)  # tuned defaults: length_penalty
+    decoding: dict[str, Any] = field(default_factory=dict)  # DecodingDefaults fields
+    tokenizer: TokenizerSpec = field(default_factory=TokenizerSpec)
+    placeholders: bool = True  # mask placeholders as sentinels: the model was trained so
+
+    @property
+    def decoding_defaults(self) -> DecodingDefaults:
+        return DecodingDefaults(**self.decoding)
 
     def resolve_variant(self, requested: str) -> str:
         """``auto``: the most accurate variant the bundle ships; else ``requested`` if shipped."""
@@ -121,6 +166,8 @@ class Manifest:
             fields = dict(data)
             fields["architecture"] = Architecture(**data["architecture"])
             fields["special_tokens"] = SpecialTokens(**data["special_tokens"])
+            fields["tokenizer"] = TokenizerSpec(**data.get("tokenizer", {}))
+            DecodingDefaults(**data.get("decoding", {}))  # unknown keys fail here
             return cls(**fields)
         except (KeyError, TypeError) as exc:
             raise BundleError(f"manifest does not match format {FORMAT_VERSION}: {exc}") from exc
@@ -162,7 +209,8 @@ def verify_bundle(bundle_dir: Path) -> Manifest:
                 f"bundle file {path} was altered: sha256 {actual[:12]}… "
                 f"but the manifest records {expected[:12]}…"
             )
-    needed = {TOKENIZER} | {f for files in manifest.variants.values() for f in files.values()}
+    needed = manifest.tokenizer.files() | {
+        f for files in manifest.variants.values() for f in files.values()}
     unlisted = sorted(needed - manifest.files.keys())
     if unlisted:
         raise BundleError(f"manifest lists no sha256 for {', '.join(unlisted)}")

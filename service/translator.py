@@ -9,9 +9,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import sentencepiece as spm
 
-from service.bundle import TOKENIZER, Manifest, verify_bundle
+from service.bundle import Manifest, verify_bundle
 from service.decoding import (
     EncodedBatch,
     Engine,
@@ -23,6 +22,7 @@ from service.decoding import (
 from service.decoding.engine import run_to_end
 from service.placeholders import SENTINELS, Masked, mask, unmask
 from service.runtime import OnnxSeq2Seq, SessionOptions
+from service.tokenizer import load_tokenizer
 
 
 class InputTooLong(ValueError):
@@ -37,8 +37,8 @@ class InputTooLong(ValueError):
 class DecodeOptions:
     beam_size: int = 4  # 1 = greedy
     n_best: int = 1
-    length_penalty: float | None = None  # GNMT alpha; None: the bundle's tuned value
-    max_length_ratio: float = 2.0  # target steps <= ratio * source tokens + 10
+    length_penalty: float | None = None  # alpha; None: the bundle's (tuned) value
+    max_length_ratio: float | None = None  # steps <= ratio * source + extra; None: bundle's
     max_length: int | None = None  # absolute cap on target tokens (None: the model's)
     keep_placeholders: bool = True  # constrain search: every source placeholder, no other
 
@@ -82,7 +82,7 @@ class Prepared:
     """A tokenized request row, ready to be batched with others."""
 
     masked: Masked
-    ids: list[int]  # source ids + EOS; empty for an empty text
+    ids: list[int]  # source ids (+ EOS where the model wants it); empty for an empty text
 
 
 class Translator:
@@ -92,25 +92,26 @@ class Translator:
                  options: SessionOptions | None = None) -> None:
         self.bundle_dir = Path(bundle_dir)
         self.manifest: Manifest = verify_bundle(self.bundle_dir)
-        self.sp = spm.SentencePieceProcessor(model_file=str(self.bundle_dir / TOKENIZER))
+        self.tokenizer = load_tokenizer(self.bundle_dir, self.manifest)
         self.model = OnnxSeq2Seq(self.bundle_dir, self.manifest, variant,
                                  options or SessionOptions())
         self.special = self.manifest.special_tokens
-        self.length_penalty = float(self.manifest.decoding.get("length_penalty", 0.6))
-        ids = [self.sp.piece_to_id(s) for s in SENTINELS]
-        self.sentinel_ids = np.array([i for i in ids if i != self.sp.unk_id()], dtype=np.int64)
+        self.defaults = self.manifest.decoding_defaults
+        ids = [self.tokenizer.target_id(s) for s in SENTINELS] if self.manifest.placeholders else []
+        self.sentinel_ids = np.array([i for i in ids if i is not None], dtype=np.int64)
 
     def prepare(self, texts: Sequence[str], max_tokens: int | None = None) -> list[Prepared]:
-        """Mask and tokenize; raise :class:`InputTooLong` naming the first offending text."""
+        """Mask (if the model was trained so) and tokenize; raise :class:`InputTooLong`
+        naming the first offending text."""
         limit = min(max_tokens or self.manifest.max_source_tokens,
                     self.manifest.max_source_tokens)
         rows = []
         for i, text in enumerate(texts):
-            masked = mask(text)
-            ids = self.sp.encode(masked.text) if text.strip() else []
-            if len(ids) + 1 > limit:
-                raise InputTooLong(i, len(ids) + 1, limit)
-            rows.append(Prepared(masked, ids + [self.special.eos] if ids else []))
+            masked = mask(text) if self.manifest.placeholders else Masked(text, ())
+            ids = self.tokenizer.encode(masked.text) if text.strip() else []
+            if len(ids) > limit:
+                raise InputTooLong(i, len(ids), limit)
+            rows.append(Prepared(masked, ids))
         return rows
 
     @property
@@ -190,15 +191,20 @@ class Translator:
         placeholder constraint)."""
         cap = min(options.max_length or self.manifest.max_target_tokens,
                   self.manifest.max_target_tokens)
-        [limit] = max_lengths(np.array([len(row.ids)]), options.max_length_ratio, cap)
+        d = self.defaults
+        ratio = d.max_length_ratio if options.max_length_ratio is None else options.max_length_ratio
+        [limit] = max_lengths(np.array([len(row.ids)]), ratio, cap, d.max_length_extra)
         required = None
         if options.keep_placeholders and self.sentinel_ids.size:
             ids = np.array(row.ids)
             required = (ids[:, None] == self.sentinel_ids[None, :]).sum(axis=0)
+        alpha = d.length_penalty if options.length_penalty is None else options.length_penalty
         if options.beam_size == 1:
-            return Search(int(limit), 1, 1, 0.0, required)
-        alpha = self.length_penalty if options.length_penalty is None else options.length_penalty
-        return Search(int(limit), options.beam_size, options.n_best, alpha, required)
+            if d.beam_rule == "gnmt":
+                alpha = 0.0  # greedy scores are plain log-probabilities
+            return Search(int(limit), 1, 1, alpha, required, d.beam_rule)
+        return Search(int(limit), options.beam_size, options.n_best, alpha, required,
+                      d.beam_rule)
 
     def candidates(self, hyps: Sequence[Hypothesis], masked: Masked) -> list[Candidate]:
         return [self._candidate(h, masked) for h in hyps]
@@ -218,14 +224,14 @@ class Translator:
         return Candidate("", 0.0, [], np.zeros((0, 0), np.float32), True)
 
     def _candidate(self, hyp: Hypothesis, masked: Masked) -> Candidate:
-        text = unmask(self.sp.decode(hyp.tokens), masked.placeholders)
+        text = unmask(self.tokenizer.decode(hyp.tokens), masked.placeholders)
         return Candidate(text, hyp.score, hyp.tokens, hyp.attention, hyp.ended)
 
     def pieces(self, ids: Sequence[int], masked: Masked) -> list[str]:
         """Subword strings for display, sentinels shown as their placeholders."""
         out = []
         for i in ids:
-            piece = "</s>" if i == self.special.eos else self.sp.id_to_piece(int(i))
+            piece = "</s>" if i == self.special.eos else self.tokenizer.piece(int(i))
             out.append(unmask(piece, masked.placeholders) if "<ph" in piece else piece)
         return out
 

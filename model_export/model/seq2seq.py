@@ -10,6 +10,8 @@ from torch import nn
 
 from model_export.model.decoder import Decoder
 from model_export.model.encoder import Encoder
+from model_export.step_module import StepModule
+from model_export.tokenizer import BOS
 
 
 @dataclass
@@ -24,10 +26,11 @@ class ModelConfig:
     pad_id: int = 0
 
 
-class Seq2Seq(nn.Module):
+class Seq2Seq(StepModule):
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
         self.config = config
+        self.pad_id, self.bos_id, self.src_vocab_size = config.pad_id, BOS, config.vocab_size
         self.embed = nn.Embedding(config.vocab_size, config.emb_dim, padding_idx=config.pad_id)
         self.encoder = Encoder(config.emb_dim, config.enc_hidden, config.dropout)
         self.decoder = Decoder(

@@ -4,9 +4,21 @@ Every sentence keeps ``K`` live hypotheses; a group of N sentences has ``N * K``
 step graph returns each row's ``2K`` best tokens (their union holds the sentence's ``2K`` best
 expansions), so numpy never handles a rows x vocabulary array. Tokens and attention are
 kept per step with back-pointers and read back only for finished hypotheses, so no step
-copies the history. A sentence is done when it has ``K`` finished hypotheses or reaches its
-length limit, and then leaves the group, so results never depend on which other sentences
-share it. :mod:`service.decoding.engine` runs the groups.
+copies the history. A sentence leaves its group when it is done, so results never depend on
+which other sentences share it. :mod:`service.decoding.engine` runs the groups.
+
+Two rules decide what finishes and when a sentence is done (``RULES``):
+
+- ``gnmt`` (the default, as fairseq): of the ``2K`` best expansions, an EOS among the first
+  ``K`` finishes a hypothesis and the ``K`` best others stay live; done with ``K`` finished
+  hypotheses. Score: log-probability / ((5 + n) / 6) ** alpha (Wu et al., 2016).
+- ``opennmt`` (onmt_translate's ``BeamSearch``): the ``K`` best expansions are kept, those
+  ending in EOS finish and leave their slot empty for one step; done as soon as the best
+  expansion of a step is finished (and ``n_best`` are). Score: log-probability /
+  (n + 1) ** alpha (its ``length_penalty avg``).
+
+Both: n counts the generated tokens, EOS included; at the length limit every live
+hypothesis ends unfinished.
 """
 
 from __future__ import annotations
@@ -20,10 +32,15 @@ import numpy as np
 from service.decoding.constraints import emitted
 from service.decoding.types import Hypothesis, StepOutput
 
+RULES = ("gnmt", "opennmt")
 
-def length_penalty(length: int | np.ndarray, alpha: float) -> np.ndarray | float:
-    """GNMT length penalty (Wu et al., 2016, sec. 7): ((5 + |Y|) / 6) ** alpha."""
-    return ((5.0 + length) / 6.0) ** alpha
+
+def length_penalty(length: int, alpha: float, rule: str = "gnmt") -> float:
+    """GNMT's ((5 + |Y|) / 6) ** alpha (Wu et al., 2016, sec. 7) or OpenNMT-py's average,
+    (|Y| + 1) ** alpha (the +1: its length counts the start token)."""
+    if rule == "opennmt":
+        return float((length + 1.0) ** alpha)
+    return float(((5.0 + length) / 6.0) ** alpha)
 
 
 @dataclass(frozen=True)
@@ -44,16 +61,20 @@ class Traced(Protocol):
     finished: list[Hypothesis]
     track: list[tuple[Record, int]]
 
+    @property
+    def n_best(self) -> int: ...
+
     def trace(self, slot: int) -> tuple[list[int], list[np.ndarray]]: ...
 
 
 @dataclass
 class Group:
-    """The live hypotheses of N sentences that share a beam size K, a length penalty and
-    whether placeholders are constrained; row ``n * K + k`` is sentence n's slot k."""
+    """The live hypotheses of N sentences that share a beam size K, a length penalty, a
+    rule and whether placeholders are constrained; row ``n * K + k`` is sentence n's slot k."""
 
     beam: int
     alpha: float
+    rule: str
     ids: np.ndarray  # (N,) sentence ids
     scores: np.ndarray  # (N, K) cumulative log-probabilities (float64)
     last: np.ndarray  # (N, K) each hypothesis' last token
@@ -63,9 +84,9 @@ class Group:
     missing: np.ndarray | None  # (N, K, P) sentinels each hypothesis still owes
 
     @staticmethod
-    def empty(beam: int, alpha: float, constrained: bool) -> Group:
+    def empty(beam: int, alpha: float, constrained: bool, rule: str) -> Group:
         none = np.zeros(0, np.int64)
-        return Group(beam, alpha, none, np.zeros((0, beam)), np.zeros((0, beam), np.int64),
+        return Group(beam, alpha, rule, none, np.zeros((0, beam)), np.zeros((0, beam), np.int64),
                      np.zeros((0, 0), np.float32), none, none,
                      np.zeros((0, beam, 0), np.int64) if constrained else None)
 
@@ -108,27 +129,35 @@ class Group:
 
     def advance(self, out: StepOutput, eos: int, sentinel_ids: np.ndarray,
                 sentences: Mapping[int, Traced]) -> list[int]:
-        """Expand every live hypothesis by one token, finish those ending in EOS, keep the K
-        best; returns the ids of the sentences now done (K finished hypotheses or out of
-        steps), which leave the group."""
+        """Expand every live hypothesis by one token, finish those ending in EOS, keep K;
+        returns the ids of the sentences now done, which leave the group."""
         N, K = self.scores.shape
+        opennmt = self.rule == "opennmt"
         top_scores, top_beam, top_token = select(self.scores, out.top_log_probs, out.top_ids,
-                                                 2 * K)  # (N, 2K): K stay live after EOS
+                                                 K if opennmt else 2 * K)
         attention = out.attention.reshape(N, K, -1)
         running = [sentences[int(i)] for i in self.ids]
 
-        # Only EOS among the K best candidates finishes a hypothesis (as in fairseq).
-        for n, j in zip(*np.nonzero((top_token[:, :K] == eos) & np.isfinite(top_scores[:, :K])),
-                        strict=True):
+        # Only EOS among the K best candidates finishes a hypothesis.
+        ends = (top_token[:, :K] == eos) & np.isfinite(top_scores[:, :K])
+        for n, j in zip(*np.nonzero(ends), strict=True):
             b, sentence = int(top_beam[n, j]), running[n]
             tokens, rows = sentence.trace(b)
-            score = top_scores[n, j] / length_penalty(int(self.steps[n]) + 1, self.alpha)
+            lp = length_penalty(int(self.steps[n]) + 1, self.alpha, self.rule)
             sentence.finished.append(Hypothesis(
-                tokens, float(score), np.stack([*rows, attention[n, b, : sentence.length]]),
-                ended=True))
+                tokens, float(top_scores[n, j] / lp),
+                np.stack([*rows, attention[n, b, : sentence.length]]), ended=True))
 
-        live = np.argsort(top_token == eos, axis=1, kind="stable")[:, :K]  # first K non-EOS
         n = np.arange(N)[:, None]
+        if opennmt:  # the K best stay, a finished one as an empty slot
+            live = np.broadcast_to(np.arange(K), (N, K))
+            scores = np.where(ends, -np.inf, top_scores)
+            complete = ends[:, 0] & np.array([len(s.finished) >= s.n_best for s in running],
+                                             dtype=bool)
+        else:  # the first K that are not EOS
+            live = np.argsort(top_token == eos, axis=1, kind="stable")[:, :K]
+            scores = top_scores[n, live]
+            complete = np.array([len(s.finished) >= K for s in running], dtype=bool)
         beam, token = top_beam[n, live], top_token[n, live]  # (N, K)
         record = Record(token, beam, attention[n, beam])
         for row, sentence in enumerate(running):
@@ -136,15 +165,15 @@ class Group:
         if self.missing is not None:
             self.missing = self.missing[n, beam] - emitted(
                 token.reshape(-1), sentinel_ids).reshape(N, K, -1)
-        self.scores = top_scores[n, live]
+        self.scores = scores
         self.last = token
         self.hidden = out.hidden.reshape(N, K, -1)[n, beam].reshape(N * K, -1)
         self.steps = self.steps + 1
 
-        complete = np.array([len(s.finished) >= K for s in running], dtype=bool)
         at_limit = ~complete & (self.steps >= self.max_len)
         for i in np.nonzero(at_limit)[0]:  # out of steps: live hypotheses end unfinished
-            out_of_steps, lp = running[i], length_penalty(int(self.steps[i]), self.alpha)
+            out_of_steps = running[i]
+            lp = length_penalty(int(self.steps[i]), self.alpha, self.rule)
             for slot in np.nonzero(np.isfinite(self.scores[i]))[0]:
                 tokens, rows = out_of_steps.trace(int(slot))
                 out_of_steps.finished.append(Hypothesis(

@@ -1,8 +1,8 @@
 """Step-level (continuous) batching: sentences join and leave a running search between steps.
 
 The :class:`Engine` holds every running sentence's encoder states once, in one padded store,
-and its hypotheses in *groups*: sentences that share a beam size, a length penalty and
-whether placeholders are constrained. One :meth:`Engine.step` runs the step model once over
+and its hypotheses in *groups*: sentences that share a beam size, a length penalty, a beam
+rule and whether placeholders are constrained. One :meth:`Engine.step` runs the step model once over
 the rows of all groups (greedy rows, beam-4 rows and beam-8 rows side by side; each row
 gathers its sentence's encoder states inside the step graph), then advances each group with
 the beam search of :mod:`service.decoding.beam`. A sentence leaves the moment it is done, and
@@ -21,26 +21,30 @@ from itertools import count
 
 import numpy as np
 
-from service.decoding.beam import Group, Record
+from service.decoding.beam import RULES, Group, Record
 from service.decoding.constraints import Placeholders, penalty
 from service.decoding.types import EncodedBatch, Hypothesis, StepModel, StepOutput, TokenPenalty
 
 
 @dataclass(frozen=True)
 class Search:
-    """How one sentence is searched. Greedy decoding is a beam of one without a length
-    penalty: the same choices and scores as picking the most probable token every step."""
+    """How one sentence is searched. Greedy decoding is a beam of one (under the GNMT rule
+    without a length penalty): the same choices as picking the most probable token every
+    step."""
 
     max_len: int  # steps allowed, EOS included
     beam_size: int = 1
     n_best: int = 1
-    alpha: float = 0.0  # GNMT length penalty exponent
+    alpha: float = 0.0  # length penalty exponent
     required: np.ndarray | None = None  # (P,) sentinel counts to keep; None: unconstrained
+    rule: str = "gnmt"  # beam rule and length penalty: see service.decoding.beam.RULES
 
     def __post_init__(self) -> None:
         if not 1 <= self.n_best <= self.beam_size:
             raise ValueError(f"n_best must be between 1 and beam_size ({self.beam_size}), "
                              f"got {self.n_best}")
+        if self.rule not in RULES:
+            raise ValueError(f"unknown beam rule {self.rule!r}: valid are {', '.join(RULES)}")
 
 
 @dataclass
@@ -61,6 +65,10 @@ class Sentence:
             slot = int(record.parents[row, slot])
         return tokens[::-1], rows[::-1]
 
+    @property
+    def n_best(self) -> int:
+        return self.search.n_best
+
     def results(self) -> list[Hypothesis]:
         return sorted(self.finished, key=lambda h: -h.score)[: self.search.n_best]
 
@@ -73,7 +81,7 @@ class Engine:
         self.model, self.bos, self.eos = model, bos, eos
         self.sentinel_ids = np.zeros(0, np.int64) if sentinel_ids is None else sentinel_ids
         self.sentences: dict[int, Sentence] = {}
-        self.groups: dict[tuple[int, float, bool], Group] = {}
+        self.groups: dict[tuple[int, float, bool, str], Group] = {}
         self.store: EncodedBatch | None = None  # encoder states, one slot per sentence
         self.slot_of: dict[int, int] = {}  # sentence id -> store slot
         self._free: list[int] = []  # store slots of finished sentences, reused by newcomers
@@ -98,9 +106,9 @@ class Engine:
         for i, (sid, search) in enumerate(zip(ids, searches, strict=True)):
             self.sentences[sid] = Sentence(search, int(lengths[i]))
             self.slot_of[sid] = slots[i]
-        by_group: dict[tuple[int, float, bool], list[int]] = {}
+        by_group: dict[tuple[int, float, bool, str], list[int]] = {}
         for i, search in enumerate(searches):
-            key = (search.beam_size, search.alpha, search.required is not None)
+            key = (search.beam_size, search.alpha, search.required is not None, search.rule)
             by_group.setdefault(key, []).append(i)
         for key, members in by_group.items():
             group = self.groups.get(key) or self.groups.setdefault(key, Group.empty(*key))

@@ -103,6 +103,8 @@ class Hypothesis:
 EXTRA_TARGET_TOKENS = 10  # short sources may have longer translations ("OK" -> "In Ordnung")
 
 
-def max_lengths(src_lengths: np.ndarray, ratio: float, cap: int) -> np.ndarray:
-    """Per-sentence step limit: ratio * source length + EXTRA_TARGET_TOKENS, at most ``cap``."""
-    return np.minimum(np.ceil(src_lengths * ratio).astype(np.int64) + EXTRA_TARGET_TOKENS, cap)
+def max_lengths(src_lengths: np.ndarray, ratio: float, cap: int,
+                extra: int = EXTRA_TARGET_TOKENS) -> np.ndarray:
+    """Per-sentence step limit: int(ratio * source length) + extra, at most ``cap`` (as
+    onmt_translate's ``int(min(max_length, src_len * ratio + extra))``)."""
+    return np.minimum(np.floor(src_lengths * ratio).astype(np.int64) + extra, cap)

@@ -46,5 +46,6 @@ def test_recorded_outputs_are_still_as_probable(translator: Translator,
 
     beam = translator.translate([source], DecodeOptions(beam_size=example["beam_size"]))[0].best
     [raw] = translator.log_probability([source], [example["beam_tokens"]])
-    normalized = raw / length_penalty(len(example["beam_tokens"]) + 1, translator.length_penalty)
+    alpha = translator.defaults.length_penalty
+    normalized = raw / length_penalty(len(example["beam_tokens"]) + 1, alpha)
     assert normalized >= beam.score - MARGIN, (source, example["beam"], beam.text)

@@ -1,0 +1,186 @@
+"""Bundle any :class:`~model_export.step_module.StepModule`: export, parity, int8, card.
+
+    manifest = bundle_module(MyWrapper(model), Path("bundles/mine"), BundleSpec(
+        model_id="en-fr-mine", source_lang="en", target_lang="fr",
+        special=SpecialTokens(pad=0, unk=1, bos=2, eos=3),
+        tokenizer=Path("spm.model")), calibration=texts, evaluation=pairs)
+
+The fp32 graphs are checked against PyTorch on random batches (max abs difference of every
+output) and, when evaluation pairs are given, the served greedy translations against the
+module's own greedy decoding in PyTorch. int8 variants need calibration sentences.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from model_export.card import write_imported_card
+from model_export.export import OPSET, export_onnx, parity
+from model_export.package import evaluate_set, write_manifest
+from model_export.quantize import NotBatchInvariant, calibration_feeds, quantize_static_int8
+from model_export.step_module import StepModule
+from service.bundle import (
+    FORMAT_VERSION,
+    TARGET_TOKENIZER,
+    TOKENIZER,
+    VARIANT_FILES,
+    VOCABULARY,
+    Architecture,
+    DecodingDefaults,
+    Manifest,
+    SpecialTokens,
+    TokenizerSpec,
+)
+from service.runtime import OnnxSeq2Seq, SessionOptions
+from service.translator import DecodeOptions, Translator
+
+log = logging.getLogger(__name__)
+
+PARITY_SENTENCES = 200  # served vs PyTorch greedy translations compared at most
+
+
+@dataclass(frozen=True)
+class BundleSpec:
+    """What a bundle says about a module besides its weights."""
+
+    model_id: str
+    source_lang: str
+    target_lang: str
+    special: SpecialTokens  # pad: source padding; bos/eos: target; unk: source
+    tokenizer: Path  # SentencePiece model of the source (and target) text
+    target_tokenizer: Path | None = None  # if the target side has its own model
+    # The module's own id -> piece lists (src, tgt), SentencePiece pieces looked up in them;
+    # None: SentencePiece ids are the module's ids.
+    vocabulary: tuple[list[str], list[str]] | None = None
+    source_eos: bool = True  # the source ends with EOS
+    placeholders: bool = False  # the model was trained on <phN> sentinels
+    decoding: DecodingDefaults = field(default_factory=DecodingDefaults)
+    architecture: Architecture | None = None  # None: sizes read from the module
+    training: dict[str, Any] = field(default_factory=dict)  # provenance for the card
+    max_source_tokens: int = 256
+    max_target_tokens: int = 512
+
+
+def bundle_module(module: StepModule, out_dir: Path, spec: BundleSpec,
+                  calibration: Sequence[str] = (), evaluation: Sequence[tuple[str, str]] = (),
+                  beam_size: int = 4) -> Manifest:
+    """Write ``module`` as a bundle into ``out_dir``; int8 too if ``calibration`` texts are
+    given; ``evaluation`` (source, reference) pairs are scored and compared with PyTorch."""
+    module.eval()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for stale in out_dir.iterdir():
+        if stale.is_file():
+            stale.unlink()
+    enc, dec = (out_dir / f for f in VARIANT_FILES["fp32"])
+    export_onnx(module, enc, dec)
+    parity_report = parity(module, enc, dec)
+    manifest = write_manifest(out_dir, Manifest(
+        format_version=FORMAT_VERSION, model_id=spec.model_id, source_lang=spec.source_lang,
+        target_lang=spec.target_lang,
+        architecture=spec.architecture or _architecture(module),
+        special_tokens=spec.special, max_source_tokens=spec.max_source_tokens,
+        max_target_tokens=spec.max_target_tokens, opset=OPSET,
+        variants={"fp32": dict(zip(("encoder", "decoder"), VARIANT_FILES["fp32"], strict=True))},
+        files={}, training=spec.training, parity=parity_report,
+        decoding=asdict(spec.decoding), tokenizer=_copy_tokenizer(spec, out_dir),
+        placeholders=spec.placeholders))
+    if calibration:
+        try:
+            _quantize(out_dir, manifest, calibration)
+        except NotBatchInvariant as exc:
+            for name in VARIANT_FILES["int8"]:
+                (out_dir / name).unlink(missing_ok=True)
+            log.warning("no int8 variant: %s", exc)
+            parity_report["int8"] = f"not built: {exc}"
+        else:
+            manifest = write_manifest(out_dir, replace(manifest, variants={
+                v: dict(zip(("encoder", "decoder"), VARIANT_FILES[v], strict=True))
+                for v in ("fp32", "int8")}))
+    else:
+        log.warning("no calibration sentences: the bundle has no int8 variant")
+    metrics: dict[str, Any] = {}
+    if evaluation:
+        translators = {v: Translator(out_dir, v) for v in manifest.variants}
+        metrics = evaluate_set(translators, evaluation, beam_size)
+        metrics["test_sentences"] = metrics.pop("sentences")
+        sources = [s for s, _ in evaluation][:PARITY_SENTENCES]
+        parity_report |= _greedy_parity(module, translators["fp32"], sources)
+    manifest = replace(manifest, metrics=metrics, parity=parity_report)
+    write_imported_card(out_dir, manifest)
+    return write_manifest(out_dir, manifest)
+
+
+def _architecture(module: StepModule) -> Architecture:
+    with torch.no_grad():
+        src = torch.full((1, 2), 4, dtype=torch.long)
+        outputs, hidden, keys = module.encode(src, torch.tensor([2]))
+        log_probs, _, _ = module.decode_step(torch.tensor([module.bos_id]), hidden, outputs,
+                                             keys, torch.ones(1, 2, dtype=torch.bool))
+    return Architecture(
+        attention=type(module).__name__, vocab_size=log_probs.shape[-1], emb_dim=0,
+        enc_hidden=outputs.shape[-1], dec_hidden=hidden.shape[-1], attn_dim=keys.shape[-1],
+        num_parameters=sum(p.numel() for p in module.parameters()), family="custom")
+
+
+def _copy_tokenizer(spec: BundleSpec, out_dir: Path) -> TokenizerSpec:
+    shutil.copy(spec.tokenizer, out_dir / TOKENIZER)
+    target = TOKENIZER
+    if spec.target_tokenizer and spec.target_tokenizer.read_bytes() != spec.tokenizer.read_bytes():
+        shutil.copy(spec.target_tokenizer, out_dir / TARGET_TOKENIZER)
+        target = TARGET_TOKENIZER
+    if spec.vocabulary is None:
+        return TokenizerSpec("sentencepiece", TOKENIZER, target, None, spec.source_eos)
+    src, tgt = spec.vocabulary
+    (out_dir / VOCABULARY).write_text(json.dumps({"src": src, "tgt": tgt}, ensure_ascii=False),
+                                      encoding="utf-8")
+    return TokenizerSpec("sentencepiece+vocabulary", TOKENIZER, target, VOCABULARY,
+                         spec.source_eos)
+
+
+def _quantize(out_dir: Path, manifest: Manifest, texts: Sequence[str]) -> None:
+    translator = Translator(out_dir, "fp32")
+    sources = [row.ids for row in translator.prepare(texts) if row.ids]
+    s = manifest.special_tokens
+    model = OnnxSeq2Seq(out_dir, manifest, "fp32", SessionOptions())
+    feeds = calibration_feeds(model, sources, s.bos, s.eos, s.pad)
+    for fp32, int8, part in zip(VARIANT_FILES["fp32"], VARIANT_FILES["int8"], feeds,
+                                strict=True):
+        quantize_static_int8(out_dir / fp32, out_dir / int8, part)
+
+
+@torch.inference_mode()
+def torch_greedy(module: StepModule, ids: Sequence[int], eos: int, max_len: int) -> list[int]:
+    """The module's own greedy decoding of one source (PyTorch, no ONNX, no constraint)."""
+    src = torch.tensor([list(ids)])
+    outputs, hidden, keys = module.encode(src, torch.tensor([len(ids)]))
+    mask = torch.ones_like(src, dtype=torch.bool)
+    token, out = torch.tensor([module.bos_id]), []
+    for _ in range(max_len):
+        log_probs, hidden, _ = module.decode_step(token, hidden, outputs, keys, mask)
+        token = log_probs.argmax(-1)
+        if int(token) == eos:
+            break
+        out.append(int(token))
+    return out
+
+
+def _greedy_parity(module: StepModule, translator: Translator, sources: Sequence[str]
+                   ) -> dict[str, int]:
+    """Served (fp32, unconstrained) greedy ids vs PyTorch's, sentence by sentence."""
+    options = DecodeOptions(beam_size=1, keep_placeholders=False)
+    rows = [r for r in translator.prepare(sources) if r.ids]
+    served = translator.translate_running(rows, options)
+    differ = 0
+    for row, t in zip(rows, served, strict=True):
+        limit = translator.search(row, options).max_len
+        differ += torch_greedy(module, row.ids, translator.special.eos, limit) != t.best.token_ids
+    log.info("served vs PyTorch greedy: %d of %d differ", differ, len(rows))
+    return {"greedy_test_mismatches": differ, "greedy_test_sentences": len(rows)}
