@@ -1,0 +1,120 @@
+"""Imported OpenNMT-py checkpoints translate as onmt_translate does (its outputs were
+recorded by the real tool: scripts/opennmt-fixtures.sh), through the library and over HTTP."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+
+from model_export.corpus import load_split
+from model_export.opennmt import read_checkpoint
+from service.translator import DecodeOptions, Translator
+from tests.integration.conftest import start_server
+
+FIXTURES = Path(__file__).parents[1] / "data" / "opennmt"
+MODELS = ("gru", "lstm")
+PAIRS = load_split(FIXTURES / "raw-test.tsv")
+SOURCES = [s for s, _ in PAIRS]
+
+
+@pytest.fixture(scope="module")
+def bundles(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    from model_export.__main__ import main
+
+    out, calibration = {}, tmp_path_factory.mktemp("calibration") / "sources.txt"
+    calibration.write_text("\n".join(SOURCES[:100]) + "\n", encoding="utf-8")
+    for name in MODELS:
+        out[name] = tmp_path_factory.mktemp(name)
+        main(["import-opennmt", str(FIXTURES / f"{name}.pt"), "--tokenizer",
+              str(FIXTURES / "spm.model"), "--out", str(out[name]), "--source-lang", "en",
+              "--target-lang", "de", "--calibration", str(calibration)])
+    return out
+
+
+def served_pieces(translator: Translator, beam_size: int) -> list[str]:
+    """Each output as OpenNMT-py prints it: target tokens joined by spaces."""
+    rows = translator.prepare(SOURCES)
+    found = translator.translate_running(rows, DecodeOptions(beam_size=beam_size))
+    return [" ".join(translator.tokenizer.piece(i) for i in t.best.token_ids) for t in found]
+
+
+@pytest.mark.parametrize("name", MODELS)
+@pytest.mark.parametrize(("decoding", "beam_size", "at_least"),
+                         [("greedy", 1, 0.99), ("beam4", 4, 0.98)])
+def test_fp32_translations_equal_onmt_translate(bundles: dict[str, Path], name: str,
+                                                decoding: str, beam_size: int,
+                                                at_least: float) -> None:
+    expected = (FIXTURES / f"{name}.{decoding}.txt").read_text("utf-8").splitlines()
+    got = served_pieces(Translator(bundles[name], "fp32"), beam_size)
+    differ = [(s, g, e) for s, g, e in zip(SOURCES, got, expected, strict=True) if g != e]
+    assert len(differ) <= (1 - at_least) * len(expected), differ[:3]
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_the_bundle_keeps_the_checkpoints_vocabulary_and_onmt_translate_defaults(
+        bundles: dict[str, Path], name: str) -> None:
+    checkpoint = read_checkpoint(FIXTURES / f"{name}.pt")
+    manifest = json.loads((bundles[name] / "manifest.json").read_text())
+    vocab = json.loads((bundles[name] / "vocab.json").read_text())
+    assert (vocab["src"], vocab["tgt"]) == (checkpoint.src_vocab, checkpoint.tgt_vocab)
+    assert manifest["tokenizer"]["type"] == "sentencepiece+vocabulary"
+    assert manifest["tokenizer"]["source_eos"] is False
+    assert manifest["placeholders"] is False
+    assert manifest["decoding"] == {"length_penalty": 1.0, "beam_rule": "opennmt",
+                                    "max_length_ratio": 1.25, "max_length_extra": 5}
+    assert manifest["architecture"]["family"] == "opennmt-py"
+    assert sorted(manifest["variants"]) == ["fp32", "int8"]
+    assert manifest["parity"]["log_probs"] < 1e-4
+    card = (bundles[name] / "README.md").read_text()
+    assert "opennmt-py model imported" in card and "opennmt beam rule" in card
+
+
+def test_a_source_token_the_checkpoint_never_saw_is_unk(bundles: dict[str, Path]) -> None:
+    translator = Translator(bundles["gru"], "fp32")
+    [row] = translator.prepare(["Ωμέγα"])
+    assert translator.special.unk in row.ids
+    assert translator.special.eos not in row.ids  # OpenNMT-py sources have no EOS
+
+
+@pytest.mark.parametrize("variant", ["fp32", "int8"])
+def test_an_imported_sentence_translates_the_same_alone_and_in_a_batch(
+        bundles: dict[str, Path], variant: str) -> None:
+    translator = Translator(bundles["lstm"], variant)
+    rows = translator.prepare(SOURCES[:40])
+    together = translator.translate_running(rows, DecodeOptions(beam_size=4))
+    for row, batched in zip(rows[::8], together[::8], strict=True):
+        [alone] = translator.translate_running([row], DecodeOptions(beam_size=4))
+        assert alone.best.token_ids == batched.best.token_ids
+        assert alone.best.score == pytest.approx(batched.best.score, abs=1e-5)
+
+
+@pytest.fixture(scope="module")
+def onmt_server(bundles: dict[str, Path], tmp_path_factory: pytest.TempPathFactory
+                ) -> Iterator[str]:
+    server = start_server(tmp_path_factory.mktemp("server"), bundles["gru"],
+                          SERVICE_VARIANT="fp32")
+    try:
+        server.wait("/health/ready", 200)
+        yield server.url
+    finally:
+        server.stop()
+
+
+def test_served_over_http_with_attention_like_onmt_translate(onmt_server: str) -> None:
+    expected = (FIXTURES / "gru.beam4.txt").read_text("utf-8").splitlines()
+    texts = SOURCES[:8]
+    response = httpx.post(onmt_server + "/translate", json={
+        "text": texts, "beam_size": 4, "return_attention": True}, timeout=60)
+    assert response.status_code == 200, response.text
+    for text, out, want in zip(texts, response.json()["translations"], expected[:8],
+                               strict=True):
+        assert " ".join(out["target_tokens"][:-1]) == want  # the last token is </s>
+        attention = np.array(out["attention"])
+        assert attention.shape == (len(out["target_tokens"]), len(out["source_tokens"]))
+        assert np.allclose(attention.sum(axis=1), 1.0, atol=5e-4 * attention.shape[1])  # rounded
+        assert out["text"] and text
