@@ -10,7 +10,7 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.staticfiles import StaticFiles
 
-from service.api import pages
+from service.api import docs, pages
 from service.api.edge import ConnectionCap
 from service.api.errors import install_error_handlers
 from service.api.middleware import ApiKeys, BodyLimit, RequestContext
@@ -35,10 +35,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         summary="Attention seq2seq (GRU + Bahdanau/Luong) translation with ONNX Runtime",
         version="0.1.0",
         lifespan=lifespan,
+        docs_url=None,  # served by service.api.docs from vendored files, not from a CDN
+        redoc_url=None,
     )
     app.state.service = state
     app.include_router(router)
     app.include_router(pages.router)
+    app.include_router(docs.router)
     app.mount("/static", StaticFiles(directory=pages.STATIC_DIR), name="static")
     install_error_handlers(app)
     # Added last = outermost: request ids and metrics cover every response, CORS headers too.
