@@ -88,7 +88,7 @@ def marker_positions(text: str, marker: str) -> list[int]:
     not in an all-capitals identifier (``LC_ALL``)."""
     spans = protected_spans(text)
     found = []
-    for m in re.finditer(re.escape(marker) + r"(?=\w)", text):
+    for m in re.finditer(re.escape(marker) + r"(?=[^\W_])", text):
         i = m.start()
         if (i > 0 and text[i - 1] == marker) or _inside(i, spans):
             continue
