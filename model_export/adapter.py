@@ -45,6 +45,11 @@ from service.translator import DecodeOptions, Translator
 log = logging.getLogger(__name__)
 
 PARITY_SENTENCES = 200  # served vs PyTorch greedy translations compared at most
+TOLERANCE = 1e-4  # max abs difference allowed by the contract checks (float reordering)
+
+
+class ContractViolation(ValueError):
+    """The module computes a row from other rows, or lets padding change real positions."""
 
 
 @dataclass(frozen=True)
@@ -75,6 +80,7 @@ def bundle_module(module: StepModule, out_dir: Path, spec: BundleSpec,
     """Write ``module`` as a bundle into ``out_dir``; int8 too if ``calibration`` texts are
     given; ``evaluation`` (source, reference) pairs are scored and compared with PyTorch."""
     module.eval()
+    check_contract(module)
     out_dir.mkdir(parents=True, exist_ok=True)
     for stale in out_dir.iterdir():
         if stale.is_file():
@@ -116,6 +122,40 @@ def bundle_module(module: StepModule, out_dir: Path, spec: BundleSpec,
     manifest = replace(manifest, metrics=metrics, parity=parity_report)
     write_imported_card(out_dir, manifest)
     return write_manifest(out_dir, manifest)
+
+
+@torch.inference_mode()
+def check_contract(module: StepModule, lengths: Sequence[int] = (7, 3, 5)) -> None:
+    """Raise :class:`ContractViolation` unless every sentence encodes and decodes the same
+    alone (unpadded) as in a padded batch with others: what lets the service batch rows of
+    different requests and sentences join a running batch."""
+    g = torch.Generator().manual_seed(0)
+    S = max(lengths)
+    ids = torch.randint(4, module.src_vocab_size, (len(lengths), S), generator=g)
+    length = torch.tensor(lengths)
+    ids = ids.masked_fill(torch.arange(S)[None, :] >= length[:, None], module.pad_id)
+    outputs, hidden, keys = module.encode(ids, length)
+    mask = torch.arange(S)[None, :] < length[:, None]
+    prev = torch.randint(4, module.src_vocab_size, (len(lengths),), generator=g)
+    batch = module.decode_step(prev, hidden, outputs, keys, mask)
+    for i, n in enumerate(lengths):
+        alone = module.encode(ids[i : i + 1, :n], length[i : i + 1])
+        real = (outputs[i : i + 1, :n], hidden[i : i + 1], keys[i : i + 1, :n])
+        worst = max(float((a - b).abs().max()) for a, b in zip(alone, real, strict=True))
+        if worst > TOLERANCE:
+            raise ContractViolation(
+                f"encode: a sentence of {n} tokens differs by {worst:.3g} when padded to {S}: "
+                "padding must not change real positions or the decoder's initial state "
+                "(take final states at each sentence's length, as src_lengths gives it)")
+        step = module.decode_step(prev[i : i + 1], alone[1], alone[0], alone[2],
+                                  torch.ones(1, n, dtype=torch.bool))
+        worst = max(float((a - b[i : i + 1, : a.shape[1]]).abs().max())
+                    for a, b in zip(step, batch, strict=True))
+        if worst > TOLERANCE:
+            raise ContractViolation(
+                f"decode_step: a row computed alone differs by {worst:.3g} from the same row "
+                "in a batch: rows must not depend on other rows (no batch statistics) and "
+                "attention must be 0 on padding")
 
 
 def _architecture(module: StepModule) -> Architecture:
