@@ -7,7 +7,8 @@ BUNDLE ?= models/en-de
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: serve test test-quick lint pytest tools model bench bench-engine docker-check clean
+.PHONY: serve test test-quick lint pytest tools model bench bench-engine bench-opennmt \
+	opennmt-fixtures docker-check clean
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -73,6 +74,18 @@ bench-engine: $(VENV)/.dev
 	command -v wrk >/dev/null || apt-get install -y -q wrk
 	test -d work/engine-baseline || git worktree add work/engine-baseline $(ENGINE_BASELINE)
 	$(PY) -m bench.engine
+
+# OpenNMT-py 3.5.1 in its own venv (work/onmt-venv): retrains the import fixtures of
+# tests/data/opennmt (needs work/data from `make model`'s corpus step); the benchmark below
+# runs its onmt_server.
+opennmt-fixtures: $(VENV)/.dev
+	sh scripts/opennmt-fixtures.sh
+
+# onmt_server and this service on the same imported checkpoint, 1 and 64 clients, beam 4.
+bench-opennmt: $(VENV)/.dev
+	command -v wrk >/dev/null || apt-get install -y -q wrk
+	test -x work/onmt-venv/bin/onmt_server || sh scripts/opennmt-fixtures.sh
+	$(PY) -m bench.opennmt
 
 # Build and run the CPU image with podman (no Docker engine needed), record what it answered
 # and check that it answers as this checkout does.

@@ -98,7 +98,7 @@ local bodies = {%s}
 local i = 0
 request = function()
   i = i %% #bodies + 1
-  return wrk.format("POST", "/translate", {["Content-Type"] = "application/json"}, bodies[i])
+  return wrk.format("POST", "%s", {["Content-Type"] = "application/json"}, bodies[i])
 end
 """
 _UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3}
@@ -113,11 +113,12 @@ class LoadResult:
     max_rss_mib: float
 
 
-def wrk(url: str, bodies: Sequence[dict[str, object]], connections: int, seconds: float,
-        pid: int | None = None) -> LoadResult:
+def wrk(url: str, bodies: Sequence[object], connections: int, seconds: float,
+        pid: int | None = None, path: str = "/translate") -> LoadResult:
     """Closed-loop load: ``connections`` clients, each sending its next request on reply."""
     # Lua long brackets hold UTF-8 JSON verbatim (Lua knows no \uXXXX escapes).
-    script = LUA % ", ".join(f"[==[{json.dumps(b, ensure_ascii=False)}]==]" for b in bodies)
+    script = LUA % (", ".join(f"[==[{json.dumps(b, ensure_ascii=False)}]==]" for b in bodies),
+                    path)
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False, encoding="utf-8") as f:
         f.write(script)
     threads = min(2, connections)

@@ -224,7 +224,9 @@ class Translator:
         return Candidate("", 0.0, [], np.zeros((0, 0), np.float32), True)
 
     def _candidate(self, hyp: Hypothesis, masked: Masked) -> Candidate:
-        text = unmask(self.tokenizer.decode(hyp.tokens), masked.placeholders)
+        text = self.tokenizer.decode(hyp.tokens)
+        if self.manifest.placeholders:
+            text = unmask(text, masked.placeholders)
         return Candidate(text, hyp.score, hyp.tokens, hyp.attention, hyp.ended)
 
     def pieces(self, ids: Sequence[int], masked: Masked) -> list[str]:
@@ -232,7 +234,8 @@ class Translator:
         out = []
         for i in ids:
             piece = "</s>" if i == self.special.eos else self.tokenizer.piece(int(i))
-            out.append(unmask(piece, masked.placeholders) if "<ph" in piece else piece)
+            masked_piece = self.manifest.placeholders and "<ph" in piece
+            out.append(unmask(piece, masked.placeholders) if masked_piece else piece)
         return out
 
 

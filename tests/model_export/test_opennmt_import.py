@@ -118,3 +118,13 @@ def test_served_over_http_with_attention_like_onmt_translate(onmt_server: str) -
         assert attention.shape == (len(out["target_tokens"]), len(out["source_tokens"]))
         assert np.allclose(attention.sum(axis=1), 1.0, atol=5e-4 * attention.shape[1])  # rounded
         assert out["text"] and text
+
+
+def test_text_that_looks_like_a_sentinel_is_left_alone(bundles: dict[str, Path]) -> None:
+    """Placeholders are off for imported models: ``<ph0>`` is text like any other, kept in
+    the output if the model writes it (its SentencePiece model has the piece)."""
+    translator = Translator(bundles["gru"], "fp32")
+    [out] = translator.translate(["The classification label of this document is <ph0>."])
+    pieces = [translator.tokenizer.piece(i) for i in out.best.token_ids]
+    assert ("<ph0>" in out.best.text) == ("<ph0>" in pieces)
+    assert "<ph0>" in pieces
