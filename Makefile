@@ -30,11 +30,14 @@ lint: $(VENV)/.dev
 	$(VENV)/bin/ruff check service model_export bench tests scripts
 	$(VENV)/bin/mypy
 
-# Debian's chromium (browser test) and haproxy (rolling-restart test); those tests skip,
+# Debian's chromium (browser test), haproxy (rolling-restart test), prometheus (dashboard and
+# rules test) and gettext (msgfmt --check on pre-translated catalogs); those tests skip,
 # saying why, if they cannot be had.
 tools:
 	sh scripts/install-debian.sh chromium /usr/bin/chromium
 	sh scripts/install-debian.sh haproxy /usr/sbin/haproxy
+	sh scripts/install-debian.sh prometheus /usr/bin/prometheus
+	sh scripts/install-debian.sh gettext /usr/bin/msgfmt
 
 pytest: $(VENV)/.dev tools
 	$(PY) -m pytest -q -p no:cacheprovider

@@ -1,6 +1,7 @@
 #!/bin/sh
 # Install a Debian package some tests need: `install-debian.sh PACKAGE BINARY` (chromium for
-# the playground's browser test, haproxy for the rolling-restart test).
+# the playground's browser test, haproxy for the rolling-restart test, prometheus for the
+# dashboard and rules test, gettext for msgfmt in the catalog pre-translation test).
 # Always exits 0: when it cannot be installed, it says why and those tests skip.
 set -u
 

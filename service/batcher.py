@@ -66,6 +66,7 @@ class Batcher:
         self.scheduler: Scheduler[Prepared] = Scheduler(
             max_batch_tokens, max_batch_size, max_request_tokens, max_queue_sentences)
         self.queue_timeout_s = queue_timeout_s
+        metrics.queue_limit.set(max_queue_sentences)
         self.engine: Engine = translator.engine()
         # Shared by the loop and the decode thread, under _lock:
         self._lock = threading.Lock()
@@ -82,6 +83,11 @@ class Batcher:
         self._loop = asyncio.get_running_loop()
         self._thread = threading.Thread(target=self._decode_forever, name="decode", daemon=True)
         self._thread.start()
+
+    def _queue_gauges(self) -> None:
+        """(Under the lock.) Requests not started and sentences waiting, for /metrics."""
+        self.metrics.queue_depth.set(self.scheduler.unstarted)
+        self.metrics.queued_sentences.set(self.scheduler.queued_sentences)
 
     def cost(self, rows: Sequence[Prepared], options: DecodeOptions) -> list[int]:
         return [sentence_cost(len(r.ids), options.beam_size) for r in rows]
@@ -102,7 +108,7 @@ class Batcher:
             self._requests[job] = request
             if job.waiting and not self.scheduler.queued_sentences - len(job.waiting):
                 self._first_waiting = job.enqueued
-            self.metrics.queue_depth.set(self.scheduler.unstarted)
+            self._queue_gauges()
         self.metrics.pending_sentences.inc(len(job.waiting))
         self._work.set()
         try:
@@ -140,7 +146,7 @@ class Batcher:
             self.metrics.pending_sentences.dec(len(job.waiting))
             self.scheduler.withdraw(job)
             self._drop.extend(request.sentence_ids)  # the thread drops them before its next step
-            self.metrics.queue_depth.set(self.scheduler.unstarted)
+            self._queue_gauges()
         if not request.future.done():
             request.future.cancel()
         self._work.set()
@@ -190,7 +196,7 @@ class Batcher:
             if request.job.started == now:
                 self.metrics.queue_wait.observe(now - request.job.enqueued)
         self._first_waiting = now
-        self.metrics.queue_depth.set(self.scheduler.unstarted)
+        self._queue_gauges()
         return admitted
 
     def _admit(self, newcomers: list[tuple[Request, int]]) -> None:

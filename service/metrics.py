@@ -23,6 +23,12 @@ class Metrics:
                                     buckets=LATENCY_BUCKETS, registry=r)
         self.queue_depth = Gauge("translate_queue_depth", "requests with no sentence decoding yet",
                                  registry=r)
+        self.queued_sentences = Gauge(
+            "translate_queued_sentences", "sentences waiting to join the running batch (what "
+            "SERVICE_MAX_QUEUE_SENTENCES limits)", registry=r)
+        self.queue_limit = Gauge("translate_queue_limit_sentences",
+                                 "SERVICE_MAX_QUEUE_SENTENCES: queued sentences beyond which "
+                                 "requests get 503", registry=r)
         self.pending_sentences = Gauge(
             "translate_pending_sentences", "sentences accepted and not yet answered (queued or "
             "decoding): the per-pod load signal for autoscaling", registry=r)
