@@ -10,7 +10,7 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.staticfiles import StaticFiles
 
-from service.api import docs, pages
+from service.api import docs, libretranslate, pages
 from service.api.edge import ConnectionCap
 from service.api.errors import install_error_handlers
 from service.api.middleware import ApiKeys, BodyLimit, RequestContext
@@ -42,6 +42,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(router)
     app.include_router(pages.router)
     app.include_router(docs.router)
+    if prefix := state.settings.libretranslate_prefix:
+        app.include_router(libretranslate.router, prefix=prefix)
     app.mount("/static", StaticFiles(directory=pages.STATIC_DIR), name="static")
     install_error_handlers(app)
     # Added last = outermost: request ids and metrics cover every response, CORS headers too.
@@ -57,5 +59,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.connections = set()
     app.add_middleware(ConnectionCap, connections=app.state.connections,
                        limit=s.max_connections)
+    if s.libretranslate_prefix:  # errors under it, wherever they arise, in LibreTranslate's shape
+        app.add_middleware(libretranslate.LibreErrors, prefix=s.libretranslate_prefix)
     app.add_middleware(RequestContext, metrics=state.metrics)
     return app

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_BUNDLE = Path(__file__).resolve().parent.parent / "models" / "en-de"
+# First path segments the service itself answers: no other surface may be mounted there.
+OWN_PATHS = ("/translate", "/health", "/metrics", "/model", "/static", "/docs", "/redoc",
+             "/openapi.json")
 
 
 def largest_legal_body(max_texts: int, max_text_chars: int) -> int:
@@ -83,6 +87,23 @@ class Settings(BaseSettings):
     api_keys: str = Field("", description="comma-separated keys for /translate; empty = open")
     protect_metrics: bool = Field(False, description="require an API key for /metrics too")
     cors_origins: str = Field("", description="comma-separated allowed origins; empty = no CORS")
+
+    # Compatibility surfaces
+    libretranslate_prefix: str = Field(
+        "/libretranslate", description="path under which the LibreTranslate-compatible API "
+        "is served (POST <prefix>/translate, GET <prefix>/languages, ...); empty = off")
+
+    @field_validator("libretranslate_prefix")
+    @classmethod
+    def valid_prefix(cls, prefix: str) -> str:
+        if prefix and not re.fullmatch(r"(/[A-Za-z0-9._~-]+)+", prefix):
+            raise ValueError(f"{prefix!r} is not a path prefix: write it like "
+                             "'/libretranslate' (a leading slash, no trailing one), or leave "
+                             "it empty to switch the LibreTranslate API off")
+        if prefix and f"/{prefix.split('/')[1]}" in OWN_PATHS:
+            raise ValueError(f"{prefix!r} overlaps the service's own paths "
+                             f"({', '.join(OWN_PATHS)})")
+        return prefix
 
     @model_validator(mode="after")
     def consistent(self) -> Settings:

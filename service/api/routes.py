@@ -23,6 +23,7 @@ from service.api.schemas import (
     TranslateResponse,
     TranslationOut,
 )
+from service.batcher import Batcher, BatchResult
 from service.bundle import MODEL_CARD
 from service.errors import (
     ClientGone,
@@ -62,17 +63,7 @@ async def translate(body: TranslateRequest, state: StateDep, request: Request
     texts, settings = body.texts, state.settings
     options = decode_options(body, settings)
     check_limits(texts, settings)
-    try:
-        rows = translator.prepare(texts, settings.max_input_tokens)
-    except InputTooLong as exc:
-        raise LimitExceeded(f"{exc} (SERVICE_MAX_INPUT_TOKENS)") from exc
-    try:
-        result = await until_disconnected(request, batcher.submit(rows, options))
-    except ServiceError:  # busy, over the cost cap: the client's to know
-        raise
-    except Exception as exc:
-        raise DecodeFailed(f"decoding failed ({type(exc).__name__}); the server keeps "
-                           "serving, retry or report the request_id") from exc
+    result = await decode(request, translator, batcher, texts, options, settings)
     outputs = [to_output(translator, t, body) for t in result.translations]
     timing = Timing(total_ms=round(1000 * (time.perf_counter() - started), 2),
                     queue_ms=round(1000 * result.queue_seconds, 2),
@@ -81,6 +72,23 @@ async def translate(body: TranslateRequest, state: StateDep, request: Request
                     batch_size=result.batch_sentences)
     return TranslateResponse(model=translator.manifest.model_id, translations=outputs,
                              timing=timing)
+
+
+async def decode(request: Request, translator: Translator, batcher: Batcher, texts: list[str],
+                 options: DecodeOptions, settings: Settings) -> BatchResult:
+    """Tokenize ``texts`` and decode them in the shared running batch (every API surface
+    translates through here); dropped if the client disconnects first."""
+    try:
+        rows = translator.prepare(texts, settings.max_input_tokens)
+    except InputTooLong as exc:
+        raise LimitExceeded(f"{exc} (SERVICE_MAX_INPUT_TOKENS)") from exc
+    try:
+        return await until_disconnected(request, batcher.submit(rows, options))
+    except ServiceError:  # busy, over the cost cap: the client's to know
+        raise
+    except Exception as exc:
+        raise DecodeFailed(f"decoding failed ({type(exc).__name__}); the server keeps "
+                           "serving, retry or report the request_id") from exc
 
 
 async def until_disconnected(request: Request, work: Coroutine[Any, Any, T]) -> T:

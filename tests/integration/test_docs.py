@@ -71,10 +71,10 @@ def test_swagger_ui_renders_from_the_service_alone(offline: Offline, server: Ser
                                    timeout=30_000)
     title = offline.page.locator(".info .title").text_content() or ""
     assert "attn-translate" in title
-    # The operations of the schema are listed.
+    # The operations of the schema, ours and the LibreTranslate ones, are listed.
     paths = set(offline.page.locator(".opblock-summary-path").evaluate_all(
         "nodes => nodes.map(n => n.dataset.path)"))
-    assert {"/translate", "/health/ready"} <= paths
+    assert {"/translate", "/health/ready", "/libretranslate/translate"} <= paths
     assert "/static/vendor/swagger-ui/swagger-ui-bundle.js" in offline.served
     assert "/openapi.json" in offline.served
     assert not offline.blocked, f"requests off the service: {offline.blocked}"

@@ -9,6 +9,7 @@ import sys
 import pytest
 from pydantic import ValidationError
 
+from service.app import create_app
 from service.settings import Settings, largest_legal_body
 from tests.conftest import ROOT
 
@@ -27,6 +28,8 @@ def test_defaults_are_consistent() -> None:
     ({"SERVICE_QUEUE_TIMEOUT_S": "-1"}, ["SERVICE_QUEUE_TIMEOUT_S"]),
     ({"SERVICE_BODY_TIMEOUT_S": "0"}, ["SERVICE_BODY_TIMEOUT_S"]),
     ({"SERVICE_VARIANT": "int4"}, ["SERVICE_VARIANT"]),
+    ({"SERVICE_LIBRETRANSLATE_PREFIX": "libretranslate/"}, ["SERVICE_LIBRETRANSLATE_PREFIX"]),
+    ({"SERVICE_LIBRETRANSLATE_PREFIX": "/docs/lt"}, ["SERVICE_LIBRETRANSLATE_PREFIX"]),
 ])
 def test_contradictions_stop_the_process_with_one_clear_message(
         env: dict[str, str], names: list[str]) -> None:
@@ -39,3 +42,10 @@ def test_contradictions_stop_the_process_with_one_clear_message(
     assert line.startswith("invalid configuration: ")
     for name in names:
         assert name in line, line
+
+
+def test_libretranslate_surface_can_be_switched_off() -> None:
+    paths = set(create_app(Settings(libretranslate_prefix="")).openapi()["paths"])
+    assert "/translate" in paths and not any(p.startswith("/libretranslate") for p in paths)
+    paths = set(create_app(Settings()).openapi()["paths"])
+    assert {"/libretranslate/translate", "/libretranslate/languages"} <= paths

@@ -1,0 +1,119 @@
+"""LibreTranslate's endpoints: read the fields, translate through the service's own path
+(:func:`service.api.routes.decode`), answer in their shapes."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+
+from service.api import routes
+from service.api.libretranslate.request import (
+    TranslateCall,
+    check_api_key,
+    language_name,
+    read_fields,
+    texts_field,
+    translate_call,
+)
+from service.api.libretranslate.schemas import (
+    DETECT_BODY,
+    ERRORS,
+    TRANSLATE_BODY,
+    DetectedLanguage,
+    FrontendLanguages,
+    FrontendSettings,
+    Language,
+    LanguageRef,
+    Translated,
+)
+from service.api.routes import StateDep, check_limits, decode
+from service.api.schemas import TranslateRequest
+from service.errors import LimitExceeded
+from service.markup import Protected, TooManySpans, protect, restore
+from service.settings import Settings
+from service.translator import DecodeOptions, Translation
+
+router = APIRouter(tags=["libretranslate"], responses=ERRORS)
+
+
+@router.post("/translate", response_model=Translated, response_model_exclude_none=True,
+             openapi_extra=TRANSLATE_BODY)
+async def translate(request: Request, state: StateDep) -> Translated:
+    """Translate q (a text or a list of texts), as LibreTranslate's POST /translate."""
+    translator, batcher = state.require_ready()
+    settings = state.settings
+    fields = await read_fields(request)
+    check_api_key(fields, request, settings.key_list())
+    call = translate_call(fields, translator.manifest, settings.max_beam_size - 1)
+    check_limits(call.texts, settings)
+    protected = [protected_text(i, text, call.html) for i, text in enumerate(call.texts)]
+    result = await decode(request, translator, batcher, [p.text for p in protected],
+                          decode_options(call, settings), settings)
+    return answer(call, result.translations, protected, translator.manifest.source_lang)
+
+
+def protected_text(index: int, text: str, html: bool) -> Protected:
+    try:
+        return protect(text, html)
+    except TooManySpans as exc:
+        raise LimitExceeded(f"text {index}: {exc}") from exc
+
+
+def decode_options(call: TranslateCall, settings: Settings) -> DecodeOptions:
+    """The service's own options for a beam wide enough for the best translation and
+    ``call.alternatives`` others."""
+    n_best = call.alternatives + 1
+    body = TranslateRequest(text=call.texts, n_best=n_best,
+                            beam_size=max(settings.default_beam_size, n_best))
+    return routes.decode_options(body, settings)
+
+
+def answer(call: TranslateCall, translations: list[Translation], protected: list[Protected],
+           source_lang: str) -> Translated:
+    texts, others = [], []
+    for translation, kept in zip(translations, protected, strict=True):
+        best = restore(translation.best.text, kept)
+        texts.append(best)
+        candidates = [restore(c.text, kept) for c in translation.candidates[1:]]
+        # As LibreTranslate: distinct alternatives, none equal to the translation.
+        others.append([c for i, c in enumerate(candidates)
+                       if c != best and c not in candidates[:i]][:call.alternatives])
+    detected = DetectedLanguage(confidence=100.0, language=source_lang)
+    if call.batch:
+        return Translated(translatedText=texts,
+                          alternatives=others if call.alternatives else None,
+                          detectedLanguage=[detected] * len(texts) if call.auto else None)
+    return Translated(translatedText=texts[0],
+                      alternatives=others[0] if call.alternatives else None,
+                      detectedLanguage=detected if call.auto else None)
+
+
+@router.post("/detect", response_model=list[DetectedLanguage], openapi_extra=DETECT_BODY)
+async def detect(request: Request, state: StateDep) -> list[DetectedLanguage]:
+    """The language of q: always the bundle's source language (one model, one pair)."""
+    translator, _ = state.require_ready()
+    fields = await read_fields(request)
+    check_api_key(fields, request, state.settings.key_list())
+    texts_field(fields)
+    return [DetectedLanguage(confidence=100.0, language=translator.manifest.source_lang)]
+
+
+@router.get("/languages", response_model=list[Language])
+async def languages(state: StateDep) -> list[Language]:
+    """The bundle's two languages; the source one lists the target among its targets."""
+    manifest = state.require_ready()[0].manifest
+    src, tgt = manifest.source_lang, manifest.target_lang
+    return [Language(code=src, name=language_name(src), targets=[tgt]),
+            Language(code=tgt, name=language_name(tgt), targets=[])]
+
+
+@router.get("/frontend/settings", response_model=FrontendSettings)
+async def frontend_settings(state: StateDep) -> FrontendSettings:
+    """What LibreTranslate's web page and some clients read before translating."""
+    manifest, settings = state.require_ready()[0].manifest, state.settings
+    src, tgt = manifest.source_lang, manifest.target_lang
+    keys = bool(settings.key_list())
+    return FrontendSettings(
+        charLimit=settings.max_text_chars, frontendTimeout=500, apiKeys=keys,
+        keyRequired=keys, suggestions=False, filesTranslation=False, supportedFilesFormat=[],
+        language=FrontendLanguages(source=LanguageRef(code=src, name=language_name(src)),
+                                   target=LanguageRef(code=tgt, name=language_name(tgt))))
