@@ -110,7 +110,7 @@ def _parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--limit", type=int, default=0)
     evaluate.add_argument("--json", type=Path, help="write the scores and every output here")
 
-    onmt = sub.add_parser("import-opennmt", help="bundle an OpenNMT-py 3.x RNN checkpoint")
+    onmt = sub.add_parser("import-opennmt", help="bundle an OpenNMT-py 3.x or 2.x RNN checkpoint")
     onmt.add_argument("checkpoint", type=Path)
     onmt.add_argument("--tokenizer", type=Path, required=True,
                       help="the SentencePiece model the source was tokenized with")

@@ -6,10 +6,18 @@ dict without the generator), ``generator`` (a Linear's ``weight``/``bias``), ``v
 ``argparse.Namespace``). :func:`read_checkpoint` loads one with torch alone, normalizes the
 options the way OpenNMT-py does when it loads a model (``update_model_opts``), and refuses
 anything the service cannot reproduce with one clear message naming the option.
+
+A 2.x checkpoint has the same keys, but its vocabularies are pickled torchtext ``Field``
+objects (``vocab["src"].fields[0][1].vocab.itos``), its sizes are called ``rnn_size`` and its
+generator is a ``Sequential`` (``0.weight``). It is read as OpenNMT-py's own
+``tools/convertv2_v3.py`` reads it: torchtext and onmt classes are unpickled into plain
+stand-ins that keep their attributes, so neither package is needed.
 """
 
 from __future__ import annotations
 
+import pickle
+import types
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -58,19 +66,56 @@ class OnmtCheckpoint:
         return vocab.index(SPECIALS[name])
 
 
+class _Stub:
+    """A torchtext or onmt object of a 2.x checkpoint: its pickled attributes, nothing else."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        pass
+
+    def __setstate__(self, state: Any) -> None:
+        self.__dict__.update(state if isinstance(state, dict) else {"state": state})
+
+
+class _Unpickler(pickle.Unpickler):
+    def find_class(self, module: str, name: str) -> Any:
+        if module.split(".")[0] in ("torchtext", "onmt"):
+            return type(name, (_Stub,), {"__module__": module})
+        return super().find_class(module, name)
+
+
+# What torch.load needs of a pickle module.
+_LEGACY_PICKLE = types.SimpleNamespace(Unpickler=_Unpickler, load=pickle.load,
+                                       __name__="model_export.opennmt")
+
+
+def _field_tokens(field: Any) -> list[str] | None:
+    """The id -> token list of a 2.x ``TextMultiField`` (or bare ``Field``)."""
+    try:
+        base = field.fields[0][1] if hasattr(field, "fields") else field
+        return [str(t) for t in base.vocab.itos]
+    except (AttributeError, IndexError, TypeError):
+        return None
+
+
 def read_checkpoint(path: Path) -> OnmtCheckpoint:
-    """Load and validate an OpenNMT-py 3.x RNN checkpoint (2.x: convert it first with
-    OpenNMT-py's ``tools/convertv2_v3.py``)."""
-    checkpoint = torch.load(path, map_location="cpu", weights_only=False)
+    """Load and validate an OpenNMT-py 3.x (or 2.x) RNN checkpoint."""
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=False,
+                                pickle_module=_LEGACY_PICKLE)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError) as exc:
+        raise UnsupportedCheckpoint(f"{path}: not a torch checkpoint ({exc})") from exc
     if not isinstance(checkpoint, dict) or not {"model", "vocab", "opt"} <= checkpoint.keys():
         raise UnsupportedCheckpoint(f"{path}: not an OpenNMT-py checkpoint (expected the keys "
                                     "model, generator, vocab, opt)")
-    vocab = checkpoint["vocab"]
-    if not isinstance(vocab, dict) or not isinstance(vocab.get("src"), list):
-        raise UnsupportedCheckpoint(f"{path}: the vocabulary is not a 3.x token list (an "
-                                    "OpenNMT-py 2.x checkpoint? convert it with OpenNMT-py's "
-                                    "tools/convertv2_v3.py)")
+    vocab, version = checkpoint["vocab"], 3
+    if isinstance(vocab, dict) and not isinstance(vocab.get("src"), list):
+        vocab, version = {side: _field_tokens(vocab.get(side)) for side in ("src", "tgt")}, 2
+    if not isinstance(vocab, dict) or not all(isinstance(vocab.get(s), list)
+                                              for s in ("src", "tgt")):
+        raise UnsupportedCheckpoint(f"{path}: no source and target vocabularies (neither "
+                                    "3.x token lists nor 2.x torchtext fields)")
     options = _normalized(vars(checkpoint["opt"]))
+    options["opennmt_version"] = version
     architecture = _architecture(options)
     for side in ("src", "tgt"):
         missing = [t for t in SPECIALS.values() if t not in vocab[side]
@@ -86,8 +131,12 @@ def read_checkpoint(path: Path) -> OnmtCheckpoint:
 
 
 def _normalized(opt: Mapping[str, Any]) -> dict[str, Any]:
-    """OpenNMT-py's ``update_model_opts``: the shorthand options win."""
+    """OpenNMT-py's ``update_model_opts``: the shorthand options win (2.x names renamed)."""
     opt = {**opt}
+    for old, new in (("rnn_size", "hidden_size"), ("enc_rnn_size", "enc_hid_size"),
+                     ("dec_rnn_size", "dec_hid_size")):
+        if old in opt:
+            opt.setdefault(new, opt.pop(old))
     if opt.get("word_vec_size", -1) > 0:
         opt["src_word_vec_size"] = opt["tgt_word_vec_size"] = opt["word_vec_size"]
     if opt.get("layers", -1) > 0:
@@ -281,11 +330,15 @@ class OnmtModel(StepModule):
 
 
 ATTENTION_NAMES = {"mlp": "bahdanau", "general": "luong-general", "dot": "luong-dot"}
-# onmt_translate's defaults: BeamSearch with length_penalty avg, alpha 1;
-# max_length = int(min(250, src_len * 1.25 + 5))
-OPENNMT_DECODING = DecodingDefaults(length_penalty=1.0, beam_rule="opennmt",
-                                    max_length_ratio=1.25, max_length_extra=5)
-OPENNMT_MAX_LENGTH = 250
+# onmt_translate's defaults, by major version: 3.x: BeamSearch with length_penalty avg,
+# alpha 1; max_length = int(min(250, src_len * 1.25 + 5)). 2.x: length_penalty none, a fixed
+# max_length 100.
+OPENNMT_DECODING = {
+    3: (DecodingDefaults(length_penalty=1.0, beam_rule="opennmt", max_length_ratio=1.25,
+                         max_length_extra=5), 250),
+    2: (DecodingDefaults(length_penalty=0.0, beam_rule="opennmt", max_length_ratio=0.0,
+                         max_length_extra=100), 100),
+}
 
 
 def import_opennmt(path: Path, tokenizer: Path, out_dir: Path, *,
@@ -309,6 +362,7 @@ def import_opennmt(path: Path, tokenizer: Path, out_dir: Path, *,
                  "global_attention": a.attention, "state_size": model.state_size,
                  "src_vocab": len(checkpoint.src_vocab)})
     options = {k: v for k, v in checkpoint.options.items() if k in _CARD_OPTIONS}
+    decoding, max_length = OPENNMT_DECODING[checkpoint.options["opennmt_version"]]
     spec = BundleSpec(
         model_id=model_id or f"{source_lang}-{target_lang}-opennmt-{path.stem}",
         source_lang=source_lang, target_lang=target_lang,
@@ -318,15 +372,15 @@ def import_opennmt(path: Path, tokenizer: Path, out_dir: Path, *,
                               eos=checkpoint.special_id("tgt", "eos")),
         tokenizer=tokenizer, target_tokenizer=target_tokenizer,
         vocabulary=(checkpoint.src_vocab, checkpoint.tgt_vocab), source_eos=False,
-        decoding=OPENNMT_DECODING, architecture=architecture,
+        decoding=decoding, architecture=architecture,
         training={"imported_from": {"checkpoint": path.name, "opennmt_options": options}},
-        max_target_tokens=OPENNMT_MAX_LENGTH)
+        max_target_tokens=max_length)
     return bundle_module(model, out_dir, spec, calibration, evaluation)
 
 
 # The options a card shows (the checkpoint holds every training option).
-_CARD_OPTIONS = ("encoder_type", "decoder_type", "rnn_type", "enc_layers", "dec_layers",
-                 "enc_hid_size", "src_word_vec_size", "tgt_word_vec_size", "bridge",
+_CARD_OPTIONS = ("opennmt_version", "encoder_type", "decoder_type", "rnn_type", "enc_layers",
+                 "dec_layers", "enc_hid_size", "src_word_vec_size", "tgt_word_vec_size", "bridge",
                  "input_feed", "global_attention", "share_embeddings",
                  "share_decoder_embeddings", "share_vocab", "train_steps", "optim",
                  "learning_rate", "dropout", "seed")

@@ -1,7 +1,10 @@
 """OpenNMT-py checkpoints made by the real tool (scripts/opennmt-fixtures.sh) read without onmt."""
 
 import argparse
+import sys
+import types
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -44,12 +47,63 @@ def test_unsupported_options_are_refused_naming_the_option(tmp_path: Path, optio
         read_checkpoint(tmp_path / "changed.pt")
 
 
-def test_other_files_and_2x_vocabularies_get_a_clear_message(tmp_path: Path) -> None:
+def test_other_files_get_a_clear_message(tmp_path: Path) -> None:
     torch.save({"weights": torch.zeros(1)}, tmp_path / "other.pt")
     with pytest.raises(UnsupportedCheckpoint, match="not an OpenNMT-py checkpoint"):
         read_checkpoint(tmp_path / "other.pt")
+    (tmp_path / "text.pt").write_text("not a checkpoint")
+    with pytest.raises(UnsupportedCheckpoint, match="not a torch checkpoint"):
+        read_checkpoint(tmp_path / "text.pt")
     checkpoint = torch.load(FIXTURES / "gru.pt", weights_only=False)
-    checkpoint["vocab"] = {"src": object(), "tgt": object()}  # 2.x: torchtext fields
-    torch.save(checkpoint, tmp_path / "v2.pt")
-    with pytest.raises(UnsupportedCheckpoint, match="convertv2_v3"):
-        read_checkpoint(tmp_path / "v2.pt")
+    checkpoint["vocab"] = {"src": object(), "tgt": object()}
+    torch.save(checkpoint, tmp_path / "no-vocab.pt")
+    with pytest.raises(UnsupportedCheckpoint, match="no source and target vocabularies"):
+        read_checkpoint(tmp_path / "no-vocab.pt")
+
+
+def as_2x(checkpoint: dict[str, Any], path: Path) -> None:
+    """Save ``checkpoint`` (3.x) in OpenNMT-py 2.x's layout: vocabularies as torchtext
+    ``TextMultiField``/``Field``/``Vocab`` objects pickled under their 2.x module names,
+    ``rnn_size``, a ``Sequential`` generator. The modules exist only while saving."""
+    made = {m: types.ModuleType(m) for m in ("onmt", "onmt.inputters", "torchtext",
+                                              "torchtext.data")}  # parents, for pickle
+    for module, name in (("onmt.inputters.text_dataset", "TextMultiField"),
+                         ("torchtext.data.field", "Field"), ("torchtext.vocab", "Vocab")):
+        made[module] = types.ModuleType(module)
+        setattr(made[module], name, type(name, (), {"__module__": module}))
+    saved = {m: sys.modules.get(m) for m in made}
+    sys.modules.update(made)
+    try:
+        fields = {}
+        for side in ("src", "tgt"):
+            vocab = made["torchtext.vocab"].Vocab()
+            vocab.itos = checkpoint["vocab"][side]
+            vocab.stoi = {t: i for i, t in enumerate(vocab.itos)}
+            field = made["torchtext.data.field"].Field()
+            field.vocab, field.init_token = vocab, "<s>" if side == "tgt" else None
+            fields[side] = made["onmt.inputters.text_dataset"].TextMultiField()
+            fields[side].fields = [(side, field)]
+        options = vars(checkpoint["opt"]) | {"rnn_size": checkpoint["opt"].hidden_size}
+        for name in ("hidden_size", "enc_hid_size", "dec_hid_size"):
+            options.pop(name)
+        torch.save({**checkpoint, "vocab": fields, "opt": argparse.Namespace(**options),
+                    "generator": {f"0.{k}": v for k, v in checkpoint["generator"].items()}},
+                   path)
+    finally:
+        for module, before in saved.items():
+            if before is None:
+                sys.modules.pop(module)
+            else:
+                sys.modules[module] = before
+
+
+def test_a_2x_checkpoint_reads_without_torchtext_or_onmt(tmp_path: Path) -> None:
+    checkpoint = torch.load(FIXTURES / "gru.pt", weights_only=False)
+    as_2x(checkpoint, tmp_path / "v2.pt")
+    assert "torchtext" not in sys.modules and "onmt" not in sys.modules
+    old, new = read_checkpoint(tmp_path / "v2.pt"), read_checkpoint(FIXTURES / "gru.pt")
+    assert old.architecture == new.architecture
+    assert (old.src_vocab, old.tgt_vocab) == (new.src_vocab, new.tgt_vocab)
+    assert old.weights.keys() == new.weights.keys()
+    assert all(torch.equal(old.weights[k], new.weights[k]) for k in new.weights)
+    assert (old.options["opennmt_version"], new.options["opennmt_version"]) == (2, 3)

@@ -128,3 +128,28 @@ def test_text_that_looks_like_a_sentinel_is_left_alone(bundles: dict[str, Path])
     pieces = [translator.tokenizer.piece(i) for i in out.best.token_ids]
     assert ("<ph0>" in out.best.text) == ("<ph0>" in pieces)
     assert "<ph0>" in pieces
+
+
+def test_a_2x_checkpoint_is_served_with_2x_defaults(tmp_path: Path) -> None:
+    """OpenNMT-py 2.x's onmt_translate: no length penalty, at most 100 tokens."""
+    import torch
+
+    from model_export.opennmt import import_opennmt
+    from tests.model_export.test_opennmt import as_2x
+
+    as_2x(torch.load(FIXTURES / "gru.pt", weights_only=False), tmp_path / "v2.pt")
+    manifest = import_opennmt(tmp_path / "v2.pt", FIXTURES / "spm.model", tmp_path / "bundle")
+    assert manifest.decoding == {"length_penalty": 0.0, "beam_rule": "opennmt",
+                                 "max_length_ratio": 0.0, "max_length_extra": 100}
+    assert manifest.max_target_tokens == 100
+    expected = (FIXTURES / "gru.greedy.txt").read_text("utf-8").splitlines()
+    translator = Translator(tmp_path / "bundle", "fp32")
+    got = served_pieces(translator, 1)
+    limits = [translator.search(r, DecodeOptions(beam_size=1)).max_len
+              for r in translator.prepare(SOURCES)]
+    assert set(limits) == {100}
+    # Greedy choices do not depend on the length rule until a limit cuts one short.
+    ended = [i for i, e in enumerate(expected) if len(e.split()) < int(
+        len(translator.prepare([SOURCES[i]])[0].ids) * 1.25) + 5]
+    assert len(ended) > 150
+    assert all(got[i] == expected[i] for i in ended)
