@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import time
@@ -64,6 +65,7 @@ def main() -> None:
     parser.add_argument("--tokenizer", type=Path, default=FIXTURES / "spm.model")
     parser.add_argument("--work", type=Path, default=ROOT / "work" / "bench-opennmt")
     parser.add_argument("--seconds", type=float, default=15)
+    parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "opennmt.json")
     args = parser.parse_args()
     if not (ONMT_VENV / "bin" / "onmt_server").exists():
@@ -83,27 +85,38 @@ def main() -> None:
         "ours int8": lambda: start_service(bundle, SERVICE_VARIANT="int8"),
     }
     results: dict[str, Any] = {"checkpoint": args.checkpoint.name, "texts": len(texts),
-                               "seconds": args.seconds, "cpu_count": os.cpu_count()}
+                               "seconds": args.seconds, "rounds": args.rounds,
+                               "cpu_count": os.cpu_count()}
     outputs: dict[str, list[str]] = {}
-    for name, start in systems.items():
-        proc = start()
-        onmt = name == "onmt_server"
-        ready = proc.wait_for("/health" if onmt else "/health/ready")
-        translate = onmt_translate if onmt else ours_translate
-        outputs[name] = [translate(proc.url, t) for t in texts]
-        bodies: list[object] = ([[{"id": 100, "src": t}] for t in texts] if onmt
-                                else [{"text": t, "beam_size": 4} for t in texts])
-        base, path = proc.url.rsplit("/translator", 1)[0], ("/translator/translate" if onmt
-                                                             else "/translate")
-        wrk(base, bodies, 4, 3, path=path)  # warm up
-        per_c: dict[str, Any] = {"ready_s": round(ready, 2)}
-        for c in (1, 64):
-            load = wrk(base, bodies, c, args.seconds, proc.process.pid, path=path)
-            per_c[str(c)] = {"rps": load.rps, "p50_ms": load.p50_ms, "p99_ms": load.p99_ms,
-                             "errors": load.errors, "max_rss_mib": round(load.max_rss_mib)}
-            print(f"{name} c={c}: {json.dumps(per_c[str(c)])}", flush=True)
-        results[name] = per_c
-        proc.stop()
+    runs: dict[str, list[dict[str, Any]]] = {name: [] for name in systems}
+    for round_ in range(args.rounds):  # interleaved: drifts in machine load hit every system
+        for name, start in systems.items():
+            proc = start()
+            onmt = name == "onmt_server"
+            ready = proc.wait_for("/health" if onmt else "/health/ready")
+            translate = onmt_translate if onmt else ours_translate
+            outputs[name] = [translate(proc.url, t) for t in texts]
+            bodies: list[object] = ([[{"id": 100, "src": t}] for t in texts] if onmt
+                                    else [{"text": t, "beam_size": 4} for t in texts])
+            base = proc.url.removesuffix("/translator")
+            path = "/translator/translate" if onmt else "/translate"
+            wrk(base, bodies, 4, 3, path=path)  # warm up
+            run: dict[str, Any] = {"ready_s": ready}
+            for c in (1, 64):
+                load = wrk(base, bodies, c, args.seconds, proc.process.pid, path=path)
+                run[str(c)] = {"rps": load.rps, "p50_ms": load.p50_ms, "p99_ms": load.p99_ms,
+                               "errors": load.errors, "max_rss_mib": load.max_rss_mib}
+            print(f"round {round_} {name}: {json.dumps(run)}", flush=True)
+            runs[name].append(run)
+            proc.stop()
+    results["runs"] = runs
+    for name, per_round in runs.items():
+        results[name] = {"ready_s": round(statistics.median(r["ready_s"] for r in per_round), 2)}
+        for clients in ("1", "64"):
+            results[name][clients] = {
+                k: round(statistics.median(r[clients][k] for r in per_round), 1)
+                for k in ("rps", "p50_ms", "p99_ms", "max_rss_mib")}
+            results[name][clients]["errors"] = sum(r[clients]["errors"] for r in per_round)
     results["same_translation"] = {
         name: sum(a == b for a, b in zip(outputs[name], outputs["onmt_server"], strict=True))
         for name in systems if name != "onmt_server"}
@@ -119,8 +132,8 @@ def main() -> None:
 def report(r: dict[str, Any]) -> str:
     onmt = r["onmt_server"]
     lines = [f"### Same OpenNMT-py checkpoint both sides ({r['checkpoint']}, beam 4, "
-             f"{r['texts']} UI strings, wrk {r['seconds']:.0f} s per point, "
-             f"{r['cpu_count']} cores)", "",
+             f"{r['texts']} UI strings, wrk {r['seconds']:.0f} s per point, medians of "
+             f"{r['rounds']} interleaved rounds, {r['cpu_count']} cores)", "",
              "| server | req/s, 1 client | p50 ms, 1 client | req/s, 64 clients | "
              "p50 ms, 64 | p99 ms, 64 | peak RSS MiB | ready s | same text as onmt_server |",
              "|---|---|---|---|---|---|---|---|---|"]
@@ -130,7 +143,7 @@ def report(r: dict[str, Any]) -> str:
                 else "—")
         lines.append(f"| {name} | {x['1']['rps']:.1f} | {x['1']['p50_ms']:.1f} | "
                      f"{x['64']['rps']:.1f} | {x['64']['p50_ms']:.0f} | {x['64']['p99_ms']:.0f} "
-                     f"| {max(x['1']['max_rss_mib'], x['64']['max_rss_mib'])} | "
+                     f"| {max(x['1']['max_rss_mib'], x['64']['max_rss_mib']):.0f} | "
                      f"{x['ready_s']} | {same} |")
     lines += ["", "Ratios (ours / onmt_server): " + "; ".join(
         f"{name}: {r[name]['64']['rps'] / onmt['64']['rps']:.1f}× throughput at 64 clients, "

@@ -60,7 +60,9 @@ class Settings(BaseSettings):
     default_beam_size: int = Field(4, ge=1, description="beam size when a request names none")
     length_penalty: float | None = Field(
         None, ge=0, description="GNMT length penalty alpha; unset: the bundle's tuned value")
-    max_length_ratio: float = Field(2.0, gt=0, description="target steps <= ratio*source+10")
+    max_length_ratio: float | None = Field(
+        None, gt=0, description="target steps <= int(ratio * source) + extra; default: the "
+        "bundle's (2.0 and 10 for ours, 1.25 and 5 as onmt_translate for OpenNMT-py imports)")
 
     # Request limits
     max_text_chars: int = Field(2000, ge=1, description="characters per text")
