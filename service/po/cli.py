@@ -103,7 +103,10 @@ def run(args: argparse.Namespace) -> str:
     for msgid, why in filled.rejected.items():
         log.warning("left untranslated: %r: %s", msgid[:60], why)
     out = args.out or args.catalog
-    out.write_bytes(render(args.catalog, catalog, filled.entries).encode(catalog.encoding))
+    try:
+        out.write_bytes(render(args.catalog, catalog, filled.entries).encode(catalog.encoding))
+    except OSError as exc:
+        raise Failure(f"cannot write {out}: {exc}", 2) from exc
     plural = sum(1 for e in filled.entries if e.msgid_plural)
     return (f"filled {len(filled.entries)} of {total} entries ({plural} plural, marked fuzzy; "
             f"{len(filled.rejected)} left untranslated) in {outcome.requests} requests; "
