@@ -109,7 +109,8 @@ def test_served_over_http_with_attention_like_onmt_translate(onmt_server: str) -
     expected = (FIXTURES / "gru.beam4.txt").read_text("utf-8").splitlines()
     texts = SOURCES[:8]
     response = httpx.post(onmt_server + "/translate", json={
-        "text": texts, "beam_size": 4, "return_attention": True}, timeout=60)
+        "text": texts, "beam_size": 4, "return_attention": True, "return_alignment": True},
+        timeout=60)
     assert response.status_code == 200, response.text
     for text, out, want in zip(texts, response.json()["translations"], expected[:8],
                                strict=True):
@@ -118,6 +119,9 @@ def test_served_over_http_with_attention_like_onmt_translate(onmt_server: str) -
         assert attention.shape == (len(out["target_tokens"]), len(out["source_tokens"]))
         assert np.allclose(attention.sum(axis=1), 1.0, atol=5e-4 * attention.shape[1])  # rounded
         assert out["text"] and text
+        words = len(out["text"].split())
+        assert out["alignment"] and all(0 <= link["target"] < words
+                                        for link in out["alignment"])
 
 
 def test_text_that_looks_like_a_sentinel_is_left_alone(bundles: dict[str, Path]) -> None:
