@@ -8,12 +8,13 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
+from fastapi.routing import APIRoute
 from fastapi.staticfiles import StaticFiles
 
 from service.api import docs, libretranslate, pages
 from service.api.edge import ConnectionCap
 from service.api.errors import install_error_handlers
-from service.api.middleware import ApiKeys, BodyLimit, RequestContext
+from service.api.middleware import ROUTES, ApiKeys, BodyLimit, RequestContext
 from service.api.routes import router
 from service.settings import Settings
 from service.state import ServiceState
@@ -61,5 +62,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                        limit=s.max_connections)
     if s.libretranslate_prefix:  # errors under it, wherever they arise, in LibreTranslate's shape
         app.add_middleware(libretranslate.LibreErrors, prefix=s.libretranslate_prefix)
-    app.add_middleware(RequestContext, metrics=state.metrics)
+    routes = set(ROUTES)
+    if s.libretranslate_prefix:
+        routes |= {s.libretranslate_prefix + r.path for r in libretranslate.router.routes
+                   if isinstance(r, APIRoute)}
+    app.add_middleware(RequestContext, metrics=state.metrics, routes=frozenset(routes))
     return app

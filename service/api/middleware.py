@@ -23,9 +23,11 @@ ROUTES = ("/translate", "/health/live", "/health/ready", "/metrics", "/model", "
 
 
 class RequestContext:
-    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
+    def __init__(self, app: ASGIApp, metrics: Metrics, routes: frozenset[str] = frozenset(ROUTES)
+                 ) -> None:
         self.app = app
         self.metrics = metrics
+        self.routes = routes  # paths with their own metrics label; the rest are "other"
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -44,7 +46,7 @@ class RequestContext:
             await send(message)
 
         path = scope["path"]
-        route = path if path in ROUTES else "other"
+        route = path if path in self.routes else "other"
         started = time.perf_counter()
         self.metrics.in_flight.inc()
         try:

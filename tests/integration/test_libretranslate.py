@@ -277,3 +277,15 @@ def test_prefix_is_configurable_and_frontend_settings(configured: Server) -> Non
     assert settings["charLimit"] == 2000 and settings["keyRequired"] is True
     assert settings["language"] == {"source": {"code": "en", "name": "English"},
                                     "target": {"code": "de", "name": "German"}}
+
+
+def test_the_surface_has_its_own_metrics_labels(server: Server) -> None:
+    before = httpx.get(server.url + "/metrics", timeout=10).text
+    assert lt(server, "/translate", json={"q": "Open", "source": "en", "target": "de"}
+              ).status_code == 200
+    after = httpx.get(server.url + "/metrics", timeout=10).text
+    sample = 'translate_http_requests_total{route="/libretranslate/translate",status="200"}'
+    assert sample in after
+    count = {text: float(next((line.split()[-1] for line in text.splitlines()
+                               if line.startswith(sample)), "0")) for text in (before, after)}
+    assert count[after] == count[before] + 1
