@@ -25,6 +25,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from service.decoding.beam import RULES
+
 FORMAT_VERSION = 3  # what this build writes
 # 1: the decoder step without in-graph gather, penalty, top-k; 2: no tokenizer, placeholders
 # or decoding rules in the manifest (SentencePiece ids, placeholders masked, GNMT beam rule)
@@ -116,6 +118,11 @@ class DecodingDefaults:
     beam_rule: str = "gnmt"
     max_length_ratio: float = 2.0  # target steps <= int(ratio * source tokens) + extra
     max_length_extra: int = 10
+
+    def __post_init__(self) -> None:
+        if self.beam_rule not in RULES:
+            raise BundleError(f"decoding.beam_rule {self.beam_rule!r} is not one of "
+                              f"{', '.join(RULES)}")
 
 
 @dataclass(frozen=True)

@@ -80,3 +80,16 @@ def test_broken_manifest_is_rejected(bundle_copy: Path, content: str) -> None:
 def test_not_a_bundle(tmp_path: Path) -> None:
     with pytest.raises(BundleError, match=r"is .* a model bundle"):
         verify_bundle(tmp_path)
+
+
+@pytest.mark.parametrize(("key", "value", "message"), [
+    ("decoding", {"beam_rule": "fairseq"}, "beam_rule 'fairseq'"),
+    ("decoding", {"length_penalty": 1.0, "max_len": 9}, "max_len"),
+    ("tokenizer", {"type": "sentencepiece", "lowercase": True}, "lowercase")])
+def test_unknown_decoding_or_tokenizer_settings_are_rejected(bundle_copy: Path, key: str,
+                                                              value: dict[str, object],
+                                                              message: str) -> None:
+    path = bundle_copy / "manifest.json"
+    path.write_text(json.dumps(json.loads(path.read_text()) | {key: value}))
+    with pytest.raises(BundleError, match=message):
+        verify_bundle(bundle_copy)
