@@ -136,7 +136,7 @@ def check_contract(module: StepModule, lengths: Sequence[int] = (7, 3, 5)) -> No
     ids = ids.masked_fill(torch.arange(S)[None, :] >= length[:, None], module.pad_id)
     outputs, hidden, keys = module.encode(ids, length)
     mask = torch.arange(S)[None, :] < length[:, None]
-    prev = torch.randint(4, module.src_vocab_size, (len(lengths),), generator=g)
+    prev = torch.full((len(lengths),), module.bos_id, dtype=torch.long)
     batch = module.decode_step(prev, hidden, outputs, keys, mask)
     for i, n in enumerate(lengths):
         alone = module.encode(ids[i : i + 1, :n], length[i : i + 1])
