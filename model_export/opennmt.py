@@ -285,8 +285,8 @@ class OnmtModel(StepModule):
         ``2 * layers`` state vectors cut into two such rows), a Linear and a ReLU."""
         batch_first = states.transpose(0, 1)  # (B, L*D, Hd)
         rows = batch_first.reshape(1, -1, linear.in_features)
-        # MatMul + Add, not Gemm: onnxruntime fuses this quantized product into an integer
-        # kernel (quantize.check_integer_products), a quantized Gemm with bias it does not.
+        # A 3-D MatMul + Add: onnxruntime fused this quantized product into an integer kernel
+        # (quantize.check_integer_products), the Gemm of nn.Linear or a 2-D MatMul here not.
         mapped = torch.relu(rows @ linear.weight.t() + linear.bias)
         return mapped.reshape(batch_first.shape).transpose(0, 1)
 
