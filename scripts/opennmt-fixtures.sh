@@ -3,6 +3,7 @@
 # slice of the corpus, with onmt_translate's greedy and beam-4 outputs, for the import tests.
 #
 #   sh scripts/opennmt-fixtures.sh            # needs work/data (the corpus step of make model)
+#   sh scripts/opennmt-fixtures.sh shared     # (re)make some models only, on the same data
 #
 # OpenNMT-py lives in its own virtual environment (work/onmt-venv), never in the project's:
 # `pip install --no-deps OpenNMT-py==3.5.1` plus the modules it imports (its setup.py pins
@@ -35,9 +36,11 @@ sed -i 's/^import fasttext$/try:\n    import fasttext\nexcept ImportError:  # op
     "$SITE/transforms/clean.py"
 export TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD=1
 
-rm -rf "$WORK" && mkdir -p "$WORK" "$OUT"
+MODELS=${*:-gru lstm shared}
+[ $# -eq 0 ] && rm -rf "$WORK"
+mkdir -p "$WORK" "$OUT"
 # Data: SentencePiece pieces, space-joined (OpenNMT-py's input format without transforms).
-"$PY" - "$ROOT/work/data" "$WORK" <<'EOF'
+[ -f "$WORK/src-test.txt" ] || "$PY" - "$ROOT/work/data" "$WORK" <<'EOF'
 import sys
 from pathlib import Path
 
@@ -59,12 +62,16 @@ for name, pairs in (("train", train), ("test", test)):
         "".join(f"{s}\t{t}\n" for s, t in masked), encoding="utf-8")
 EOF
 
+# common NAME [shared]: separate source and target vocabularies, or one shared.
 common() {
+    if [ "${2:-}" = shared ]; then
+        printf 'src_vocab: %s\nshare_vocab: true\n' "$WORK/vocab.shared"
+    else
+        printf 'src_vocab: %s\ntgt_vocab: %s\nshare_vocab: false\n' "$WORK/vocab.src" \
+            "$WORK/vocab.tgt"
+    fi
     cat <<EOF
 save_data: $WORK/$1
-src_vocab: $WORK/vocab.src
-tgt_vocab: $WORK/vocab.tgt
-share_vocab: false
 overwrite: true
 data:
   corpus_1: {path_src: $WORK/src-train.txt, path_tgt: $WORK/tgt-train.txt}
@@ -83,11 +90,11 @@ dropout: [0.1]
 seed: 1234
 report_every: 500
 hidden_size: 64
-word_vec_size: 32
-layers: 2
 EOF
 }
 { common gru; cat <<EOF
+word_vec_size: 32
+layers: 2
 encoder_type: brnn
 rnn_type: GRU
 global_attention: mlp
@@ -96,6 +103,8 @@ bridge: true
 EOF
 } > "$WORK/gru.yaml"
 { common lstm; cat <<EOF
+word_vec_size: 32
+layers: 2
 encoder_type: rnn
 rnn_type: LSTM
 global_attention: general
@@ -103,9 +112,26 @@ input_feed: 0
 bridge: false
 EOF
 } > "$WORK/lstm.yaml"
+# One vocabulary and one embedding table for both sides, tied to the generator (so the
+# embeddings are as wide as the decoder); one bidirectional LSTM layer with its bridge (two
+# Linears: h and c), dot attention.
+{ common shared shared; cat <<EOF
+word_vec_size: 64
+layers: 1
+encoder_type: brnn
+rnn_type: LSTM
+global_attention: dot
+input_feed: 1
+bridge: true
+share_embeddings: true
+share_decoder_embeddings: true
+EOF
+} > "$WORK/shared.yaml"
 
-"$VENV/bin/onmt_build_vocab" -config "$WORK/gru.yaml" -n_sample -1
-for model in gru lstm; do
+[ -f "$WORK/vocab.src" ] || "$VENV/bin/onmt_build_vocab" -config "$WORK/gru.yaml" -n_sample -1
+[ -f "$WORK/vocab.shared" ] || "$VENV/bin/onmt_build_vocab" -config "$WORK/shared.yaml" \
+    -n_sample -1
+for model in $MODELS; do
     "$VENV/bin/onmt_train" -config "$WORK/$model.yaml"
     # Without the optimizer state (not needed to translate or convert): 1/3 of the size.
     "$VENV/bin/python" -c "import sys, torch

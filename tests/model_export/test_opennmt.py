@@ -33,6 +33,19 @@ def test_the_lstm_fixture_is_a_unidirectional_lstm_with_general_attention() -> N
                                                               False)
 
 
+def test_the_shared_fixture_ties_one_vocabulary_and_table_to_the_generator() -> None:
+    checkpoint = read_checkpoint(FIXTURES / "shared.pt")
+    a = checkpoint.architecture
+    assert (a.rnn_type, a.bidirectional, a.enc_layers, a.attention, a.bridge, a.input_feed,
+            a.shared_embeddings, a.shared_generator) == ("LSTM", True, 1, "dot", True, True,
+                                                         True, True)
+    assert checkpoint.src_vocab == checkpoint.tgt_vocab
+    w = checkpoint.weights
+    assert {"encoder.bridge.0.weight", "encoder.bridge.1.weight"} <= w.keys()  # h and c
+    assert torch.equal(w["generator.weight"],
+                       w["decoder.embeddings.make_embedding.emb_luts.0.weight"])
+
+
 @pytest.mark.parametrize(("option", "value"), [
     ("encoder_type", "transformer"), ("decoder_type", "transformer"), ("rnn_type", "SRU"),
     ("copy_attn", True), ("coverage_attn", True), ("global_attention", "none"),

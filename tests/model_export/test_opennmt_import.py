@@ -17,7 +17,7 @@ from service.translator import DecodeOptions, Translator
 from tests.integration.conftest import start_server
 
 FIXTURES = Path(__file__).parents[1] / "data" / "opennmt"
-MODELS = ("gru", "lstm")
+MODELS = ("gru", "lstm", "shared")
 PAIRS = load_split(FIXTURES / "raw-test.tsv")
 SOURCES = [s for s, _ in PAIRS]
 
