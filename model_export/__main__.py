@@ -126,6 +126,9 @@ def _parser() -> argparse.ArgumentParser:
     onmt.add_argument("--eval", type=Path, metavar="TSV",
                       help="source<TAB>reference lines: scored into the card, and the "
                       "served greedy outputs compared with PyTorch's")
+    onmt.add_argument("--placeholders", action="store_true",
+                      help="the model was trained on text masked as this project masks it "
+                      "(<ph0>, <ph1>... sentinels): mask and restore placeholders")
 
     every = sub.add_parser("all", help="corpus + train + bundle in one go")
     _add_corpus_args(every)
@@ -223,7 +226,8 @@ def _import_opennmt(args: argparse.Namespace) -> None:
         manifest = import_opennmt(
             args.checkpoint, args.tokenizer, args.out, target_tokenizer=args.target_tokenizer,
             source_lang=args.source_lang, target_lang=args.target_lang,
-            model_id=args.model_id, calibration=calibration, evaluation=evaluation)
+            model_id=args.model_id, calibration=calibration, evaluation=evaluation,
+            placeholders=args.placeholders)
     except UnsupportedCheckpoint as exc:
         raise SystemExit(f"cannot import {args.checkpoint}: {exc}") from exc
     print(json.dumps({"bundle": str(args.out), "variants": sorted(manifest.variants),

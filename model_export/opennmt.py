@@ -345,7 +345,8 @@ def import_opennmt(path: Path, tokenizer: Path, out_dir: Path, *,
                    target_tokenizer: Path | None = None, source_lang: str = "und",
                    target_lang: str = "und", model_id: str | None = None,
                    calibration: Sequence[str] = (),
-                   evaluation: Sequence[tuple[str, str]] = ()) -> Manifest:
+                   evaluation: Sequence[tuple[str, str]] = (),
+                   placeholders: bool = False) -> Manifest:
     """Write a bundle serving the OpenNMT-py checkpoint at ``path`` as onmt_translate
     would: its vocabularies after SentencePiece, its beam rule and length limit."""
     checkpoint = read_checkpoint(path)
@@ -372,6 +373,7 @@ def import_opennmt(path: Path, tokenizer: Path, out_dir: Path, *,
                               eos=checkpoint.special_id("tgt", "eos")),
         tokenizer=tokenizer, target_tokenizer=target_tokenizer,
         vocabulary=(checkpoint.src_vocab, checkpoint.tgt_vocab), source_eos=False,
+        placeholders=placeholders,
         decoding=decoding, architecture=architecture,
         training={"imported_from": {"checkpoint": path.name, "opennmt_options": options}},
         max_target_tokens=max_length)

@@ -41,6 +41,10 @@ class Tokenizer:
         i = self.target.piece_to_id(piece)
         return None if i == self.target.unk_id() else i
 
+    def source_id(self, piece: str) -> int | None:
+        i = self.source.piece_to_id(piece)
+        return None if i == self.source.unk_id() else i
+
 
 class VocabularyTokenizer(Tokenizer):
     """SentencePiece pieces looked up in the model's own token lists (OpenNMT-py's
@@ -67,6 +71,9 @@ class VocabularyTokenizer(Tokenizer):
 
     def target_id(self, piece: str) -> int | None:
         return self.tgt_vocab.get(piece)
+
+    def source_id(self, piece: str) -> int | None:
+        return self.src_vocab.get(piece)
 
 
 def load_tokenizer(bundle_dir: Path, manifest: Manifest) -> Tokenizer:

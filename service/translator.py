@@ -97,8 +97,12 @@ class Translator:
                                  options or SessionOptions())
         self.special = self.manifest.special_tokens
         self.defaults = self.manifest.decoding_defaults
-        ids = [self.tokenizer.target_id(s) for s in SENTINELS] if self.manifest.placeholders else []
-        self.sentinel_ids = np.array([i for i in ids if i is not None], dtype=np.int64)
+        # Each sentinel's id on both sides (one id space unless the model has two vocabularies)
+        pairs = [(self.tokenizer.source_id(s), self.tokenizer.target_id(s)) for s in SENTINELS
+                 if self.manifest.placeholders]
+        known = [(src, tgt) for src, tgt in pairs if src is not None and tgt is not None]
+        self.source_sentinel_ids = np.array([src for src, _ in known], dtype=np.int64)
+        self.sentinel_ids = np.array([tgt for _, tgt in known], dtype=np.int64)
 
     def prepare(self, texts: Sequence[str], max_tokens: int | None = None) -> list[Prepared]:
         """Mask (if the model was trained so) and tokenize; raise :class:`InputTooLong`
@@ -197,7 +201,7 @@ class Translator:
         required = None
         if options.keep_placeholders and self.sentinel_ids.size:
             ids = np.array(row.ids)
-            required = (ids[:, None] == self.sentinel_ids[None, :]).sum(axis=0)
+            required = (ids[:, None] == self.source_sentinel_ids[None, :]).sum(axis=0)
         alpha = d.length_penalty if options.length_penalty is None else options.length_penalty
         if options.beam_size == 1:
             if d.beam_rule == "gnmt":

@@ -157,3 +157,16 @@ def test_a_2x_checkpoint_is_served_with_2x_defaults(tmp_path: Path) -> None:
         len(translator.prepare([SOURCES[i]])[0].ids) * 1.25) + 5]
     assert len(ended) > 150
     assert all(got[i] == expected[i] for i in ended)
+
+
+def test_a_model_trained_on_masked_text_can_keep_placeholders(tmp_path: Path) -> None:
+    """The fixtures saw the project's <phN> sentinels (their data was masked): with
+    --placeholders the bundle masks, constrains and restores them like the default model."""
+    from model_export.__main__ import main
+
+    main(["import-opennmt", str(FIXTURES / "gru.pt"), "--tokenizer", str(FIXTURES / "spm.model"),
+          "--out", str(tmp_path), "--placeholders"])
+    translator = Translator(tmp_path, "fp32")
+    assert translator.manifest.placeholders and translator.sentinel_ids.size
+    [out] = translator.translate(["Could not save the file %s."])
+    assert "%s" in out.best.text and "<ph" not in out.best.text
