@@ -36,6 +36,9 @@ class Tokenizer:
     def piece(self, target_id: int) -> str:
         return self.target.id_to_piece(int(target_id))
 
+    def source_piece(self, source_id: int) -> str:
+        return self.source.id_to_piece(int(source_id))
+
     def target_id(self, piece: str) -> int | None:
         """The target id of ``piece``, None if the vocabulary lacks it."""
         i = self.target.piece_to_id(piece)
@@ -53,8 +56,9 @@ class VocabularyTokenizer(Tokenizer):
     def __init__(self, bundle_dir: Path, manifest: Manifest) -> None:
         super().__init__(bundle_dir, manifest)
         vocab = json.loads((bundle_dir / str(manifest.tokenizer.vocabulary)).read_text("utf-8"))
+        self.src_tokens: list[str] = vocab["src"]
         self.src_vocab: dict[str, int] = {}
-        for i, token in enumerate(vocab["src"]):
+        for i, token in enumerate(self.src_tokens):
             self.src_vocab.setdefault(token, i)
         self.tgt_tokens: list[str] = vocab["tgt"]
         self.tgt_vocab = {t: i for i, t in reversed(list(enumerate(self.tgt_tokens)))}
@@ -68,6 +72,9 @@ class VocabularyTokenizer(Tokenizer):
 
     def piece(self, target_id: int) -> str:
         return self.tgt_tokens[int(target_id)]
+
+    def source_piece(self, source_id: int) -> str:
+        return self.src_tokens[int(source_id)]
 
     def target_id(self, piece: str) -> int | None:
         return self.tgt_vocab.get(piece)

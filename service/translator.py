@@ -233,13 +233,16 @@ class Translator:
             text = unmask(text, masked.placeholders)
         return Candidate(text, hyp.score, hyp.tokens, hyp.attention, hyp.ended)
 
-    def pieces(self, ids: Sequence[int], masked: Masked) -> list[str]:
-        """Subword strings for display, sentinels shown as their placeholders."""
+    def pieces(self, ids: Sequence[int], masked: Masked, source: bool = False) -> list[str]:
+        """Subword strings of target (or ``source``) ids for display, sentinels shown as
+        their placeholders."""
+        piece = self.tokenizer.source_piece if source else self.tokenizer.piece
+        ends_with_eos = self.tokenizer.source_eos if source else True
         out = []
         for i in ids:
-            piece = "</s>" if i == self.special.eos else self.tokenizer.piece(int(i))
-            masked_piece = self.manifest.placeholders and "<ph" in piece
-            out.append(unmask(piece, masked.placeholders) if masked_piece else piece)
+            text = "</s>" if ends_with_eos and i == self.special.eos else piece(int(i))
+            masked_piece = self.manifest.placeholders and "<ph" in text
+            out.append(unmask(text, masked.placeholders) if masked_piece else text)
         return out
 
 

@@ -146,7 +146,7 @@ def to_output(translator: Translator, t: Translation, body: TranslateRequest) ->
         out.alternatives = [Alternative(text=c.text, score=round(c.score, 4))
                             for c in t.candidates]
     if body.return_attention or body.return_alignment:
-        source = translator.pieces(t.source_ids, t.masked)
+        source = translator.pieces(t.source_ids, t.masked, source=True)
         eos = [translator.special.eos] if best.ended else []
         target = translator.pieces(best.token_ids + eos, t.masked)
         if body.return_attention:

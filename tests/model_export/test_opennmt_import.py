@@ -107,18 +107,20 @@ def onmt_server(bundles: dict[str, Path], tmp_path_factory: pytest.TempPathFacto
 
 def test_served_over_http_with_attention_like_onmt_translate(onmt_server: str) -> None:
     expected = (FIXTURES / "gru.beam4.txt").read_text("utf-8").splitlines()
+    source_pieces = (FIXTURES / "src-test.txt").read_text("utf-8").splitlines()
     texts = SOURCES[:8]
     response = httpx.post(onmt_server + "/translate", json={
         "text": texts, "beam_size": 4, "return_attention": True, "return_alignment": True},
         timeout=60)
     assert response.status_code == 200, response.text
-    for text, out, want in zip(texts, response.json()["translations"], expected[:8],
-                               strict=True):
+    for out, want, pieces in zip(response.json()["translations"], expected[:8],
+                                 source_pieces[:8], strict=True):
         assert " ".join(out["target_tokens"][:-1]) == want  # the last token is </s>
+        assert " ".join(out["source_tokens"]) == pieces  # what onmt_translate read
         attention = np.array(out["attention"])
         assert attention.shape == (len(out["target_tokens"]), len(out["source_tokens"]))
         assert np.allclose(attention.sum(axis=1), 1.0, atol=5e-4 * attention.shape[1])  # rounded
-        assert out["text"] and text
+        assert out["text"]
         words = len(out["text"].split())
         assert out["alignment"] and all(0 <= link["target"] < words
                                         for link in out["alignment"])
