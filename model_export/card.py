@@ -146,9 +146,9 @@ def write_imported_card(out_dir: Path, manifest: Manifest) -> None:
     lines = [
         f"# Model card: {manifest.model_id}",
         "",
-        f"{manifest.source_lang}→{manifest.target_lang} translation; a {a.family} model "
-        f"imported into an attn-translate bundle: {a.num_parameters / 1e6:.2f}M parameters, "
-        f"exported to ONNX (opset {manifest.opset}).",
+        f"{manifest.source_lang}→{manifest.target_lang} translation by a model imported into "
+        f"an attn-translate bundle (from: {a.family}): {a.num_parameters / 1e6:.2f}M "
+        f"parameters, exported to ONNX (opset {manifest.opset}).",
         "",
         "## Model",
         f"- {details or a.attention}.",
@@ -157,8 +157,7 @@ def write_imported_card(out_dir: Path, manifest: Manifest) -> None:
            if manifest.tokenizer.target_model != manifest.tokenizer.source_model else "")
         + (f", ids from `{manifest.tokenizer.vocabulary}`" if manifest.tokenizer.vocabulary
            else "") + "); placeholders "
-        + ("masked as `<phN>` sentinels." if manifest.placeholders else "not masked (the "
-           "model never saw sentinels)."),
+        + ("masked as `<phN>` sentinels." if manifest.placeholders else "not masked."),
         f"- Decoding defaults: {d.beam_rule} beam rule, length penalty α = {d.length_penalty},"
         f" at most int({d.max_length_ratio} × source tokens) + {d.max_length_extra} target "
         f"tokens (cap {manifest.max_target_tokens}).",

@@ -71,7 +71,7 @@ def test_the_bundle_keeps_the_checkpoints_vocabulary_and_onmt_translate_defaults
     assert sorted(manifest["variants"]) == ["fp32", "int8"]
     assert manifest["parity"]["log_probs"] < 1e-4
     card = (bundles[name] / "README.md").read_text()
-    assert "opennmt-py model imported" in card and "opennmt beam rule" in card
+    assert "(from: opennmt-py)" in card and "opennmt beam rule" in card
 
 
 def test_a_source_token_the_checkpoint_never_saw_is_unk(bundles: dict[str, Path]) -> None:
