@@ -23,7 +23,7 @@ from tests.integration.conftest import Server
 
 KUBE = ROOT / "deploy" / "kubernetes"
 KUBERNETES_VERSION = "1.32.0"
-CUSTOM = {"ServiceMonitor", "ScaledObject"}  # custom resources: not in the core schemas
+CUSTOM = {"ServiceMonitor", "ScaledObject", "PrometheusRule"}  # not in the core schemas
 
 if shutil.which("kubectl") is None:
     pytest.skip("kubectl (with kustomize) is not installed", allow_module_level=True)
@@ -56,6 +56,7 @@ def test_core_objects_pass_the_strict_schemas(objects: dict[str, dict[str, Any]]
 
 @pytest.mark.parametrize(("overlay", "kind", "schema"), [
     ("cpu", "ServiceMonitor", "servicemonitor.monitoring.coreos.com_v1.json"),
+    ("cpu", "PrometheusRule", "prometheusrule.monitoring.coreos.com_v1.json"),
     ("cpu-keda", "ScaledObject", "scaledobject.keda.sh_v1alpha1.json")])
 def test_custom_resources_match_their_schemas(overlay: str, kind: str, schema: str) -> None:
     obj = render(KUBE / "overlays" / overlay)[kind]
@@ -66,6 +67,27 @@ def test_custom_resources_match_their_schemas(overlay: str, kind: str, schema: s
         assert obj["spec"]["selector"]["matchLabels"].items() <= labels.items()
         assert obj["spec"]["endpoints"][0]["port"] in {p["name"] for p in
                                                       service["spec"]["ports"]}
+
+
+def test_the_cluster_gets_the_compose_rules(tmp_path: Path) -> None:
+    """Same groups as docker/prometheus-rules.yml (checked in a real Prometheus by
+    tests/integration/test_prometheus.py) but for TargetDown's job: the ServiceMonitor's,
+    named after the Service; and promtool accepts them."""
+    rendered = render(KUBE / "overlays" / "cpu")
+    groups = rendered["PrometheusRule"]["spec"]["groups"]
+    compose = yaml.safe_load((ROOT / "docker" / "prometheus-rules.yml").read_text())["groups"]
+    service = rendered["Service"]["metadata"]["name"]
+    down = {r.get("alert"): r for g in groups for r in g["rules"]}["TranslateTargetDown"]
+    assert down["expr"] == f'up{{job="{service}"}} == 0'
+    down["expr"] = 'up{job="translate"} == 0'
+    assert groups == compose
+    promtool = shutil.which("promtool")
+    if promtool is None:
+        pytest.skip("promtool not installed (Debian package prometheus: `make tools`)")
+    (tmp_path / "rules.yml").write_text(yaml.safe_dump({"groups": groups}))
+    checked = subprocess.run([promtool, "check", "rules", str(tmp_path / "rules.yml")],
+                             capture_output=True, text=True)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
 
 
 def test_probes_and_ports_exist_in_the_app(objects: dict[str, dict[str, Any]]) -> None:
