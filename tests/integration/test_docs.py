@@ -9,11 +9,10 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 
-from tests.integration.conftest import Server
-from tests.integration.test_playground import CHROMIUM, CHROMIUM_ARGS
+from tests.integration.conftest import CHROMIUM, Server
 
 try:
-    from playwright.sync_api import Browser, Error, Page, Route, sync_playwright
+    from playwright.sync_api import Browser, Error, Page, Route
 except ImportError:
     pytest.skip("playwright is not installed: pip install playwright (the dev extra has it)",
                 allow_module_level=True)
@@ -21,15 +20,6 @@ except ImportError:
 if not CHROMIUM.is_file():
     pytest.skip(f"{CHROMIUM} is missing: make tools installs Debian's chromium",
                 allow_module_level=True)
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True,
-                                             args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
 
 
 class Offline:

@@ -16,33 +16,20 @@ import pytest
 
 from service.alignment import group_words
 from tests.conftest import ROOT
-from tests.integration.conftest import Server, start_server
+from tests.integration.conftest import CHROMIUM, Server, start_server
 
 try:
-    from playwright.sync_api import Browser, Error, Page, sync_playwright
+    from playwright.sync_api import Browser, Error, Page
 except ImportError:
     pytest.skip("playwright is not installed: pip install playwright (the dev extra has it)",
                 allow_module_level=True)
 
-CHROMIUM = Path("/usr/bin/chromium")
 if not CHROMIUM.is_file():
     pytest.skip(f"{CHROMIUM} is missing: make tools installs Debian's chromium "
                 "(it needs root)", allow_module_level=True)
 
-# No sandbox (we run as root in a container), no GPU, and nothing that reaches the network.
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
 ARTIFACTS = ROOT / "artifacts"
 SENTENCE = "Save the document as a new file."
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True,
-                                             args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
 
 
 @contextmanager
