@@ -39,7 +39,6 @@ from service.bundle import (
     SpecialTokens,
     TokenizerSpec,
 )
-from service.runtime import OnnxSeq2Seq, SessionOptions
 from service.translator import DecodeOptions, Translator
 
 log = logging.getLogger(__name__)
@@ -189,27 +188,10 @@ def _quantize(out_dir: Path, manifest: Manifest, texts: Sequence[str]) -> None:
     translator = Translator(out_dir, "fp32")
     sources = [row.ids for row in translator.prepare(texts) if row.ids]
     s = manifest.special_tokens
-    model = OnnxSeq2Seq(out_dir, manifest, "fp32", SessionOptions())
-    feeds = calibration_feeds(model, sources, s.bos, s.eos, s.pad)
+    feeds = calibration_feeds(translator.model, sources, s.bos, s.eos, s.pad)
     for fp32, int8, part in zip(VARIANT_FILES["fp32"], VARIANT_FILES["int8"], feeds,
                                 strict=True):
         quantize_static_int8(out_dir / fp32, out_dir / int8, part)
-
-
-@torch.inference_mode()
-def torch_greedy(module: StepModule, ids: Sequence[int], eos: int, max_len: int) -> list[int]:
-    """The module's own greedy decoding of one source (PyTorch, no ONNX, no constraint)."""
-    src = torch.tensor([list(ids)])
-    outputs, hidden, keys = module.encode(src, torch.tensor([len(ids)]))
-    mask = torch.ones_like(src, dtype=torch.bool)
-    token, out = torch.tensor([module.bos_id]), []
-    for _ in range(max_len):
-        log_probs, hidden, _ = module.decode_step(token, hidden, outputs, keys, mask)
-        token = log_probs.argmax(-1)
-        if int(token) == eos:
-            break
-        out.append(int(token))
-    return out
 
 
 def _greedy_parity(module: StepModule, translator: Translator, sources: Sequence[str]
@@ -221,6 +203,8 @@ def _greedy_parity(module: StepModule, translator: Translator, sources: Sequence
     differ = 0
     for row, t in zip(rows, served, strict=True):
         limit = translator.search(row, options).max_len
-        differ += torch_greedy(module, row.ids, translator.special.eos, limit) != t.best.token_ids
+        [reference] = module.greedy(torch.tensor([row.ids]), torch.tensor([len(row.ids)]),
+                                    translator.special.eos, torch.tensor([limit]))
+        differ += reference != t.best.token_ids
     log.info("served vs PyTorch greedy: %d of %d differ", differ, len(rows))
     return {"greedy_test_mismatches": differ, "greedy_test_sentences": len(rows)}

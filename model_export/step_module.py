@@ -41,3 +41,28 @@ class StepModule(nn.Module):
                     encoder_outputs: torch.Tensor, keys: torch.Tensor, src_mask: torch.Tensor
                     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         raise NotImplementedError
+
+    @torch.inference_mode()
+    def greedy(self, src_ids: torch.Tensor, src_lengths: torch.Tensor, eos: int,
+               max_len: torch.Tensor) -> list[list[int]]:
+        """Batched greedy decoding in PyTorch (no ONNX, no constraint): the reference the
+        exported graphs are compared with. Returns token ids without BOS/EOS.
+
+        :param max_len: (B,) steps allowed per sentence, EOS included
+        """
+        outputs, hidden, keys = self.encode(src_ids, src_lengths)
+        src_mask = torch.arange(src_ids.size(1))[None, :] < src_lengths[:, None]
+        B = src_ids.size(0)
+        tokens = torch.full((B,), self.bos_id, dtype=torch.long)
+        running = torch.ones(B, dtype=torch.bool)
+        result: list[list[int]] = [[] for _ in range(B)]
+        for step in range(int(max_len.max())):
+            log_probs, hidden, _ = self.decode_step(tokens, hidden, outputs, keys, src_mask)
+            tokens = log_probs.argmax(-1)
+            running &= tokens != eos
+            for i in torch.nonzero(running).flatten().tolist():
+                result[i].append(int(tokens[i]))
+            running &= max_len > step + 1
+            if not bool(running.any()):
+                break
+        return result

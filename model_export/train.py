@@ -26,7 +26,7 @@ from model_export.corpus import DEV_SENTENCES, Pair, load_split, sample
 from model_export.data import encode_pairs, mask_pair, pad, token_batches
 from model_export.metrics import Scores, score
 from model_export.model import ModelConfig, Seq2Seq
-from model_export.tokenizer import BOS, EOS, PAD, load_tokenizer, train_tokenizer
+from model_export.tokenizer import EOS, PAD, load_tokenizer, train_tokenizer
 from service.decoding import max_lengths
 from service.placeholders import mask, unmask
 
@@ -83,7 +83,7 @@ def translate_greedy(
         src = pad([ids[i] for i in chunk])
         lengths = torch.tensor([len(ids[i]) for i in chunk])
         limit = torch.from_numpy(max_lengths(lengths.numpy(), max_ratio, max_target_tokens))
-        for i, toks in zip(chunk, model.greedy(src, lengths, BOS, EOS, limit), strict=True):
+        for i, toks in zip(chunk, model.greedy(src, lengths, EOS, limit), strict=True):
             out[i] = unmask(sp.decode(toks), masked[i].placeholders)
     return out
 

@@ -92,35 +92,5 @@ class Seq2Seq(StepModule):
         # One large projection for all steps is much faster than one per step.
         return self.generate_log_probs(torch.stack(readouts, dim=1))  # (B, T, V)
 
-    @torch.inference_mode()
-    def greedy(
-        self,
-        src_ids: torch.Tensor,
-        src_lengths: torch.Tensor,
-        bos: int,
-        eos: int,
-        max_len: torch.Tensor,
-    ) -> list[list[int]]:
-        """Batched greedy decoding; returns token ids without BOS/EOS.
-
-        :param max_len: (B,) steps allowed per sentence, EOS included
-        """
-        outputs, hidden, keys = self.encode(src_ids, src_lengths)
-        src_mask = src_ids != self.config.pad_id
-        B = src_ids.size(0)
-        tokens = torch.full((B,), bos, dtype=torch.long)
-        running = torch.ones(B, dtype=torch.bool)
-        result: list[list[int]] = [[] for _ in range(B)]
-        for step in range(int(max_len.max())):
-            log_probs, hidden, _ = self.decode_step(tokens, hidden, outputs, keys, src_mask)
-            tokens = log_probs.argmax(-1)
-            running &= tokens != eos
-            for i in torch.nonzero(running).flatten().tolist():
-                result[i].append(int(tokens[i]))
-            running &= max_len > step + 1
-            if not bool(running.any()):
-                break
-        return result
-
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())
