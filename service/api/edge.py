@@ -1,12 +1,13 @@
 """Limits at the connection level, where no application code runs yet.
 
-uvicorn's httptools protocol (the C parser: h11, in pure Python, cost a fifth of the event
-loop's time at 500 requests/s), extended with what a public-facing server needs and uvicorn
-lacks: a deadline for each request's head (a client that trickles it, or sends nothing, is
-disconnected), a cap on its size however it arrives, and JSON for what the parser rejects.
-The response to a refused head is written raw: the parser's state cannot be trusted then.
-The number of open connections is shared with :class:`ConnectionCap`, which answers 503
-beyond the cap while health checks still get through.
+uvicorn's httptools protocol (the C parser; with h11's pure-Python one the event loop was
+the bottleneck at ~500 requests/s: BENCHMARKS.md, run 5), extended with what a
+public-facing server needs and uvicorn lacks: a deadline for each request's head (a client
+that trickles it, or sends nothing, is disconnected), a cap on its size however it arrives,
+and JSON for what the parser rejects. The response to a refused head is written raw: the
+parser's state cannot be trusted then. The number of open connections is shared with
+:class:`ConnectionCap`, which answers 503 beyond the cap while health checks still get
+through.
 """
 
 from __future__ import annotations
