@@ -7,7 +7,7 @@ BUNDLE ?= models/en-de
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: serve test test-quick lint pytest tools model bench bench-engine bench-opennmt \
+.PHONY: serve test test-quick lint pytest tools model model-de model-fr model-es bench bench-engine bench-opennmt \
 	opennmt-fixtures docker-check clean
 
 $(VENV)/bin/python:
@@ -30,34 +30,48 @@ lint: $(VENV)/.dev
 	$(VENV)/bin/ruff check service model_export bench tests scripts
 	$(VENV)/bin/mypy
 
-# Debian's chromium (browser test), haproxy (rolling-restart test), prometheus (dashboard and
-# rules test) and gettext (msgfmt --check on pre-translated catalogs); those tests skip,
-# saying why, if they cannot be had.
-tools:
+# The tools the tests drive: a pinned kubectl into .venv/bin (Kubernetes manifests), and
+# Debian's chromium (browser tests), haproxy (rolling restart), prometheus (dashboard and
+# rules) and gettext (msgfmt --check on pre-translated catalogs). A test whose tool cannot be
+# had skips saying why; under CI (CI=true) any skip fails the run.
+tools: $(VENV)/.dev
+	sh scripts/install-kubectl.sh $(VENV)
 	sh scripts/install-debian.sh chromium /usr/bin/chromium
 	sh scripts/install-debian.sh haproxy /usr/sbin/haproxy
 	sh scripts/install-debian.sh prometheus /usr/bin/prometheus
 	sh scripts/install-debian.sh gettext /usr/bin/msgfmt
 
+# .venv/bin first on PATH: the pinned kubectl wins over a system one.
 pytest: $(VENV)/.dev tools
-	$(PY) -m pytest -q -p no:cacheprovider
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(PY) -m pytest -q -rs -p no:cacheprovider
 
 test: lint pytest
 
 # Same suite with a smaller fuzzing budget (100 generated requests instead of 1000).
-test-quick: $(VENV)/.dev
-	FUZZ_CASES=100 $(PY) -m pytest -q -p no:cacheprovider -x
+test-quick: $(VENV)/.dev tools
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" FUZZ_CASES=100 $(PY) -m pytest -q -rs -p no:cacheprovider -x
 
-# Reproduce the shipped default model from scratch: the corpus from the German catalogs of
-# the Debian packages in model_export/packages/ (~1.5 GB of downloads), then the exact
-# training schedule: 3,200 updates on every package (109 min on 2 cores), then 2,000 updates
-# of fine-tuning with LibreOffice's pairs added 8 more times (~60 min), validated every 400
-# updates; then export, quantize, evaluate and bundle. work/bundle-full keeps both variants
-# (benchmarks); $(BUNDLE) ships int8 (25 MB budget).
+# Reproduce a shipped model from scratch: `make model` (en-de, the default), `make model
+# LANG=fr`, `make model LANG=es`. LANG counts only when given on make's command line (the
+# shell's locale variable of the same name is ignored) and is not passed on to the commands.
+ifeq ($(origin LANG),command line)
+MODEL_LANG := $(LANG)
+unexport LANG
+else
+MODEL_LANG := de
+endif
+model: model-$(MODEL_LANG)
+
+# en-de: the corpus from the German catalogs of the Debian packages in
+# model_export/packages/train.txt (~1.5 GB of downloads; no games, no dictionary: the
+# shipped model predates them), then the exact training schedule: 3,200 updates on every
+# package (109 min on 2 cores), then 2,000 updates of fine-tuning with LibreOffice's pairs
+# added 8 more times (~60 min), validated every 400 updates; then export, quantize, evaluate
+# and bundle. work/bundle-full keeps both variants (benchmarks); $(BUNDLE) ships int8.
 RUN := work/run-en-de
 TUNED := $(RUN)-lo
-model: $(VENV)/.dev
-	$(PY) -m model_export corpus --lang de --data work/data
+model-de: $(VENV)/.dev
+	$(PY) -m model_export corpus --lang de --data work/data --no-games --no-dictionary
 	$(PY) -m model_export train --data work/data --run $(RUN) --max-steps 3200 --batch-tokens 4000 \
 		--eval-every 400 --dev-limit 1500
 	$(PY) -m model_export train --data work/data --run $(TUNED) --init-from $(RUN) \
@@ -65,6 +79,18 @@ model: $(VENV)/.dev
 		--batch-tokens 4000 --eval-every 400 --dev-limit 1500
 	$(PY) -m model_export bundle --data work/data --run $(TUNED) --out work/bundle-full
 	$(PY) -m model_export ship --bundle work/bundle-full --variants int8 --out $(BUNDLE)
+
+# en-fr and en-es: the language's catalogs of train.txt, then games.txt, then its FreeDict
+# dictionary; 3,200 updates with the games' pairs added twice more and the dictionary's
+# once more (one stage, ~110 min on 2 cores), validated every 400 updates; then bundle.
+model-fr model-es: model-%: $(VENV)/.dev
+	$(PY) -m model_export corpus --lang $* --data work/data-$*
+	$(PY) -m model_export train --data work/data-$* --run work/run-en-$* --max-steps 3200 \
+		--batch-tokens 4000 --eval-every 400 --dev-limit 1500 \
+		--oversample train-games.tsv:2 --oversample train-dictionary.tsv:1
+	$(PY) -m model_export bundle --data work/data-$* --run work/run-en-$* --target-lang $* \
+		--out work/bundle-full-$*
+	$(PY) -m model_export ship --bundle work/bundle-full-$* --variants int8 --out models/en-$*
 
 # Benchmarks (needs `make model` first for the PyTorch baseline); see BENCHMARKS.md.
 bench: $(VENV)/.dev

@@ -59,6 +59,11 @@ def _add_corpus_args(p: argparse.ArgumentParser) -> None:
                         help="Debian packages to read (one per line)")
     p.add_argument("--heldout", type=Path, default=PACKAGE_LISTS / "heldout.txt",
                         help="whole applications kept out of training (out-of-domain test)")
+    p.add_argument("--games", type=Path, default=PACKAGE_LISTS / "games.txt",
+                   help="games and educational packages read after --packages")
+    p.add_argument("--no-games", action="store_true", help="leave out the --games packages")
+    p.add_argument("--no-dictionary", action="store_true",
+                   help="leave out the language's FreeDict dictionary")
     p.add_argument("--debs", type=Path, default=Path("work/debs"), help="download cache")
     p.add_argument("--input", type=Path, help="use this .tsv/.po/.mo (or dir) instead")
     p.add_argument("--debian-package", help="read only this package's catalogs instead "
@@ -169,8 +174,11 @@ def _corpus(args: argparse.Namespace, data: Path) -> None:
         pairs, origin = read_source(args.input, args.lang, args.debian_package, args.debs)
         build(pairs, data, origin)
     else:
-        build_from_packages(read_packages(args.packages), read_packages(args.heldout),
-                            args.lang, data, args.debs)
+        build_from_packages(read_packages(args.packages, args.lang),
+                            read_packages(args.heldout, args.lang), args.lang, data, args.debs,
+                            games_packages=[] if args.no_games
+                            else read_packages(args.games, args.lang),
+                            dictionary=not args.no_dictionary)
 
 
 def _bundle(run: Path, data: Path, out: Path, source: str, target: str, model_id: str | None,

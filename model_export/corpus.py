@@ -1,10 +1,14 @@
-"""Parallel corpus: UI translations from the gettext catalogs of Debian packages.
+"""Parallel corpus: UI translations from the gettext catalogs of Debian packages, widened
+with games' catalogs and a bilingual dictionary.
 
 Debian packages ship ``.mo`` catalogs (English msgid -> translated msgstr). The default
-corpus reads the German catalogs of the packages listed in ``model_export/packages/``
-(LibreOffice, GNOME, KDE, Xfce, GIMP, Inkscape, core tools...), strips mnemonic markers,
-drops useless pairs, dedupes by source across packages and splits deterministically into
-train/dev/test TSV files, plus whole applications held out as an out-of-domain test set.
+corpus reads one language's catalogs of the packages listed in ``model_export/packages/``:
+``train.txt`` (LibreOffice, GNOME, KDE, Xfce, GIMP, Inkscape, core tools...), then
+``games.txt`` (games and educational software), then the FreeDict English dictionary of
+the language (general vocabulary: head word -> first translation). It strips mnemonic
+markers, drops useless pairs, dedupes by source across sources (earlier sources win) and
+splits deterministically into train/dev/test TSV files, plus whole applications held out as
+an out-of-domain test set.
 A user TSV (``source<TAB>target``), ``.po``/``.mo`` file or directory can be used instead.
 """
 
@@ -56,10 +60,57 @@ def read_tsv(path: Path) -> Iterator[Pair]:
             yield source, target
 
 
-def read_packages(path: Path) -> list[str]:
-    """Package names from a list file: one per line, ``#`` starts a comment."""
+def read_packages(path: Path, lang: str) -> list[str]:
+    """Package names from a list file: one per line, ``#`` starts a comment, ``{lang}``
+    stands for the target language (``libreoffice-l10n-{lang}``)."""
     lines = (line.split("#", 1)[0].strip() for line in path.read_text().splitlines())
-    return [line for line in lines if line]
+    return [line.replace("{lang}", lang) for line in lines if line]
+
+
+# FreeDict's English dictionaries in Debian, by target language (dictd format).
+FREEDICT = {"de": "dict-freedict-eng-deu", "fr": "dict-freedict-eng-fra",
+            "es": "dict-freedict-eng-spa"}
+_SENSE_NUMBER_RE = re.compile(r"^\d+\.\s*")
+_NOTE_RE = re.compile(r"\s*[(\[<{][^)\]>}]*[)\]>}]\s*")  # (fam.), [grammar], <domain>
+
+
+def read_freedict(index: Path) -> list[Pair]:
+    """(English head word, its first translation) pairs from a FreeDict dictd dictionary,
+    read with PyGlossary's DictOrg reader.
+
+    An entry's text is the head word with its pronunciation, then one sense per line
+    (numbered when there are several), alternatives separated by commas. Notes in brackets
+    are dropped. A lower-case head word also gives its capitalized pair ("daisy" ->
+    "Daisy"), as UI labels and names are written.
+    """
+    from pyglossary.glossary_v2 import Glossary
+
+    Glossary.init()
+    glossary = Glossary()
+    glossary.directRead(str(index))
+    pairs: list[Pair] = []
+    for entry in glossary:
+        senses = [_SENSE_NUMBER_RE.sub("", line).strip()
+                  for line in entry.defi.split("<br />")[1:]]
+        translations = [_NOTE_RE.sub(" ", alternative).strip()
+                        for sense in senses for alternative in re.split(r"[,;]", sense)]
+        translations = [t for t in translations if t]
+        word = entry.l_word[0].strip()
+        if not translations or not word or word.startswith("00database"):
+            continue
+        pairs.append((word, translations[0]))
+        if word[0].islower():
+            pairs.append((word[0].upper() + word[1:],
+                          translations[0][0].upper() + translations[0][1:]))
+    return pairs
+
+
+def deb_freedict(deb: Path) -> list[Pair]:
+    """:func:`read_freedict` on the dictionary inside a ``dict-freedict-*`` .deb."""
+    with tempfile.TemporaryDirectory() as tmp:
+        subprocess.run(["dpkg-deb", "-x", str(deb), tmp], check=True)
+        (index,) = Path(tmp).rglob("*.index")
+        return read_freedict(index)
 
 
 def download_debs(packages: Sequence[str], cache: Path) -> dict[str, Path]:
@@ -195,48 +246,75 @@ def _write_splits(pairs: Sequence[Pair], out_dir: Path) -> dict[str, list[Pair]]
 
 
 def build_from_packages(train_packages: Sequence[str], heldout_packages: Sequence[str],
-                        lang: str, out_dir: Path, cache: Path) -> dict[str, Any]:
-    """Download the packages' ``lang`` catalogs and :func:`assemble` the corpus."""
-    debs = download_debs([*train_packages, *heldout_packages], cache)
+                        lang: str, out_dir: Path, cache: Path,
+                        games_packages: Sequence[str] = (),
+                        dictionary: bool = True) -> dict[str, Any]:
+    """Download the packages' ``lang`` catalogs (and the language's FreeDict dictionary)
+    and :func:`assemble` the corpus; sources are tagged ``ui``, ``games`` and
+    ``dictionary`` (their test slices are written and counted apart)."""
+    dict_package = FREEDICT.get(lang) if dictionary else None
+    extra = [dict_package] if dict_package else []
+    debs = download_debs([*train_packages, *games_packages, *heldout_packages, *extra], cache)
 
     def catalogs(packages: Sequence[str]) -> list[tuple[str, list[Pair]]]:
         return [(p, deb_catalogs(debs[p], lang)) for p in tqdm(packages, unit="pkg")
                 if p in debs]
 
-    meta = assemble(catalogs(train_packages), catalogs(heldout_packages), out_dir)
-    meta["source"] = f"Debian bookworm {lang} catalogs of {len(meta['packages'])} packages"
+    train = [(name, "ui", pairs) for name, pairs in catalogs(train_packages)]
+    train += [(name, "games", pairs) for name, pairs in catalogs(games_packages)]
+    if dict_package and dict_package in debs:
+        train.append((dict_package, "dictionary", deb_freedict(debs[dict_package])))
+    meta = assemble(train, catalogs(heldout_packages), out_dir)
+    meta["source"] = (f"Debian bookworm {lang} catalogs of {len(meta['packages'])} packages"
+                      + (f" and {dict_package}" if dict_package in meta["packages"] else ""))
     (out_dir / "corpus.json").write_text(json.dumps(meta, indent=1))
     return meta
 
 
-def assemble(train: Sequence[tuple[str, list[Pair]]], heldout: Sequence[tuple[str, list[Pair]]],
-             out_dir: Path) -> dict[str, Any]:
-    """The multi-application corpus: train/dev/test from the ``train`` packages' pairs and
-    an out-of-domain ``heldout.tsv`` from whole applications never seen in training.
+def assemble(train: Sequence[tuple[str, str, list[Pair]]],
+             heldout: Sequence[tuple[str, list[Pair]]], out_dir: Path) -> dict[str, Any]:
+    """The multi-application corpus: train/dev/test from the ``train`` sources' pairs
+    (name, domain, pairs) and an out-of-domain ``heldout.tsv`` from whole applications
+    never seen in training.
 
-    Duplicates across packages keep the first package's translation (list order), and each
-    package is credited with the unique pairs it added. ``test-<first package>.tsv`` is the
-    test split restricted to the first package (the previous corpus' test set), and
-    ``train-<first package>.tsv`` its training pairs. The held-out
-    set keeps only sources that occur in no training package.
+    Duplicates across sources keep the first source's translation (list order), and each
+    source is credited with the unique pairs it added, per source and per domain.
+    ``test-<first package>.tsv`` is the test split restricted to the first package (the
+    previous corpus' test set), ``train-<first package>.tsv`` its training pairs, and
+    ``test-<domain>.tsv`` and ``train-<domain>.tsv`` the test and train splits of each
+    domain but the first. The held-out set
+    keeps only sources that occur in no training source.
     """
     seen: dict[str, str] = {}
-    origin: dict[str, str] = {}
-    counts: dict[str, dict[str, int]] = {}
-    for package, raw in train:
+    origin: dict[str, tuple[str, str]] = {}
+    counts: dict[str, dict[str, Any]] = {}
+    for name, domain, raw in train:
         added = 0
         for pair in raw:
             cleaned = clean_pair(*pair)
             if cleaned and cleaned[0] not in seen:
-                seen[cleaned[0]], origin[cleaned[0]] = cleaned[1], package
+                seen[cleaned[0]], origin[cleaned[0]] = cleaned[1], (name, domain)
                 added += 1
-        counts[package] = {"raw": len(raw), "added": added}
+        counts[name] = {"raw": len(raw), "added": added, "domain": domain}
     by_split = _write_splits(list(seen.items()), out_dir)
-    first = train[0][0]
-    first_test = [p for p in by_split["test"] if origin[p[0]] == first]
+    first, first_domain = train[0][0], train[0][1]
+    first_test = [p for p in by_split["test"] if origin[p[0]][0] == first]
     write_tsv(out_dir / f"test-{first}.tsv", first_test)
     write_tsv(out_dir / f"train-{first}.tsv",  # to oversample when fine-tuning for it
-              [p for p in by_split["train"] if origin[p[0]] == first])
+              [p for p in by_split["train"] if origin[p[0]][0] == first])
+    slices = {f"test-{first}": len(first_test)}
+    domains: dict[str, dict[str, int]] = {}
+    for _, domain, _ in train:
+        if domain in domains:
+            continue
+        domains[domain] = {split: sum(origin[p[0]][1] == domain for p in pairs)
+                           for split, pairs in by_split.items()}
+        if domain != first_domain:
+            domain_test = [p for p in by_split["test"] if origin[p[0]][1] == domain]
+            write_tsv(out_dir / f"test-{domain}.tsv", domain_test)
+            write_tsv(out_dir / f"train-{domain}.tsv",  # to oversample
+                      [p for p in by_split["train"] if origin[p[0]][1] == domain])
+            slices[f"test-{domain}"] = len(domain_test)
 
     unseen: dict[str, str] = {}
     heldout_counts: dict[str, dict[str, int]] = {}
@@ -248,7 +326,7 @@ def assemble(train: Sequence[tuple[str, list[Pair]]], heldout: Sequence[tuple[st
 
     meta = {"source": f"{len(counts)} packages", "raw": sum(c["raw"] for c in counts.values()),
             "clean": len(seen), "splits": {k: len(v) for k, v in by_split.items()},
-            "slices": {f"test-{first}": len(first_test), "heldout": len(unseen)},
+            "slices": {**slices, "heldout": len(unseen)}, "domains": domains,
             "packages": counts, "heldout_packages": heldout_counts}
     (out_dir / "corpus.json").write_text(json.dumps(meta, indent=1))
     log.info("corpus: %d packages, %d raw pairs, %d after cleaning, split %s, held out %d",

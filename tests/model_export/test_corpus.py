@@ -9,6 +9,7 @@ from model_export.corpus import (
     clean,
     load_split,
     read_catalog,
+    read_freedict,
     read_packages,
     split_of,
     strip_mnemonics,
@@ -39,13 +40,50 @@ def test_read_catalog_mo_and_po_alike(tmp_path: Path) -> None:
     assert set(expected) <= set(read_catalog(tmp_path / "x.mo"))
 
 
+RESERVED = ("gedit", "nautilus", "evince", "file-roller", "gnome-disk-utility", "gnome-mines",
+            "gnome-sudoku", "aisleriot", "quadrapassel", "five-or-more", "four-in-a-row",
+            "gnome-klotski", "gnome-robots", "gnome-tetravex", "iagno", "lightsoff", "tali",
+            "hitori", "gnome-nibbles", "gnome-mahjongg", "gnome-taquin",
+            "gnome-chess", "swell-foop")  # the last two: the catalogs in tests/data/po/
+
+
 def test_package_lists_are_readable_and_exclude_reserved_applications() -> None:
     lists = Path(__file__).resolve().parents[2] / "model_export" / "packages"
-    train, heldout = read_packages(lists / "train.txt"), read_packages(lists / "heldout.txt")
-    assert train[0] == "libreoffice-l10n-de" and len(train) > 100 and len(heldout) >= 5
-    assert not set(train) & set(heldout)
-    reserved = ("gedit", "nautilus", "evince", "file-roller", "gnome-disk-utility")
-    assert not [p for p in train + heldout if any(r in p for r in reserved)]
+    train = read_packages(lists / "train.txt", "fr")
+    heldout = read_packages(lists / "heldout.txt", "fr")
+    games = read_packages(lists / "games.txt", "fr")
+    assert train[0] == "libreoffice-l10n-fr" and len(train) > 100 and len(heldout) >= 5
+    assert len(games) > 50 and not set(train) & set(heldout) and not set(games) & set(heldout)
+    assert not set(train) & set(games)
+    assert not [p for p in train + heldout + games if any(r in p for r in RESERVED)]
+
+
+def test_freedict_entries_give_first_translations_and_capitalized_pairs(tmp_path: Path) -> None:
+    # dictd format: the .dict text and an index of "word<TAB>base64 offset<TAB>base64 length"
+    entries = {"daisy": "daisy /deizi/\n1. pâquerette (bot.)\n2. marguerite\n",
+               "deal": "deal /diːl/\ndonner, distribuer\n",
+               "Paris": "Paris /pæris/\nParis\n",
+               "spade": "spade /speid/\n[cards] pique\n"}
+    b64 = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+
+    def number(n: int) -> str:
+        digits = ""
+        while True:
+            digits, n = b64[n % 64] + digits, n // 64
+            if not n:
+                return digits
+
+    text, index = b"", []
+    for word, entry in entries.items():
+        data = entry.encode("utf-8")
+        index.append(f"{word}\t{number(len(text))}\t{number(len(data))}\n")
+        text += data
+    (tmp_path / "freedict-eng-fra.dict").write_bytes(text)
+    (tmp_path / "freedict-eng-fra.index").write_text("".join(sorted(index)), encoding="utf-8")
+    pairs = read_freedict(tmp_path / "freedict-eng-fra.index")
+    assert sorted(pairs) == sorted([
+        ("daisy", "pâquerette"), ("Daisy", "Pâquerette"), ("deal", "donner"), ("Deal", "Donner"),
+        ("Paris", "Paris"), ("spade", "pique"), ("Spade", "Pique")])
 
 
 def test_strip_mnemonics_keeps_placeholders() -> None:
@@ -68,11 +106,20 @@ def test_clean_drops_untranslated_empty_long_credits_and_duplicates() -> None:
 def test_assemble_credits_packages_dedupes_and_holds_applications_out(tmp_path: Path) -> None:
     office = [(f"Office string {i}", f"Büro {i}") for i in range(200)]
     desktop = [("Office string 0", "anders"), *[(f"Desk {i}", f"Tisch {i}") for i in range(50)]]
+    game = [("Desk 2", "Spieltisch"), *[(f"Card {i}", f"Karte {i}") for i in range(300)]]
     app = [("Desk 1", "Tisch 1"), ("Brand new", "Ganz neu"), ("Brand new", "Doppelt")]
-    meta = assemble([("office", office), ("desktop", desktop)], [("app", app)], tmp_path)
-    assert meta["packages"] == {"office": {"raw": 200, "added": 200},
-                                "desktop": {"raw": 51, "added": 50}}
-    assert meta["clean"] == 250 and sum(meta["splits"].values()) == 250
+    meta = assemble([("office", "ui", office), ("desktop", "ui", desktop),
+                     ("cards", "games", game)], [("app", app)], tmp_path)
+    assert meta["packages"] == {"office": {"raw": 200, "added": 200, "domain": "ui"},
+                                "desktop": {"raw": 51, "added": 50, "domain": "ui"},
+                                "cards": {"raw": 301, "added": 300, "domain": "games"}}
+    assert meta["clean"] == 550 and sum(meta["splits"].values()) == 550
+    assert sum(meta["domains"]["ui"].values()) == 250
+    assert sum(meta["domains"]["games"].values()) == 300
+    games_test = load_split(tmp_path / "test-games.tsv")
+    assert games_test and all(s.startswith("Card") for s, _ in games_test)
+    assert meta["slices"]["test-games"] == len(games_test) == meta["domains"]["games"]["test"]
+    assert not (tmp_path / "test-ui.tsv").exists()
     splits = {s: dict(load_split(tmp_path / f"{s}.tsv")) for s in ("train", "dev", "test")}
     assert {**splits["train"], **splits["dev"], **splits["test"]}["Office string 0"] == "Büro 0"
     office_test = load_split(tmp_path / "test-office.tsv")
