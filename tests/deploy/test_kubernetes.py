@@ -90,6 +90,32 @@ def test_the_cluster_gets_the_compose_rules(tmp_path: Path) -> None:
     assert checked.returncode == 0, checked.stdout + checked.stderr
 
 
+OVERLAYS = ("cpu", "gpu", "cpu-keda")
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_selectors_pick_exactly_the_service_pods(overlay: str) -> None:
+    """Every Service, PodDisruptionBudget and NetworkPolicy selects the Deployment's pods by
+    a non-empty set of labels that includes the app's name: an empty selector matches no pod
+    (policy/v1 PDB) or every pod of the namespace (NetworkPolicy)."""
+    objects = render(KUBE / "overlays" / overlay)
+    deployment = objects["Deployment"]["spec"]
+    pods = deployment["template"]["metadata"]["labels"]
+    assert deployment["selector"]["matchLabels"].items() <= pods.items()
+    selectors = {"Service": objects["Service"]["spec"]["selector"],
+                 "PodDisruptionBudget":
+                     objects["PodDisruptionBudget"]["spec"]["selector"]["matchLabels"],
+                 "NetworkPolicy": objects["NetworkPolicy"]["spec"]["podSelector"]["matchLabels"]}
+    for kind, selector in selectors.items():
+        assert selector.get("app.kubernetes.io/name") == "attn-translate", kind
+        assert selector.items() <= pods.items(), kind
+    assert set(objects["PodDisruptionBudget"]["spec"]) == {"minAvailable", "selector"}
+    assert set(objects["NetworkPolicy"]["spec"]["podSelector"]) == {"matchLabels"}
+    assert objects["PodDisruptionBudget"]["spec"]["minAvailable"] < deployment["replicas"]
+    scaler = objects.get("HorizontalPodAutoscaler") or objects["ScaledObject"]
+    assert scaler["spec"]["scaleTargetRef"]["name"] == objects["Deployment"]["metadata"]["name"]
+
+
 def test_probes_and_ports_exist_in_the_app(objects: dict[str, dict[str, Any]]) -> None:
     paths = set(create_app(Settings()).openapi()["paths"])
     c = container(objects)
