@@ -1,8 +1,10 @@
 """The bundle's recorded examples hold on this machine, compared by probability, not string.
 
 The examples were decoded on another CPU (``metrics.provenance``); near-ties in the logits may
-break differently here. What must hold: the recorded output is still (almost) as probable as
-what this machine finds, and identical outputs score the same.
+break differently here. What must hold, both ways: the recorded output is still (almost) as
+probable as what this machine's search finds (the model did not change), and what the search
+finds is (almost) as probable as the recorded output (the search did not get worse); identical
+outputs score the same.
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ def test_recorded_outputs_are_still_as_probable(translator: Translator,
     greedy = translator.translate([source], DecodeOptions(beam_size=1))[0].best
     [recorded] = translator.log_probability([source], [example["greedy_tokens"]])
     assert recorded >= greedy.score - MARGIN, (source, example["greedy"], greedy.text)
+    assert greedy.score >= recorded - MARGIN, (source, example["greedy"], greedy.text)
     if greedy.token_ids == example["greedy_tokens"]:
         # same output: float rounding on another CPU may flip an int8 activation, no more
         assert recorded == pytest.approx(example["greedy_score"], abs=MARGIN)
@@ -49,3 +52,4 @@ def test_recorded_outputs_are_still_as_probable(translator: Translator,
     alpha = translator.defaults.length_penalty
     normalized = raw / length_penalty(len(example["beam_tokens"]) + 1, alpha)
     assert normalized >= beam.score - MARGIN, (source, example["beam"], beam.text)
+    assert beam.score >= normalized - MARGIN, (source, example["beam"], beam.text)
