@@ -75,8 +75,8 @@ def install_error_handlers(app: FastAPI) -> None:
     async def validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
         details = _validation_details(exc)
         first = details[0] if details else {"loc": [], "msg": "invalid request", "type": ""}
-        if first["type"] == "json_invalid":
-            return error_response(422, "invalid_json", "request body is not valid JSON")
+        if first["type"] == "json_invalid":  # not JSON at all: malformed, not invalid
+            return error_response(400, "invalid_json", "request body is not valid JSON")
         where = ".".join(p for p in first["loc"] if p != "body") or "body"
         return error_response(422, "invalid_request", f"{where}: {first['msg']}", details)
 

@@ -205,6 +205,7 @@ def test_sigterm_during_load_loses_no_accepted_request(tmp_path: Path) -> None:
     [
         (b'{"text": "' + b"a" * 2_000_000 + b'"}', 413),
         (b"[" * 50_000 + b"]" * 50_000, 400),
+        (b'{"text": ', 400),
         (b'{"text": "\xff\xfe broken utf-8"}', 400),
         (b'{"text": "a", "beam_size": 1e308}', 422),
         (b'{"text": "a", "n_best": -1}', 422),

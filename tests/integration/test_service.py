@@ -137,7 +137,7 @@ def test_invalid_json_and_request_id(server: Server) -> None:
     response = httpx.post(server.url + "/translate", content=b'{"text": ',
                           headers={"content-type": "application/json",
                                    "X-Request-ID": "client-42"})
-    assert response.status_code == 422
+    assert response.status_code == 400
     assert response.json()["error"]["code"] == "invalid_json"
     assert response.headers["X-Request-ID"] == "client-42"
     assert re.fullmatch(r"[0-9a-f]{32}", httpx.get(server.url + "/health/live")
