@@ -8,7 +8,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 
 .PHONY: serve test test-quick lint pytest tools model model-de model-fr model-es bench bench-engine bench-opennmt \
-	opennmt-fixtures docker-check clean
+	opennmt-fixtures docker-check docs clean
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -123,6 +123,11 @@ docker-check: $(VENV)/.service
 		--post /translate --body '{"text": "Could not save the file %s.", "beam_size": 4}' \
 		> docs/container-check.txt 2>&1; status=$$?; cat docs/container-check.txt; exit $$status
 	$(PY) scripts/compare-container.py docs/container-check.txt
+
+# README's models table and quick-start answer, and docs/playground.png, from the current
+# models (a real server and Debian's chromium); tests/integration/test_readme.py checks them.
+docs: $(VENV)/.dev tools
+	$(PY) scripts/make_docs.py
 
 clean:
 	rm -rf $(VENV) work artifacts .pytest_cache .mypy_cache .ruff_cache

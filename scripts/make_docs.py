@@ -1,0 +1,173 @@
+"""Regenerate what README.md shows of the current models instead of typing it by hand:
+the shipped models' table (from each bundle's manifest), the quick-start answer (from a real
+server) and docs/playground.png (the playground in a real browser). `make docs` runs it;
+tests/integration/test_readme.py checks that README.md still says what this would write.
+
+    python scripts/make_docs.py [--no-screenshot]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+README = ROOT / "README.md"
+MODELS = ROOT / "models"
+SCREENSHOT = ROOT / "docs" / "playground.png"
+CHROMIUM = Path("/usr/bin/chromium")
+# The request README's quick start shows.
+QUICKSTART = {"text": "Could not save the file %s.", "beam_size": 4}
+SCREENSHOT_TEXT = "Could not open the file %s: permission denied."
+
+
+def bundles() -> list[tuple[Path, dict[str, Any]]]:
+    """The shipped bundles (``models/*/manifest.json``), default model first."""
+    found = [(p.parent, json.loads(p.read_text("utf-8")))
+             for p in sorted(MODELS.glob("*/manifest.json"))]
+    return sorted(found, key=lambda b: (b[0].name != "en-de", b[0].name))
+
+
+def _score(metrics: dict[str, Any], variant: str, decoding: str) -> dict[str, Any]:
+    return dict(metrics[f"{variant}_{decoding}"])
+
+
+def models_table() -> str:
+    """One row per shipped bundle: languages, data, training, size and test scores of the
+    variant it ships (beam 4 and greedy, sacrebleu), as recorded in its manifest."""
+    rows = ["| model | data (pairs: train / test) | training | shipped | test BLEU beam / "
+            "greedy | test chrF beam | held-out applications BLEU / chrF | placeholders kept |",
+            "|---|---|---|---|---|---|---|---|"]
+    for path, manifest in bundles():
+        training, metrics = manifest["training"], manifest["metrics"]
+        variant = "int8" if "int8" in manifest["variants"] else "fp32"
+        beam, greedy = _score(metrics, variant, "beam4"), _score(metrics, variant, "greedy")
+        corpus = training["corpus"]
+        minutes = training["train_seconds"] / 60
+        if "fine_tuned_from" in training:
+            minutes += training["fine_tuned_from"]["train_seconds"] / 60
+        heldout = metrics.get("domains", {}).get("heldout", {}).get(f"{variant}_beam4")
+        size = sum(f.stat().st_size for f in path.iterdir() if f.is_file()) / 1e6
+        rows.append(
+            f"| [`{path.name}`](models/{path.name}/README.md) "
+            f"{manifest['source_lang']}→{manifest['target_lang']} "
+            f"| {corpus['splits']['train']:,} / {corpus['splits']['test']:,} "
+            f"| {_steps(training)} updates, {minutes:.0f} min on {training['threads']} CPU "
+            f"threads | {variant}, {size:.0f} MB "
+            f"| {beam['bleu']:.1f} / {greedy['bleu']:.1f} | {beam['chrf']:.1f} "
+            f"| {_pair(heldout)} | {beam['placeholders_kept']:.1%} of "
+            f"{beam['placeholder_sentences']} |")
+    return "\n".join(rows)
+
+
+def _steps(training: dict[str, Any]) -> str:
+    if "fine_tuned_from" in training:
+        return f"{training['fine_tuned_from']['steps']:,} + {training['steps']:,}"
+    return f"{training['steps']:,}"
+
+
+def _pair(scores: dict[str, Any] | None) -> str:
+    return f"{scores['bleu']:.1f} / {scores['chrf']:.1f}" if scores else "—"
+
+
+def quickstart_block(answer: dict[str, Any]) -> str:
+    """The quick start's JSON as README shows it: the translation and score, timings rounded."""
+    timing = {k: round(v, 2) if isinstance(v, float) else v for k, v in answer["timing"].items()}
+    translations = [{"text": t["text"], "score": round(t["score"], 4)}
+                    for t in answer["translations"]]
+
+    def dump(value: Any) -> str:
+        return json.dumps(value, ensure_ascii=False)
+
+    return (f'```json\n{{"model": {dump(answer["model"])},\n "translations": '
+            f'{dump(translations)},\n "timing": {dump(timing)}}}\n```')
+
+
+def replace_block(text: str, name: str, content: str) -> str:
+    """``text`` with what lies between ``<!-- name -->`` and ``<!-- /name -->`` replaced."""
+    pattern = re.compile(rf"(<!-- {name} -->\n).*?(\n<!-- /{name} -->)", re.S)
+    if not pattern.search(text):
+        raise SystemExit(f"README.md has no <!-- {name} --> ... <!-- /{name} --> block")
+    return pattern.sub(lambda m: m.group(1) + content + m.group(2), text)
+
+
+def block(text: str, name: str) -> str:
+    match = re.search(rf"<!-- {name} -->\n(.*?)\n<!-- /{name} -->", text, re.S)
+    if not match:
+        raise ValueError(f"README.md has no <!-- {name} --> block")
+    return match.group(1)
+
+
+class Server:
+    """`python -m service` with the default settings on a free port, as `make serve` runs it."""
+
+    def __enter__(self) -> str:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        env = {**os.environ, "SERVICE_HOST": "127.0.0.1", "SERVICE_PORT": str(port)}
+        self.process = subprocess.Popen([sys.executable, "-m", "service"], cwd=ROOT, env=env,
+                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(url + "/health/ready", timeout=2).status_code == 200:
+                    return url
+            except httpx.TransportError:
+                pass
+            if self.process.poll() is not None:
+                raise SystemExit(f"the service exited with {self.process.returncode}")
+            time.sleep(0.1)
+        raise SystemExit("the service did not become ready in 120 s")
+
+    def __exit__(self, *_: object) -> None:
+        self.process.terminate()
+        self.process.wait(timeout=30)
+
+
+def screenshot(url: str) -> None:
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=str(CHROMIUM), headless=True,
+            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                  "--disable-component-update", "--disable-sync", "--no-first-run"])
+        page = browser.new_page(viewport={"width": 1100, "height": 900})
+        page.goto(url + "/")
+        page.wait_for_selector("#model[data-state=ready]")
+        page.fill("#text", SCREENSHOT_TEXT)
+        page.click("#submit")
+        page.wait_for_selector("#app[data-state=done]")
+        page.screenshot(path=str(SCREENSHOT), full_page=True)
+        browser.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--no-screenshot", action="store_true")
+    args = parser.parse_args()
+    text = replace_block(README.read_text("utf-8"), "models", models_table())
+    with Server() as url:
+        answer = httpx.post(url + "/translate", json=QUICKSTART, timeout=60).json()
+        text = replace_block(text, "quickstart", quickstart_block(answer))
+        if not args.no_screenshot:
+            screenshot(url)
+    README.write_text(text, "utf-8")
+    print(f"README.md: models table and quick start regenerated; "
+          f"{'' if args.no_screenshot else 'docs/playground.png written'}")
+
+
+if __name__ == "__main__":
+    main()
