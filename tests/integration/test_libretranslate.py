@@ -2,7 +2,9 @@
 (libretranslatepy, deep-translator) and by the exact requests Weblate and SearXNG send.
 
 Every translation is checked against what the service's own POST /translate answers for
-the same text and search (the text depends on the model shipped, not on this surface).
+the same text and search (the text depends on the model shipped, not on this surface);
+tests/integration/test_recorded_over_http.py checks it against the bundle's recorded
+translations too.
 """
 
 from __future__ import annotations
