@@ -8,7 +8,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 
 .PHONY: serve test test-quick lint pytest tools model model-de model-fr model-es bench bench-engine bench-opennmt \
-	opennmt-fixtures docker-check docs clean
+	opennmt-fixtures docker-check docs mutation clean
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -123,6 +123,11 @@ docker-check: $(VENV)/.service
 		--post /translate --body '{"text": "Could not save the file %s.", "beam_size": 4}' \
 		> docs/container-check.txt 2>&1; status=$$?; cat docs/container-check.txt; exit $$status
 	$(PY) scripts/compare-container.py docs/container-check.txt
+
+# Mutation testing of the decoding core (not part of `make test`; ~20 min on 2 cores): the last
+# line is the score; docs/mutation.md records the last run and every surviving mutant.
+mutation: $(VENV)/.dev
+	$(PY) scripts/mutation.py
 
 # README's models table and quick-start answer, and docs/playground.png, from the current
 # models (a real server and Debian's chromium); tests/integration/test_readme.py checks them.
