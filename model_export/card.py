@@ -11,8 +11,8 @@ from service.bundle import MODEL_CARD, Manifest
 WEAKNESSES = """\
 - Trained on software UI strings (menu items, dialog labels, tooltips, messages) of Debian
   packages; general prose, long sentences and domain jargon outside software translate poorly.
-- Rare words are split into subwords and can come out as non-words or stay English
-  ("Import Libraries" → "Libraries importieren", see the examples below).
+- Rare words are split into subwords and can come out as non-words or stay English (see the
+  examples below).
 - The search is constrained to emit every source placeholder, but a hypothesis that runs into
   the length limit can still miss one (see `placeholders kept`); validate placeholders
   downstream if a missing one would break your UI.
@@ -20,6 +20,10 @@ WEAKNESSES = """\
   (see the examples below). No formality or terminology control.
 """
 TOP_PACKAGES = 30
+DOMAIN_NAMES = {"ui": "UI catalogs (model_export/packages/train.txt)",
+                "games": "games and educational software (games.txt)",
+                "dictionary": "FreeDict dictionary (head word → first translation, also "
+                              "capitalized)"}
 
 
 def _row(name: str, m: dict[str, Any]) -> str:
@@ -37,6 +41,13 @@ def _data_lines(corpus: dict[str, Any]) -> list[str]:
              f"- {corpus['raw']} catalog entries, {corpus['clean']} after cleaning (mnemonics "
              "stripped, untranslated/empty/over-long/credit entries dropped, deduplicated by "
              f"source across packages); split by source hash: {corpus['splits']}."]
+    domains = corpus.get("domains", {})
+    if len(domains) > 1:
+        lines += ["", "Pairs per source (deduplicated by English text in this order: a UI "
+                  "string keeps its UI translation):", "",
+                  "| source | train | dev | test |", "|---|---|---|---|",
+                  *[f"| {DOMAIN_NAMES.get(name, name)} | {c['train']:,} | {c['dev']:,} | "
+                    f"{c['test']:,} |" for name, c in domains.items()]]
     packages = corpus.get("packages", {})
     if packages:
         top = sorted(packages.items(), key=lambda kv: -kv[1]["added"])[:TOP_PACKAGES]
@@ -125,10 +136,11 @@ def _training_lines(t: dict[str, Any]) -> list[str]:
     run = (f"{t['epochs']} epochs ({t.get('steps', '?')} updates), "
            f"{t['train_seconds'] / 60:.0f} min on {t['threads']} CPU threads")
     parent = t.get("fine_tuned_from")
-    if not parent:
-        return [f"- {run}; best dev BLEU (greedy) {t['best_dev_bleu']}."]
     extra = ", ".join(f"`{name}` ({times} more copies)"
                       for name, times in t.get("oversample", {}).items())
+    if not parent:
+        added = f" with {extra} added (oversampled)" if extra else ""
+        return [f"- {run}{added}; best dev BLEU (greedy) {t['best_dev_bleu']}."]
     return [f"- Trained on every package for {parent['epochs']} epochs ({parent['steps']} "
             f"updates, {parent['train_seconds'] / 60:.0f} min), then fine-tuned from that model "
             f"for {t.get('steps', '?')} updates ({t['train_seconds'] / 60:.0f} min, "

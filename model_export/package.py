@@ -74,10 +74,10 @@ def provenance() -> dict[str, Any]:
 
 
 def fine_tuning(run_dir: Path) -> dict[str, Any]:
-    """The parent run and the oversampled slices, if ``run_dir`` fine-tuned another run."""
+    """The oversampled slices, and the parent run if ``run_dir`` fine-tuned another run."""
     config = json.loads((run_dir / "config.json").read_text())
     if not config.get("init_from"):
-        return {}
+        return {"oversample": config["oversample"]} if config.get("oversample") else {}
     parent = Path(config["init_from"])
     summary = json.loads((parent / "summary.json").read_text())
     return {"fine_tuned_from": {"run": parent.name, "epochs": summary["epoch"],
@@ -223,7 +223,10 @@ def build_bundle(run_dir: Path, data_dir: Path, out_dir: Path, model_id: str,
                           for name, pairs in sets.items()}
     with_placeholder = [i for i, s in enumerate(sources) if find_placeholders(s)][:4]
     picked = [test[i] for i in sorted(set(range(6)) | set(with_placeholder))]
-    picked += sets.get("heldout", [])[:: max(1, len(sets.get("heldout", [])) // 6)][:6]
+    for name in ("heldout", "test-games", "test-dictionary"):  # 6, 4, 2 of each slice
+        count = {"heldout": 6, "test-games": 4, "test-dictionary": 2}[name]
+        pairs = sets.get(name, [])
+        picked += pairs[:: max(1, len(pairs) // count)][:count]
     served = translators["int8" if int8 else "fp32"]
     metrics["examples"] = record_examples(served, picked, beam_size)
     metrics["showcase"] = [{"source": text, "beam": t.best.text} for text, t in zip(
