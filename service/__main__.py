@@ -62,7 +62,7 @@ def main() -> None:
         app, host=settings.host, port=settings.port, log_config=None, access_log=False,
         http=edge_protocol(settings.header_timeout_s, settings.max_header_bytes,
                            app.state.connections),
-        timeout_keep_alive=int(settings.keepalive_timeout_s) or 1,
+        timeout_keep_alive=settings.keepalive_timeout_s,
         timeout_graceful_shutdown=int(settings.shutdown_timeout_s) or None)
     GracefulServer(config, app.state.service, settings.shutdown_delay_s).run()
 

@@ -41,8 +41,8 @@ class Settings(BaseSettings):
     header_timeout_s: float = Field(10.0, gt=0, description="a connection that has not sent "
                                     "a complete request head this long after connecting (or "
                                     "after its previous response) is closed")
-    keepalive_timeout_s: float = Field(5.0, gt=0, description="idle keep-alive connections "
-                                       "are closed after this long")
+    keepalive_timeout_s: int = Field(5, ge=1, description="idle keep-alive connections are "
+                                     "closed after this many seconds (uvicorn's whole seconds)")
     max_header_bytes: int = Field(16384, ge=1024, description="request line + headers; "
                                   "larger heads get 400 and the connection is closed")
     max_connections: int = Field(512, ge=1, description="open connections beyond which "
