@@ -255,7 +255,10 @@ def main(argv: list[str] | None = None) -> None:
     elif args.command == "ship":
         from model_export.package import ship
 
-        ship(args.bundle, args.out, args.variants.split(","))
+        try:
+            ship(args.bundle, args.out, args.variants.split(","))
+        except ValueError as exc:  # a variant the bundle does not have: one line, exit 1
+            raise SystemExit(str(exc)) from exc
     elif args.command == "evaluate":
         _evaluate(args)
     elif args.command == "import-opennmt":
