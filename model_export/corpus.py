@@ -282,8 +282,8 @@ def assemble(train: Sequence[tuple[str, str, list[Pair]]],
     ``test-<first package>.tsv`` is the test split restricted to the first package (the
     previous corpus' test set), ``train-<first package>.tsv`` its training pairs, and
     ``test-<domain>.tsv`` and ``train-<domain>.tsv`` the test and train splits of each
-    domain but the first. The held-out set
-    keeps only sources that occur in no training source.
+    domain but the first. The held-out set keeps only sources that occur in no training
+    source.
     """
     seen: dict[str, str] = {}
     origin: dict[str, tuple[str, str]] = {}
