@@ -16,8 +16,10 @@ WEAKNESSES = """\
 - The search is constrained to emit every source placeholder, but a hypothesis that runs into
   the length limit can still miss one (see `placeholders kept`); validate placeholders
   downstream if a missing one would break your UI.
-- Catalogs disagree on style (quotes »…« vs „…“, terminology); the model mixes what it saw
-  (see the examples below). No formality or terminology control.
+- Catalogs disagree on style (quotation marks, spacing, terminology); the model mixes what
+  it saw (see the examples below). No formality or terminology control.
+- Single words out of context (the dictionary slice) and game vocabulary (cards, pieces,
+  names) are weaker than UI strings: see their rows above.
 """
 TOP_PACKAGES = 30
 DOMAIN_NAMES = {"ui": "UI catalogs (model_export/packages/train.txt)",
@@ -70,7 +72,9 @@ def write_card(out_dir: Path, manifest: Manifest) -> None:
     lines = [
         f"# Model card: {manifest.model_id}",
         "",
-        f"{manifest.source_lang}→{manifest.target_lang} translation of software UI strings: "
+        f"{manifest.source_lang}→{manifest.target_lang} translation of software UI strings"
+        + (" (and games' strings and dictionary words)" if len(corpus.get("domains", {})) > 1
+           else "") + ": "
         f"a bidirectional GRU encoder and a GRU decoder with {a.attention} attention, "
         f"{a.num_parameters / 1e6:.1f}M parameters, exported to ONNX (opset {manifest.opset}).",
         "",
@@ -120,7 +124,7 @@ def write_card(out_dir: Path, manifest: Manifest) -> None:
     shipped = ", ".join(sorted(manifest.variants))
     lines += ["", "## Files", "",
               f"Variants shipped: {shipped}. Every variant in the table above was built and "
-              "scored; `make model` rebuilds them all.", "", "| file | bytes |", "|---|---|",
+              f"scored; `make model LANG={manifest.target_lang}` rebuilds them all.", "", "| file | bytes |", "|---|---|",
               *[f"| {n} | {s:,} |" for n, s in sizes.items() if n != MODEL_CARD], "",
               "## Known weaknesses", WEAKNESSES,
               "## Examples (test and held-out sets, beam search, good and bad)", ""]
@@ -136,7 +140,7 @@ def _training_lines(t: dict[str, Any]) -> list[str]:
     run = (f"{t['epochs']} epochs ({t.get('steps', '?')} updates), "
            f"{t['train_seconds'] / 60:.0f} min on {t['threads']} CPU threads")
     parent = t.get("fine_tuned_from")
-    extra = ", ".join(f"`{name}` ({times} more copies)"
+    extra = ", ".join(f"`{name}` ({times} more {'copy' if times == 1 else 'copies'})"
                       for name, times in t.get("oversample", {}).items())
     if not parent:
         added = f" with {extra} added (oversampled)" if extra else ""
