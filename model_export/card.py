@@ -124,7 +124,8 @@ def write_card(out_dir: Path, manifest: Manifest) -> None:
     shipped = ", ".join(sorted(manifest.variants))
     lines += ["", "## Files", "",
               f"Variants shipped: {shipped}. Every variant in the table above was built and "
-              f"scored; `make model LANG={manifest.target_lang}` rebuilds them all.", "", "| file | bytes |", "|---|---|",
+              f"scored; `make model LANG={manifest.target_lang}` rebuilds them all.", "",
+              "| file | bytes |", "|---|---|",
               *[f"| {n} | {s:,} |" for n, s in sizes.items() if n != MODEL_CARD], "",
               "## Known weaknesses", WEAKNESSES,
               "## Examples (test and held-out sets, beam search, good and bad)", ""]
