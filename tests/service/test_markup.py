@@ -48,3 +48,17 @@ def test_too_many_distinct_spans_are_refused_not_garbled() -> None:
 def test_plain_placeholders_alone_are_never_refused() -> None:
     text = " ".join(f"{{p{i}}}" for i in range(MAX_SENTINELS + 4))  # as POST /translate
     assert protect(text, html=False).text == text
+
+
+def test_multi_line_and_upper_case_markup_is_one_span() -> None:
+    html = "<SCRIPT>\nif (a < b) go();\n</Script> Open <!--\n a note\n--><B>it</b>"
+    kept = protect(html, html=True)
+    assert kept.spans == ("<SCRIPT>\nif (a < b) go();\n</Script>", "<!--\n a note\n-->",
+                          "<B>", "</b>")
+    assert restore(kept.text, kept) == html
+
+
+def test_a_token_the_model_invented_stays_as_written() -> None:
+    kept = protect("Open <b>it</b>", html=True)
+    assert len(kept.spans) == 2
+    assert restore("{LT1} {LT2} {LT0}", kept) == "</b> {LT2} <b>"

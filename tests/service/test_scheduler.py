@@ -88,6 +88,61 @@ def test_empty_texts_never_queue_and_withdrawn_rows_never_run() -> None:
     assert s.admit(0.0) == [] and s.idle
 
 
+def test_limits_are_inclusive_and_refusals_say_what_to_do() -> None:
+    s = scheduler(request=100, queue=3)
+    s.submit(job(50, 50))  # exactly the request cap
+    with pytest.raises(LimitExceeded) as refused:
+        s.submit(job(50, 51))
+    assert str(refused.value) == (
+        "the request costs 101 beam rows x source tokens; the limit is 100 "
+        "(SERVICE_MAX_REQUEST_TOKENS): send fewer or shorter texts, or a smaller beam_size")
+    s.submit(job(1))  # the queue is exactly full: 3 sentences
+    with pytest.raises(Overloaded) as full:
+        s.submit(job(1))
+    assert str(full.value) == ("the queue holds 3 sentences; the limit is 3 "
+                               "(SERVICE_MAX_QUEUE_SENTENCES)")
+    s.closing = True
+    with pytest.raises(Overloaded) as closing:
+        s.submit(job(1))
+    assert str(closing.value) == "the service is shutting down"
+
+
+def test_a_sentence_that_exactly_fills_the_budget_joins() -> None:
+    s = scheduler(tokens=100)
+    a = job(60, 40, 1)
+    s.submit(a)
+    assert s.admit(0.0) == [(a, 0), (a, 1)] and s.running_tokens == 100
+
+
+def test_counters_follow_each_admitted_and_finished_row() -> None:
+    s = scheduler(tokens=100)
+    a, b = job(10, 20, 30), job(5)
+    s.submit(a)
+    s.submit(b)
+    s.admit(0.0)
+    assert (a.running, b.running, s.running_sentences, s.running_tokens) == (3, 1, 4, 65)
+    s.finished(a, 1)
+    assert (a.running, s.running_sentences, s.running_tokens) == (2, 3, 45)
+    s.finished(a, 0)
+    s.finished(a, 2)
+    assert a.done and not b.done and (s.running_sentences, s.running_tokens) == (1, 5)
+    s.finished(b, 0)
+    assert s.idle and s.running_tokens == 0
+
+
+def test_withdrawing_a_waiting_request_leaves_the_others_queued() -> None:
+    s = scheduler(sentences=1)
+    running, waiting, other = job(1), job(1, 1), job(1)
+    for j in (running, waiting, other):
+        s.submit(j)
+    assert s.admit(0.0) == [(running, 0)]
+    s.withdraw(waiting)
+    s.withdraw(running)  # no longer queued: nothing to remove, its row keeps running
+    assert list(s.queue) == [other] and s.queued_sentences == 1
+    s.finished(running, 0)
+    assert s.admit(1.0) == [(other, 0)]
+
+
 def simulate(s: Scheduler[str], arrivals: dict[int, list[Job[str]]], steps_of: dict[str, int]
              ) -> dict[int, int]:
     """Step a fake decoder: a row of cost c needs steps_of[row] steps; returns the step at

@@ -107,3 +107,43 @@ def test_static_beam_search_is_the_engine() -> None:
 def test_n_best_larger_than_the_beam_is_refused() -> None:
     with pytest.raises(ValueError, match="n_best"):
         Search(10, beam_size=2, n_best=3)
+
+
+def finish(engine: Engine, results: dict[int, list[Hypothesis]]) -> None:
+    while len(engine):
+        results |= engine.step()
+
+
+def test_the_store_narrows_when_the_long_sources_leave() -> None:
+    """Padding more than twice the longest running source: the store is rebuilt narrower,
+    and the sentences still running get what they would have got alone."""
+    model = ToyModel(vocab=14, seed=5)
+    encoded = model.encode([20, 3, 3, 3, 20, 3])
+    todo = [Search(2, 1), Search(9, 1), Search(12, 3, 2, 0.8), Search(9, 1),
+            Search(2, 3), Search(30, 1)]
+    engine = Engine(model, BOS, EOS, SENTINELS)
+    ids = engine.admit(encoded, todo)
+    assert engine.store is not None and engine.store.mask.shape == (6, 24)
+    results = engine.step() | engine.step()  # the two long sources end at their limit of 2
+    assert engine.store is not None and engine.store.mask.shape == (len(engine), 8)
+    finish(engine, results)
+    assert engine.store is None  # nothing running: nothing kept
+    for i, search in enumerate(todo):
+        assert_same(results[ids[i]], alone(model, encoded, i, search))
+
+
+def test_a_large_store_a_quarter_used_is_renumbered() -> None:
+    model = ToyModel(vocab=14, seed=5)
+    encoded = model.encode([3] * 80)
+    todo = [Search(40, 1) for _ in range(80)]
+    engine = Engine(model, BOS, EOS, SENTINELS)
+    ids = engine.admit(encoded, todo)
+    engine.drop(ids[:59])  # 21 left of 80: more than a quarter, kept as it is
+    assert engine.store is not None and engine.store.mask.shape == (80, 8)
+    engine.drop(ids[59:60])  # 20 of 80: a quarter
+    assert engine.store is not None and engine.store.mask.shape == (20, 8)
+    assert sorted(engine.slot_of.values()) == list(range(20))
+    results: dict[int, list[Hypothesis]] = {}
+    finish(engine, results)
+    for i in range(60, 80):
+        assert_same(results[ids[i]], alone(model, encoded, i, todo[i]))
