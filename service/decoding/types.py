@@ -64,8 +64,14 @@ def top_k_ids(scores: np.ndarray, k: int) -> np.ndarray:
     """
     C = scores.shape[1]
     k = min(k, C)
-    part = np.argpartition(scores, C - k, axis=1)[:, C - k :]  # the k largest, unordered
-    part.sort(axis=1)  # lower index first, so the stable sort below breaks ties by index
+    kth = np.partition(scores, C - k, axis=1)[:, C - k, None]  # each row's k-th largest
+    # Everything above it, then as many of the values equal to it as fit, lowest index
+    # first (argpartition alone would pick tied columns at the boundary arbitrarily).
+    above = scores > kth
+    tied = scores == kth
+    room = k - above.sum(axis=1, keepdims=True)
+    chosen = above | (tied & (np.cumsum(tied, axis=1) <= room))
+    part = np.nonzero(chosen)[1].reshape(-1, k)  # ascending index within each row
     order = np.argsort(-np.take_along_axis(scores, part, axis=1), axis=1, kind="stable")
     return np.take_along_axis(part, order, axis=1)
 
