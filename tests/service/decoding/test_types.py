@@ -34,7 +34,7 @@ def test_length_penalties_of_both_rules(length: int, alpha: float) -> None:
 def test_the_engine_counts_steps_and_refuses_a_search_count_mismatch() -> None:
     model = ToyModel(vocab=14, seed=3)
     engine = Engine(model, 0, 1)
-    with pytest.raises(ValueError, match="^1 searches for 2 sentences$"):
+    with pytest.raises(ValueError, match=r"^1 searches for 2 sentences$"):
         engine.admit(model.encode([3, 4]), [Search(5, 1)])
     engine.admit(model.encode([3, 4]), [Search(20, 1), Search(20, 2)])
     engine.step()
