@@ -46,8 +46,9 @@ def models_table() -> str:
     """One row per shipped bundle: languages, data, training, size and test scores of the
     variant it ships (beam 4 and greedy, sacrebleu), as recorded in its manifest."""
     rows = ["| model | data (pairs: train / test) | training | shipped | test BLEU beam / "
-            "greedy | test chrF beam | held-out applications BLEU / chrF | placeholders kept |",
-            "|---|---|---|---|---|---|---|---|"]
+            "greedy | test chrF beam | held-out applications BLEU / chrF | games' strings BLEU "
+            "/ chrF | placeholders kept |",
+            "|---|---|---|---|---|---|---|---|---|"]
     for path, manifest in bundles():
         training, metrics = manifest["training"], manifest["metrics"]
         variant = "int8" if "int8" in manifest["variants"] else "fp32"
@@ -56,7 +57,9 @@ def models_table() -> str:
         minutes = training["train_seconds"] / 60
         if "fine_tuned_from" in training:
             minutes += training["fine_tuned_from"]["train_seconds"] / 60
-        heldout = metrics.get("domains", {}).get("heldout", {}).get(f"{variant}_beam4")
+        domains = metrics.get("domains", {})
+        heldout = domains.get("heldout", {}).get(f"{variant}_beam4")
+        games = domains.get("test-games", {}).get(f"{variant}_beam4")
         size = sum(f.stat().st_size for f in path.iterdir() if f.is_file()) / 1e6
         rows.append(
             f"| [`{path.name}`](models/{path.name}/README.md) "
@@ -65,7 +68,7 @@ def models_table() -> str:
             f"| {_steps(training)} updates, {minutes:.0f} min on {training['threads']} CPU "
             f"threads | {variant}, {size:.0f} MB "
             f"| {beam['bleu']:.1f} / {greedy['bleu']:.1f} | {beam['chrf']:.1f} "
-            f"| {_pair(heldout)} | {beam['placeholders_kept']:.1%} of "
+            f"| {_pair(heldout)} | {_pair(games)} | {beam['placeholders_kept']:.1%} of "
             f"{beam['placeholder_sentences']} |")
     return "\n".join(rows)
 
