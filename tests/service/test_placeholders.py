@@ -37,6 +37,7 @@ def test_identical_placeholders_share_a_sentinel_and_target_reuses_source_table(
 
 def test_unknown_sentinel_is_dropped_and_overflow_stays_literal() -> None:
     assert unmask("<ph0> und <ph7>", ("%s",)) == "%s und "
+    assert unmask("<ph1> <ph0> <ph2>", ("%s", "%d")) == "%d %s "  # one past the table too
     many = " ".join(f"%{i}" for i in range(MAX_SENTINELS + 2))
     masked = mask(many)
     assert len(masked.placeholders) == MAX_SENTINELS

@@ -6,6 +6,7 @@ import pytest
 from service.decoding import Engine, Search
 from service.decoding.beam import length_penalty
 from service.decoding.types import max_lengths, top_k_ids
+from service.scheduler import sentence_cost
 from tests.service.decoding.toy import ToyModel
 
 
@@ -40,3 +41,9 @@ def test_the_engine_counts_steps_and_refuses_a_search_count_mismatch() -> None:
     engine.step()
     engine.step()
     assert engine.steps == 2
+
+
+def test_a_search_names_the_valid_rules_and_its_cost_is_rows_times_tokens() -> None:
+    with pytest.raises(ValueError, match=r"^unknown beam rule 'marian': valid are gnmt, opennmt$"):
+        Search(5, 2, rule="marian")
+    assert sentence_cost(12, 4) == 48 and sentence_cost(7, 1) == 7
