@@ -22,8 +22,8 @@ if [ -x "$TARGET" ] && echo "$SHA256  $TARGET" | sha256sum -c --status; then
 fi
 if [ "$(uname -s)/$(uname -m)" != "Linux/x86_64" ]; then
     echo "install-kubectl: the pinned kubectl is for Linux x86_64, not $(uname -s)/$(uname -m);" \
-        "put kubectl >= 1.27 on PATH for the Kubernetes tests" >&2
-    exit 1
+        "put kubectl >= 1.27 on PATH, or the Kubernetes tests will skip" >&2
+    exit 0
 fi
 
 TMP=$(mktemp -d)
