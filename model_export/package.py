@@ -223,8 +223,7 @@ def build_bundle(run_dir: Path, data_dir: Path, out_dir: Path, model_id: str,
                           for name, pairs in sets.items()}
     with_placeholder = [i for i, s in enumerate(sources) if find_placeholders(s)][:4]
     picked = [test[i] for i in sorted(set(range(6)) | set(with_placeholder))]
-    for name in ("heldout", "test-games", "test-dictionary"):  # 6, 4, 2 of each slice
-        count = {"heldout": 6, "test-games": 4, "test-dictionary": 2}[name]
+    for name, count in (("heldout", 6), ("test-games", 4), ("test-dictionary", 2)):
         pairs = sets.get(name, [])
         picked += pairs[:: max(1, len(pairs) // count)][:count]
     served = translators["int8" if int8 else "fp32"]

@@ -10,22 +10,21 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import re
-import socket
-import subprocess
 import sys
-import time
+import tempfile
 from pathlib import Path
 from typing import Any
 
 import httpx
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))  # the test suite's server and browser helpers, reused
+from tests.integration.conftest import CHROMIUM, CHROMIUM_ARGS, start_server  # noqa: E402
+
 README = ROOT / "README.md"
 MODELS = ROOT / "models"
 SCREENSHOT = ROOT / "docs" / "playground.png"
-CHROMIUM = Path("/usr/bin/chromium")
 # The request README's quick start shows.
 QUICKSTART = {"text": "Could not save the file %s.", "beam_size": 4}
 SCREENSHOT_TEXT = "Could not open the file %s: permission denied."
@@ -111,42 +110,12 @@ def block(text: str, name: str) -> str:
     return match.group(1)
 
 
-class Server:
-    """`python -m service` with the default settings on a free port, as `make serve` runs it."""
-
-    def __enter__(self) -> str:
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        env = {**os.environ, "SERVICE_HOST": "127.0.0.1", "SERVICE_PORT": str(port)}
-        self.process = subprocess.Popen([sys.executable, "-m", "service"], cwd=ROOT, env=env,
-                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(url + "/health/ready", timeout=2).status_code == 200:
-                    return url
-            except httpx.TransportError:
-                pass
-            if self.process.poll() is not None:
-                raise SystemExit(f"the service exited with {self.process.returncode}")
-            time.sleep(0.1)
-        raise SystemExit("the service did not become ready in 120 s")
-
-    def __exit__(self, *_: object) -> None:
-        self.process.terminate()
-        self.process.wait(timeout=30)
-
-
 def screenshot(url: str) -> None:
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=str(CHROMIUM), headless=True,
-            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                  "--disable-component-update", "--disable-sync", "--no-first-run"])
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True,
+                                             args=CHROMIUM_ARGS)
         page = browser.new_page(viewport={"width": 1100, "height": 900})
         page.goto(url + "/")
         page.wait_for_selector("#model[data-state=ready]")
@@ -162,11 +131,16 @@ def main() -> None:
     parser.add_argument("--no-screenshot", action="store_true")
     args = parser.parse_args()
     text = replace_block(README.read_text("utf-8"), "models", models_table())
-    with Server() as url:
-        answer = httpx.post(url + "/translate", json=QUICKSTART, timeout=60).json()
-        text = replace_block(text, "quickstart", quickstart_block(answer))
-        if not args.no_screenshot:
-            screenshot(url)
+    with tempfile.TemporaryDirectory() as tmp:
+        server = start_server(Path(tmp))  # the default settings, as `make serve` runs it
+        try:
+            server.wait("/health/ready", 200, timeout=120)
+            answer = httpx.post(server.url + "/translate", json=QUICKSTART, timeout=60).json()
+            text = replace_block(text, "quickstart", quickstart_block(answer))
+            if not args.no_screenshot:
+                screenshot(server.url)
+        finally:
+            server.stop()
     README.write_text(text, "utf-8")
     print(f"README.md: models table and quick start regenerated; "
           f"{'' if args.no_screenshot else 'docs/playground.png written'}")

@@ -24,11 +24,15 @@ def test_the_models_table_is_the_manifests() -> None:
 
 
 def test_the_quick_start_shows_what_the_service_answers(server: Server) -> None:
-    shown = make_docs.block(README, "quickstart")
+    shown = json.loads(make_docs.block(README, "quickstart").removeprefix("```json\n")
+                       .removesuffix("\n```"))
     answer = httpx.post(server.url + "/translate", json=make_docs.QUICKSTART, timeout=60).json()
-    generated = make_docs.quickstart_block(answer)
-    without_timing = re.compile(r',\n "timing": .*\}\}')
-    assert without_timing.sub("", shown) == without_timing.sub("", generated), "run `make docs`"
+    assert shown["model"] == answer["model"], "run `make docs`"
+    # The same text; the score within what another CPU's int8 rounding may move it.
+    assert [t["text"] for t in shown["translations"]] == [
+        t["text"] for t in answer["translations"]], "run `make docs`"
+    for was, now in zip(shown["translations"], answer["translations"], strict=True):
+        assert abs(was["score"] - now["score"]) <= 0.01, "run `make docs`"
     # and the curl line above it sends that request
     curl = re.search(r"-d '(\{.*?\})'", README[: README.index("<!-- quickstart -->")])
     assert curl and json.loads(curl.group(1)) == make_docs.QUICKSTART

@@ -18,6 +18,7 @@ from tests.integration.conftest import start_server
 
 FIXTURES = Path(__file__).parents[1] / "data" / "opennmt"
 MODELS = ("gru", "lstm", "shared")
+NEAR_TIE = 0.01  # nats per token: far above float rounding, far below a different choice
 PAIRS = load_split(FIXTURES / "raw-test.tsv")
 SOURCES = [s for s, _ in PAIRS]
 
@@ -52,11 +53,21 @@ def recorded(name: str, decoding: str) -> list[str]:
 @pytest.mark.parametrize(("decoding", "beam_size"), [("greedy", 1), ("beam4", 4)])
 def test_fp32_translations_equal_onmt_translate(bundles: dict[str, Path], name: str,
                                                 decoding: str, beam_size: int) -> None:
-    """Every one of the 200 sentences, as the README says."""
+    """Every one of the 200 sentences, as the README says (on this machine). On another CPU
+    a sentence may come out differently only where the two outputs are a near-tie: each as
+    probable as the other (length-normalized as the beam ranks them) within NEAR_TIE."""
     expected = recorded(name, decoding)
-    got = served_pieces(Translator(bundles[name], "fp32"), beam_size)
-    differ = [(s, g, e) for s, g, e in zip(SOURCES, got, expected, strict=True) if g != e]
-    assert not differ, differ[:3]
+    translator = Translator(bundles[name], "fp32")
+    got = served_pieces(translator, beam_size)
+    differ = [i for i, (g, e) in enumerate(zip(got, expected, strict=True)) if g != e]
+    ties = []
+    for i in differ:
+        ids = [[translator.tokenizer.target_id(p) for p in out.split()]
+               for out in (got[i], expected[i])]
+        raw = translator.log_probability([SOURCES[i]] * 2, ids)
+        ranked = [r / (len(t) + 1) if beam_size > 1 else r for r, t in zip(raw, ids, strict=True)]
+        ties.append(abs(ranked[0] - ranked[1]) <= NEAR_TIE)
+    assert all(ties), [(SOURCES[i], got[i], expected[i]) for i in differ][:3]
 
 
 @pytest.mark.parametrize("name", MODELS)
