@@ -7,7 +7,7 @@ BUNDLE ?= models/en-de
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: serve test test-quick lint pytest tools model model-de model-fr model-es bench \
+.PHONY: serve test test-quick lint pytest tools model model-de model-fr model-es bench bench-ab bench-step \
 	bench-engine bench-opennmt opennmt-fixtures docker-check docs mutation clean
 
 $(VENV)/bin/python:
@@ -79,11 +79,12 @@ model-de: $(VENV)/.dev
 		--batch-tokens 4000 --eval-every 400 --dev-limit 1500
 	$(PY) -m model_export bundle --data work/data --run $(TUNED) --out work/bundle-full
 	$(PY) -m model_export ship --bundle work/bundle-full --variants int8 --out $(BUNDLE)
+	$(PY) -m model_export shortlist --bundle $(BUNDLE) --data work/data
 
 # en-fr and en-es: the language's catalogs of train.txt, then games.txt, then its FreeDict
 # dictionary; 3,200 updates with the games' pairs added twice more and the dictionary's
 # once more (one stage: 82 min for en-fr on 2 cores), validated every 400 updates; then
-# export, quantize, evaluate (3 min) and ship int8.
+# export, quantize, evaluate (3 min) and ship int8, with a vocabulary shortlist.
 model-fr model-es: model-%: $(VENV)/.dev
 	$(PY) -m model_export corpus --lang $* --data work/data-$*
 	$(PY) -m model_export train --data work/data-$* --run work/run-en-$* --max-steps 3200 \
@@ -92,6 +93,7 @@ model-fr model-es: model-%: $(VENV)/.dev
 	$(PY) -m model_export bundle --data work/data-$* --run work/run-en-$* --target-lang $* \
 		--out work/bundle-full-$*
 	$(PY) -m model_export ship --bundle work/bundle-full-$* --variants int8 --out models/en-$*
+	$(PY) -m model_export shortlist --bundle models/en-$* --data work/data-$*
 
 # Benchmarks (needs `make model` first for the PyTorch baseline); see BENCHMARKS.md.
 bench: $(VENV)/.dev
@@ -104,6 +106,17 @@ bench-engine: $(VENV)/.dev
 	command -v wrk >/dev/null || apt-get install -y -q wrk
 	test -d work/engine-baseline || git worktree add work/engine-baseline $(ENGINE_BASELINE)
 	$(PY) -m bench.engine
+
+# This tree (with and without its shortlist) against the tree at SERVING_BASELINE serving its
+# own bundle, over HTTP at 1 and 64 clients; and one decoder step by rows (bench/step.md).
+SERVING_BASELINE := a2cf339
+bench-ab: $(VENV)/.dev
+	command -v wrk >/dev/null || apt-get install -y -q wrk
+	test -d work/ab-baseline || git worktree add work/ab-baseline $(SERVING_BASELINE)
+	$(PY) -m bench.ab --baseline work/ab-baseline
+
+bench-step: $(VENV)/.dev
+	$(PY) -m bench.step
 
 # OpenNMT-py 3.5.1 in its own venv (work/onmt-venv): retrains the import fixtures of
 # tests/data/opennmt (needs work/data from `make model`'s corpus step); the benchmark below

@@ -42,12 +42,34 @@ from bench.measure import (
 )
 
 
-def decode_worker(src: Path, bundle: Path, texts_file: Path) -> None:
+def format_2_copy(bundle: Path, out: Path) -> Path:
+    """``bundle`` as the request-level engine's build reads it (manifest format 2: no
+    tokenizer, placeholders, beam rule, model family or shortlist; the same ONNX files and
+    SentencePiece model), so both engines serve the same model."""
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    out.mkdir(parents=True, exist_ok=True)
+    if manifest.get("shortlist"):
+        del manifest["files"][manifest["shortlist"]["file"]]
+    for name in manifest["files"]:
+        (out / name).write_bytes((bundle / name).read_bytes())
+    for key in ("tokenizer", "placeholders", "shortlist"):
+        manifest.pop(key, None)
+    for key in ("family", "details"):
+        manifest["architecture"].pop(key, None)
+    manifest["decoding"] = {"length_penalty": manifest["decoding"]["length_penalty"]}
+    manifest["format_version"] = 2
+    (out / "manifest.json").write_text(json.dumps(manifest, indent=2))
+    return out
+
+
+def decode_worker(src: Path, bundle: Path, texts_file: Path, shortlist: str) -> None:
     """In a subprocess importing ``src``'s service: one round of every decode case."""
     sys.path.insert(0, str(src))
     from service.translator import DecodeOptions, Translator
 
-    translator = Translator(bundle)
+    # An older tree's Translator knows no shortlist.
+    translator = Translator(bundle, shortlist=shortlist == "on") if shortlist else Translator(
+        bundle)
     texts = json.loads(texts_file.read_text())
     rows, ten = translator.prepare(texts["heldout"]), translator.prepare(texts["ten"] * 7)[:64]
     out: dict[str, float] = {}
@@ -69,14 +91,15 @@ def decode_worker(src: Path, bundle: Path, texts_file: Path) -> None:
     print(json.dumps(out))
 
 
-def bench_decode(engines: dict[str, Path], bundle: Path, texts_file: Path, rounds: int
-                 ) -> dict[str, dict[str, float]]:
+def bench_decode(engines: dict[str, tuple[Path, str]], bundles: dict[str, Path],
+                 texts_file: Path, rounds: int) -> dict[str, dict[str, float]]:
     runs: dict[str, list[dict[str, float]]] = {name: [] for name in engines}
     for _ in range(rounds):
-        for name, src in engines.items():
+        for name, (src, shortlist) in engines.items():
             result = subprocess.run(
                 [sys.executable, "-m", "bench.engine", "--decode-worker", str(src),
-                 "--bundle", str(bundle), "--texts", str(texts_file)],
+                 "--bundle", str(bundles[name]), "--texts", str(texts_file),
+                 "--shortlist", shortlist],
                 cwd=ROOT, capture_output=True, text=True, check=True)
             runs[name].append(json.loads(result.stdout.strip().splitlines()[-1]))
     return {name: {k: statistics.median(r[k] for r in rs) for k in rs[0]}
@@ -121,8 +144,9 @@ def bench_mixed(url: str, long_texts: list[str], short_texts: list[str], seconds
 
 def bench_head_of_line(url: str, heavy: list[str], small: str, rounds: int
                        ) -> dict[str, float]:
-    """A 3-word request sent 0.5 s after a heavy one (32 long texts at beam 8)."""
+    """A 3-word request sent 0.5 s after a heavy one (32 long texts at beam 8), and alone."""
     small_ms, heavy_ms, statuses = [], [], []
+    idle_ms = [post(url, {"text": small, "beam_size": 4})[1] for _ in range(5 * rounds)]
     with ThreadPoolExecutor(1) as pool:
         for _ in range(rounds):
             first = pool.submit(post, url, {"text": heavy, "beam_size": 8}, 300)
@@ -133,6 +157,8 @@ def bench_head_of_line(url: str, heavy: list[str], small: str, rounds: int
             heavy_ms.append(heavy_time)
             statuses += [status, heavy_status]
     return {"small_p50_ms": statistics.median(small_ms), "small_max_ms": max(small_ms),
+            "small_idle_ms": statistics.median(idle_ms),
+            "small_over_idle": statistics.median(small_ms) / statistics.median(idle_ms),
             "heavy_p50_ms": statistics.median(heavy_ms),
             "all_200": float(all(s == 200 for s in statuses))}
 
@@ -164,9 +190,10 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "engine.json")
     parser.add_argument("--decode-worker", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--texts", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--shortlist", default="", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.decode_worker:
-        decode_worker(args.decode_worker, args.bundle, args.texts)
+        decode_worker(args.decode_worker, args.bundle, args.texts, args.shortlist)
         return
 
     from model_export.corpus import load_split
@@ -180,12 +207,17 @@ def main() -> None:
     heavy = heavy_texts(translator, heldout[::-1])
     texts_file = args.out.with_suffix(".texts.json")
     texts_file.write_text(json.dumps({"heldout": heldout[:256], "ten": TEN}))
-    engines = {"step-level (new)": ROOT, "request-level (old)": args.baseline}
+    # The new engine with the bundle's shortlist and with the whole vocabulary ("" : a tree
+    # that knows no shortlist), and the old one on a copy of the bundle it can read.
+    engines = {"step-level (new)": (ROOT, "on"), "step-level, whole vocabulary": (ROOT, "off"),
+               "request-level (old)": (args.baseline, "")}
+    bundles = {name: args.bundle for name in engines}
+    bundles["request-level (old)"] = format_2_copy(args.bundle, ROOT / "work" / "bundle-format-2")
     results: dict[str, Any] = {"workload": {
         "heldout": 256, "long_texts": len(long_texts), "short_texts": len(short_texts),
         "heavy_subwords": statistics.mean(len(r.ids) for r in translator.prepare(heavy))}}
 
-    results["decode"] = bench_decode(engines, args.bundle, texts_file, args.rounds)
+    results["decode"] = bench_decode(engines, bundles, texts_file, args.rounds)
     texts_file.unlink()
     for name, rates in results["decode"].items():
         print(f"decode {name}: {json.dumps({k: round(v, 1) for k, v in rates.items()})}",
@@ -194,8 +226,13 @@ def main() -> None:
     bodies = [{"text": t, "beam_size": 4} for t in TEN]
     results["http"], results["mixed"], results["head_of_line"] = {}, {}, {}
     servers: dict[str, Callable[[], Proc]] = {
-        name: partial(start_service, args.bundle, src) for name, src in engines.items()}
-    servers["naive PyTorch"] = partial(start_naive, args.run, 2)
+        name: partial(start_service, bundles[name], src,
+                      **({"SERVICE_SHORTLIST": "false"} if shortlist == "off" else {}))
+        for name, (src, shortlist) in engines.items()}
+    if args.run.is_dir():
+        servers["naive PyTorch"] = partial(start_naive, args.run, 2)
+    else:
+        print(f"no training run at {args.run}: the naive PyTorch server is left out")
     for name, start in servers.items():
         proc: Proc = start()
         ready = proc.wait_for("/health" if name.startswith("naive") else "/health/ready")
@@ -232,14 +269,16 @@ def _tokens_out(url: str, name: str) -> float:
 
 
 def report(r: dict[str, Any]) -> str:
-    new, old, naive = "step-level (new)", "request-level (old)", "naive PyTorch"
+    new, full = "step-level (new)", "step-level, whole vocabulary"
+    old, naive = "request-level (old)", "naive PyTorch"
     d, h = r["decode"], r["http"]
     lines = ["### Decoding without HTTP (256 held-out UI strings, sentences/s, median of "
              "interleaved rounds)", "",
              "| engine, batch of 64 | greedy b1 | greedy b64 | b64/b1 | beam 4 b1 | beam 4 b64 "
              "| b64/b1 |",
              "|---|---|---|---|---|---|---|"]
-    for name, batch in ((new, "running64"), (new, "batch64"), (old, "batch64")):
+    for name, batch in ((new, "running64"), (new, "batch64"), (full, "running64"),
+                        (full, "batch64"), (old, "batch64")):
         cells = []
         for beam in (1, 4):
             one, many = d[name][f"beam{beam} batch1"], d[name][f"beam{beam} {batch}"]
@@ -248,29 +287,34 @@ def report(r: dict[str, Any]) -> str:
     lines += ["", "### HTTP, the ten strings, beam 4 (wrk closed loop)", "",
               "| server | 1 client req/s | p50 ms | 64 clients req/s | p50 ms | p99 ms | "
               "64 / 1 | tokens/s at 64 | max RSS MiB | ready s |", "|---" * 10 + "|"]
-    for name in (new, old, naive):
+    for name in h:
         one, many = h[name]["1"], h[name]["64"]
         lines.append(f"| {name} | {one['rps']:.1f} | {one['p50_ms']:.1f} | {many['rps']:.1f} | "
                      f"{many['p50_ms']:.0f} | {many['p99_ms']:.0f} | "
                      f"{many['rps'] / one['rps']:.2f}× | {many['tokens_per_s']:.0f} | "
                      f"{max(one['max_rss_mib'], many['max_rss_mib']):.0f} | "
                      f"{h[name]['ready_s']:.2f} |")
-    e2e = h[new]["64"]["tokens_per_s"] / d[new]["ten beam4 batch64 tokens/s"]
-    rps = {name: h[name]["64"]["rps"] for name in (new, old, naive)}
-    lines += ["", f"- 64 clients, new / naive PyTorch: {rps[new] / rps[naive]:.1f}×; "
-              f"new / old: {rps[new] / rps[old]:.2f}×",
-              f"- end to end at 64 clients: {h[new]['64']['tokens_per_s']:.0f} tokens/s = "
-              f"{100 * e2e:.0f} % of the no-HTTP decode of the same strings at batch 64 "
-              f"({d[new]['ten beam4 batch64 tokens/s']:.0f} tokens/s)", "",
-              "### Mixed load and head of line (beam 4; the heavy request at beam 8)", "",
+    rps = {name: h[name]["64"]["rps"] for name in h}
+    lines += [""]
+    if naive in rps:
+        lines.append(f"- 64 clients, new / naive PyTorch: {rps[new] / rps[naive]:.1f}×")
+    lines.append(f"- 64 clients, new / old: {rps[new] / rps[old]:.2f}×; whole vocabulary / "
+                 f"old: {rps[full] / rps[old]:.2f}×")
+    for name in (new, full):
+        e2e = h[name]["64"]["tokens_per_s"] / d[name]["ten beam4 batch64 tokens/s"]
+        lines.append(f"- end to end at 64 clients, {name}: {h[name]['64']['tokens_per_s']:.0f} "
+                     f"tokens/s = {100 * e2e:.0f} % of the no-HTTP decode of the same strings "
+                     f"at batch 64 ({d[name]['ten beam4 batch64 tokens/s']:.0f} tokens/s)")
+    lines += ["", "### Mixed load and head of line (beam 4; the heavy request at beam 8)", "",
               "| engine | long p50 ms | short p50 ms | short / long | 3-word request after "
-              "the heavy one, p50 ms (max) | heavy request ms | all 200 |",
-              "|---|---|---|---|---|---|---|"]
-    for name in (new, old):
+              "the heavy one, p50 ms (max) | the same alone, ms | ratio | heavy request ms "
+              "| all 200 |", "|---|---|---|---|---|---|---|---|---|"]
+    for name in r["mixed"]:
         m, hol = r["mixed"][name], r["head_of_line"][name]
         lines.append(f"| {name} | {m['long_p50_ms']:.0f} | {m['short_p50_ms']:.0f} | "
                      f"{m['short_over_long']:.2f} | {hol['small_p50_ms']:.0f} "
-                     f"({hol['small_max_ms']:.0f}) | {hol['heavy_p50_ms']:.0f} | "
+                     f"({hol['small_max_ms']:.0f}) | {hol.get('small_idle_ms', 0):.0f} | "
+                     f"{hol.get('small_over_idle', 0):.1f}× | {hol['heavy_p50_ms']:.0f} | "
                      f"{'yes' if hol['all_200'] else 'no'} |")
     return "\n".join(lines) + "\n"
 

@@ -26,6 +26,7 @@ from service.decoding import (
     EncodedBatch,
     StepOutput,
     TokenPenalty,
+    Vocabulary,
     beam_search,
     greedy_search,
     max_lengths,
@@ -53,9 +54,10 @@ class TorchStep:
         return log_probs, next_hidden, attention
 
     def step(self, prev: np.ndarray, hidden: np.ndarray, enc: EncodedBatch, rows: np.ndarray,
-             top_k: int, penalty: TokenPenalty) -> StepOutput:
+             top_k: int, penalty: TokenPenalty, vocab: Vocabulary | None = None,
+             attention: bool = True) -> StepOutput:
         return StepOutput.from_log_probs(*self.step_log_probs(prev, hidden, enc, rows), top_k,
-                                         penalty)
+                                         penalty, vocab)
 
 
 def create_app(run_dir: Path, threads: int) -> FastAPI:

@@ -102,6 +102,18 @@ def _parser() -> argparse.ArgumentParser:
     ship.add_argument("--out", type=Path, required=True)
     ship.add_argument("--variants", default="int8", help="comma-separated, e.g. int8")
 
+    shortlist = sub.add_parser("shortlist", help="add a vocabulary shortlist to a bundle "
+                               "(from the corpus' train.tsv) and score it against the full "
+                               "vocabulary on the test sets")
+    shortlist.add_argument("--bundle", type=Path, required=True)
+    shortlist.add_argument("--data", type=Path, default=Path("work/data"))
+    shortlist.add_argument("--top", type=int, default=100,
+                           help="target pieces kept per source piece")
+    shortlist.add_argument("--frequent", type=int, default=500,
+                           help="most frequent target pieces every sentence may produce")
+    shortlist.add_argument("--eval-limit", type=int, default=0,
+                           help="score at most N pairs of each set")
+
     evaluate = sub.add_parser("evaluate", help="score a bundle on a split with ONNX Runtime")
     evaluate.add_argument("--bundle", type=Path, required=True)
     evaluate.add_argument("--data", type=Path, default=Path("work/data"))
@@ -252,6 +264,14 @@ def main(argv: list[str] | None = None) -> None:
     elif args.command == "bundle":
         _bundle(args.run, args.data, args.out, args.source_lang, args.target_lang,
                 args.model_id, not args.no_int8, args.eval_limit, args.average)
+    elif args.command == "shortlist":
+        from model_export.package import evaluation_sets
+        from model_export.shortlist import add_shortlist
+
+        manifest = add_shortlist(args.bundle, args.data,
+                                 evaluation_sets(args.data, args.eval_limit), args.top,
+                                 args.frequent)
+        print(json.dumps(manifest.shortlist.quality if manifest.shortlist else {}, indent=2))
     elif args.command == "ship":
         from model_export.package import ship
 

@@ -18,6 +18,9 @@ WEAKNESSES = """\
   downstream if a missing one would break your UI.
 - Catalogs disagree on style (quotation marks, spacing, terminology); the model mixes what
   it saw (see the examples below). No formality or terminology control.
+"""
+# Only for models whose corpus has those slices.
+WEAKER_DOMAINS = """\
 - Single words out of context (the dictionary slice) and game vocabulary (cards, pieces,
   names) are weaker than UI strings: see their rows above.
 """
@@ -112,6 +115,7 @@ def write_card(out_dir: Path, manifest: Manifest) -> None:
         p = metrics["provenance"]
         lines += [f"Measured with onnxruntime {p['onnxruntime']} on {p['cpu']} "
                   f"({', '.join(p['isa'])}; {p['cpu_count']} cores).", ""]
+    lines += _shortlist_lines(manifest)
     p = manifest.parity
     lines += [
         "## ONNX parity with PyTorch",
@@ -127,7 +131,8 @@ def write_card(out_dir: Path, manifest: Manifest) -> None:
               f"scored; `make model LANG={manifest.target_lang}` rebuilds them all.", "",
               "| file | bytes |", "|---|---|",
               *[f"| {n} | {s:,} |" for n, s in sizes.items() if n != MODEL_CARD], "",
-              "## Known weaknesses", WEAKNESSES,
+              "## Known weaknesses", WEAKNESSES + (WEAKER_DOMAINS if {
+                  "test-games", "test-dictionary"} & set(metrics.get("domains", {})) else ""),
               "## Examples (test and held-out sets, beam search, good and bad)", ""]
     lines += [f"- {e['source']!r} → {e['beam']!r} (reference {e['reference']!r})"
               for e in metrics.get("examples", [])]
@@ -152,6 +157,34 @@ def _training_lines(t: dict[str, Any]) -> list[str]:
             f"{t['threads']} CPU threads) on the same data with "
             f"{extra or 'no pair'} added (oversampled), at a lower learning rate; "
             f"best dev BLEU (greedy) {t['best_dev_bleu']}."]
+
+
+def _shortlist_lines(manifest: Manifest) -> list[str]:
+    spec = manifest.shortlist
+    if spec is None or not spec.quality:
+        return []
+    lines = ["## Vocabulary shortlist", "",
+             f"`{spec.file}` lists the {spec.top} target pieces each source piece most likely "
+             f"translates to ({spec.method}), plus the {spec.frequent} most frequent; a step "
+             "scores only those of the running sentences, each sentence normalized over its "
+             f"own. It is {'on' if spec.default else 'off'} by default (`SERVICE_SHORTLIST`"
+             "=false scores the whole vocabulary). Served variant, beam search:", "",
+             "| set | candidates per sentence | reference pieces covered | BLEU full → "
+             "shortlist | chrF full → shortlist |", "|---|---|---|---|---|"]
+    for name, q in spec.quality.items():
+        full, short = q["full"], q["shortlist"]
+        lines.append(f"| {name} ({q['sentences']}) | {q['candidates']:.0f} | "
+                     f"{q['reference_coverage']:.1%} | {full['bleu']:.1f} → {short['bleu']:.1f}"
+                     f" | {full['chrf']:.1f} → {short['chrf']:.1f} |")
+    return [*lines, ""]
+
+
+def rewrite_card(out_dir: Path, manifest: Manifest) -> None:
+    """The card of a bundle trained here or imported, whichever ``manifest`` is."""
+    if "corpus" in manifest.training:
+        write_card(out_dir, manifest)
+    else:
+        write_imported_card(out_dir, manifest)
 
 
 def write_imported_card(out_dir: Path, manifest: Manifest) -> None:
@@ -186,7 +219,7 @@ def write_imported_card(out_dir: Path, manifest: Manifest) -> None:
         lines += ["", f"## Evaluation ({metrics['test_sentences']} sentences, sacrebleu)", "",
                   "| decoding | BLEU | chrF | placeholders kept |", "|---|---|---|---|",
                   *_scores(metrics)]
-    lines += ["", "## ONNX parity with PyTorch",
+    lines += ["", *_shortlist_lines(manifest), "## ONNX parity with PyTorch",
               f"- Max abs difference: log-probs {p['log_probs']}, attention {p['attention']}, "
               f"encoder {p['encoder']} (batch × length {p['shapes']})."]
     if "greedy_test_mismatches" in p:

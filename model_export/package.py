@@ -136,7 +136,8 @@ def record_examples(translator: Translator, pairs: Sequence[Pair], beam_size: in
     examples = []
     for source, reference in pairs:
         example: dict[str, Any] = {"source": source, "reference": reference,
-                                   "variant": translator.variant, "beam_size": beam_size}
+                                   "variant": translator.variant, "beam_size": beam_size,
+                                   "shortlist": translator.shortlist is not None}
         for name, beam in (("greedy", 1), ("beam", beam_size)):
             best = translator.translate([source], DecodeOptions(beam_size=beam))[0].best
             example |= {name: best.text, f"{name}_tokens": best.token_ids,
@@ -250,7 +251,8 @@ def ship(bundle: Path, out_dir: Path, variants: Sequence[str]) -> Manifest:
         if stale.is_file():
             stale.unlink()
     kept = {v: manifest.variants[v] for v in variants}
-    for name in [TOKENIZER, *(f for files in kept.values() for f in files.values())]:
+    shortlist = [manifest.shortlist.file] if manifest.shortlist else []
+    for name in [TOKENIZER, *shortlist, *(f for files in kept.values() for f in files.values())]:
         shutil.copy(bundle / name, out_dir / name)
     manifest = replace(manifest, variants=kept)
     write_card(out_dir, manifest)

@@ -46,6 +46,7 @@ from service.decoding import (
     EncodedBatch,
     StepOutput,
     TokenPenalty,
+    Vocabulary,
     greedy_search,
     max_lengths,
 )
@@ -128,11 +129,14 @@ class _RecordingDecoder:
         self.feeds: list[dict[str, np.ndarray]] = []
 
     def step(self, prev_tokens: np.ndarray, hidden: np.ndarray, encoded: EncodedBatch,
-             row_sentence: np.ndarray, top_k: int, penalty: TokenPenalty) -> StepOutput:
+             row_sentence: np.ndarray, top_k: int, penalty: TokenPenalty,
+             vocab: Vocabulary | None = None, attention: bool = True) -> StepOutput:
+        assert vocab is None, "calibration runs the whole vocabulary"
         values = (prev_tokens, hidden, encoded.outputs, encoded.keys, encoded.mask,
                   row_sentence, penalty.token_ids, penalty.values, np.array([top_k]))
         self.feeds.append(dict(zip(DECODER_INPUTS, values, strict=True)))
-        return self.model.step(prev_tokens, hidden, encoded, row_sentence, top_k, penalty)
+        return self.model.step(prev_tokens, hidden, encoded, row_sentence, top_k, penalty,
+                               attention=attention)
 
     def step_log_probs(self, prev_tokens: np.ndarray, hidden: np.ndarray,
                        encoded: EncodedBatch, row_sentence: np.ndarray

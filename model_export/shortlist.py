@@ -11,23 +11,32 @@ always be reachable: EOS and the placeholder sentinels).
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 
+from model_export.card import rewrite_card
+from model_export.corpus import Pair, load_split, sample
+from model_export.metrics import score
+from model_export.package import record_examples
+from service.bundle import (
+    FORMAT_VERSION,
+    MANIFEST,
+    SHORTLIST,
+    Manifest,
+    ShortlistSpec,
+    hash_files,
+    verify_bundle,
+)
+from service.placeholders import mask
+from service.shortlist import Shortlist
+from service.translator import DecodeOptions, Translator, translate_corpus
+
 log = logging.getLogger(__name__)
 
-
-@dataclass(frozen=True)
-class Shortlist:
-    candidates: np.ndarray  # (V, top) int32 target ids per source id, best first; -1 pads
-    always: np.ndarray  # (M,) int32 target ids every sentence may produce
-
-    def for_source(self, source_ids: Sequence[int]) -> np.ndarray:
-        """The sorted target ids a sentence with these source ids may produce."""
-        listed = self.candidates[np.asarray(source_ids, dtype=np.int64)].ravel()
-        return np.union1d(listed[listed >= 0], self.always).astype(np.int32)
 
 
 def ibm1(pairs: Sequence[tuple[Sequence[int], Sequence[int]]], vocab_size: int,
@@ -89,14 +98,74 @@ def build_shortlist(pairs: Sequence[tuple[Sequence[int], Sequence[int]]], vocab_
     return Shortlist(candidates, fixed)
 
 
-def coverage(shortlist: Shortlist, pairs: Sequence[tuple[Sequence[int], Sequence[int]]]
-             ) -> tuple[float, float]:
-    """(share of reference target tokens among their sentence's candidates, mean number of
-    candidates per sentence): what a shortlist loses, and what it saves."""
+def coverage(candidates: Callable[[Sequence[int]], np.ndarray],
+             pairs: Sequence[tuple[Sequence[int], Sequence[int]]]) -> tuple[float, float]:
+    """(share of reference target tokens among their sentence's ``candidates``, mean number
+    of candidates per sentence): what a shortlist loses, and what it saves."""
     covered = total = size = 0
     for source, target in pairs:
-        allowed = shortlist.for_source(source)
+        allowed = candidates(source)
         covered += int(np.isin(np.asarray(target), allowed).sum())
         total += len(target)
         size += len(allowed)
     return covered / max(total, 1), size / max(len(pairs), 1)
+
+
+def add_shortlist(bundle: Path, data_dir: Path, sets: dict[str, list[Pair]], top: int = 100,
+                  frequent: int = 500, train_pairs: int = 0, beam_size: int = 4) -> Manifest:
+    """Build the bundle's shortlist from ``data_dir/train.tsv`` (tokenized as the service
+    tokenizes: placeholders masked; ``train_pairs``: a sample of that many, 0 = all), add it
+    (on by default) and record what it costs: BLEU and chrF of the served variant with and
+    without it, and the reference pieces it covers, on each evaluation set.
+
+    Defaults measured on en-fr (reference pieces covered, test / games / dictionary slices):
+    150k sampled pairs, top 50: 96.7 / 91.8 / 68.1 %; every pair (470k), top 50:
+    97.8 / 96.5 / 77.7 %; every pair, top 100: 98.5 / 97.5 / 84.0 % with 730 candidates per
+    sentence (of 10,000): the small domains need their own pairs' counts."""
+    manifest = verify_bundle(bundle)
+    full = Translator(bundle, shortlist=False)
+    tokenizer, masked = full.tokenizer, manifest.placeholders
+
+    def ids(source: str, target: str) -> tuple[list[int], list[int]]:
+        if masked:
+            source, target = mask(source).text, mask(target).text
+        return tokenizer.encode(source), tokenizer.target_ids(target)
+
+    train = [ids(*pair) for pair in sample(load_split(data_dir / "train.tsv"), train_pairs)]
+    always = [full.special.eos, *full.sentinel_ids.tolist()]
+    table = build_shortlist(train, manifest.architecture.vocab_size, always, top, frequent)
+    table.save(bundle / SHORTLIST)
+    spec = ShortlistSpec(top=top, frequent=frequent)
+    manifest = _write(bundle, replace(manifest, shortlist=spec))
+
+    restricted = Translator(bundle, shortlist=True)
+    quality: dict[str, Any] = {}
+    options = DecodeOptions(beam_size=beam_size)
+    for name, held in sets.items():
+        sources, references = [s for s, _ in held], [t for _, t in held]
+        covered, size = coverage(restricted.candidates_of, [ids(*pair) for pair in held])
+        quality[name] = {
+            "sentences": len(held), "candidates": round(size, 1),
+            "reference_coverage": round(covered, 4),
+            **{how: score(sources, translate_corpus(t, sources, options), references).as_dict()
+               for how, t in (("full", full), ("shortlist", restricted))}}
+        log.info("shortlist on %s: %s", name, quality[name])
+    # The recorded examples are what the bundle serves: decoded again with the shortlist.
+    metrics = dict(manifest.metrics)
+    if "examples" in metrics:
+        metrics["examples"] = record_examples(
+            restricted, [(e["source"], e["reference"]) for e in metrics["examples"]], beam_size)
+    if "showcase" in metrics:
+        texts = [e["source"] for e in metrics["showcase"]]
+        metrics["showcase"] = [{"source": text, "beam": t.best.text} for text, t in zip(
+            texts, restricted.translate(texts, options), strict=True)]
+    manifest = replace(manifest, metrics=metrics, shortlist=replace(spec, quality=quality))
+    rewrite_card(bundle, manifest)
+    return _write(bundle, manifest)
+
+
+def _write(bundle: Path, manifest: Manifest) -> Manifest:
+    """The manifest of the bundle as it now is (format 4: it has a shortlist)."""
+    manifest = replace(manifest, format_version=FORMAT_VERSION, files=hash_files(bundle))
+    (bundle / MANIFEST).write_text(manifest.to_json(), encoding="utf-8")
+    return manifest

@@ -60,14 +60,15 @@ class Request:
 class Batcher:
     def __init__(self, translator: Translator, metrics: Metrics, max_batch_size: int,
                  max_batch_tokens: int, max_request_tokens: int,
-                 max_queue_sentences: int = 1024, queue_timeout_s: float = 30.0) -> None:
+                 max_queue_sentences: int = 1024, queue_timeout_s: float = 30.0,
+                 max_step_cost: int = 0) -> None:
         self.translator = translator
         self.metrics = metrics
         self.scheduler: Scheduler[Prepared] = Scheduler(
             max_batch_tokens, max_batch_size, max_request_tokens, max_queue_sentences)
         self.queue_timeout_s = queue_timeout_s
         metrics.queue_limit.set(max_queue_sentences)
-        self.engine: Engine = translator.engine()
+        self.engine: Engine = translator.engine(max_step_cost)
         # Shared by the loop and the decode thread, under _lock:
         self._lock = threading.Lock()
         self._requests: dict[Job[Prepared], Request] = {}

@@ -8,6 +8,7 @@ A bundle is a directory::
     encoder.int8.onnx    optional int8 variants
     decoder.int8.onnx
     spm.model            the SentencePiece model (joint source/target vocabulary)
+    shortlist.npz        optional: the target pieces each source piece may produce
     README.md            the model card
 
 Imported models may add their own vocabularies (``tokenizer`` in the manifest): SentencePiece
@@ -27,15 +28,17 @@ from typing import Any
 
 from service.decoding.beam import RULES
 
-FORMAT_VERSION = 3  # what this build writes
+FORMAT_VERSION = 4  # what this build writes
 # 1: the decoder step without in-graph gather, penalty, top-k; 2: no tokenizer, placeholders
-# or decoding rules in the manifest (SentencePiece ids, placeholders masked, GNMT beam rule)
-READABLE_FORMATS = (1, 2, 3)
+# or decoding rules in the manifest (SentencePiece ids, placeholders masked, GNMT beam rule);
+# 3: no vocabulary shortlist
+READABLE_FORMATS = (1, 2, 3, 4)
 MANIFEST = "manifest.json"
 TOKENIZER = "spm.model"
 TARGET_TOKENIZER = "spm.target.model"  # only where the target side has its own model
 VOCABULARY = "vocab.json"  # {"src": [...], "tgt": [...]}: the model's ids of the pieces
 MODEL_CARD = "README.md"
+SHORTLIST = "shortlist.npz"  # service.shortlist.Shortlist
 
 # variant name -> (encoder file, decoder file), the most accurate first
 VARIANT_FILES = {
@@ -126,6 +129,19 @@ class DecodingDefaults:
 
 
 @dataclass(frozen=True)
+class ShortlistSpec:
+    """The bundle's vocabulary shortlist (:mod:`service.shortlist`) and what it costs."""
+
+    file: str = SHORTLIST
+    default: bool = True  # served with it unless SERVICE_SHORTLIST says otherwise
+    method: str = "ibm1"  # how the table was built
+    top: int = 100  # target pieces listed per source piece
+    frequent: int = 500  # most frequent target pieces every sentence may produce
+    # measured at export: {test set: {"full": {...}, "shortlist": {...}}} (BLEU, chrF, ...)
+    quality: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class Manifest:
     format_version: int
     model_id: str
@@ -144,6 +160,7 @@ class Manifest:
     decoding: dict[str, Any] = field(default_factory=dict)  # DecodingDefaults fields
     tokenizer: TokenizerSpec = field(default_factory=TokenizerSpec)
     placeholders: bool = True  # mask placeholders as sentinels: the model was trained so
+    shortlist: ShortlistSpec | None = None
 
     @property
     def decoding_defaults(self) -> DecodingDefaults:
@@ -174,6 +191,8 @@ class Manifest:
             fields["architecture"] = Architecture(**data["architecture"])
             fields["special_tokens"] = SpecialTokens(**data["special_tokens"])
             fields["tokenizer"] = TokenizerSpec(**data.get("tokenizer", {}))
+            if data.get("shortlist") is not None:
+                fields["shortlist"] = ShortlistSpec(**data["shortlist"])
             DecodingDefaults(**data.get("decoding", {}))  # unknown keys fail here
             return cls(**fields)
         except (KeyError, TypeError) as exc:
@@ -217,7 +236,8 @@ def verify_bundle(bundle_dir: Path) -> Manifest:
                 f"but the manifest records {expected[:12]}…"
             )
     needed = manifest.tokenizer.files() | {
-        f for files in manifest.variants.values() for f in files.values()}
+        f for files in manifest.variants.values() for f in files.values()} | (
+        {manifest.shortlist.file} if manifest.shortlist else set())
     unlisted = sorted(needed - manifest.files.keys())
     if unlisted:
         raise BundleError(f"manifest lists no sha256 for {', '.join(unlisted)}")

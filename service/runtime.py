@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import onnx
 import onnxruntime as ort
 
 from service.bundle import (
@@ -17,7 +18,8 @@ from service.bundle import (
     ENCODER_INPUTS,
     Manifest,
 )
-from service.decoding import EncodedBatch, StepOutput, TokenPenalty
+from service.decoding import EncodedBatch, StepOutput, TokenPenalty, Vocabulary
+from service.shortlist import restrict_output
 
 log = logging.getLogger(__name__)
 
@@ -55,10 +57,14 @@ class SessionOptions:
 
 
 class OnnxSeq2Seq:
-    """Encoder + step decoder sessions; implements ``service.decoding.StepModel``."""
+    """Encoder + step decoder sessions; implements ``service.decoding.StepModel``.
+
+    With ``shortlist``, a second decoder session scores only a step's candidates
+    (:func:`service.shortlist.restrict_output`, derived from the same file): steps given a
+    :class:`~service.decoding.Vocabulary` run it."""
 
     def __init__(self, bundle_dir: Path, manifest: Manifest, variant: str,
-                 options: SessionOptions) -> None:
+                 options: SessionOptions, shortlist: bool = False) -> None:
         variant = manifest.resolve_variant(variant)
         files = manifest.variants[variant]
         self.variant = variant
@@ -66,9 +72,13 @@ class OnnxSeq2Seq:
         self.provider = options.provider
         self.encoder = self._session(bundle_dir / files["encoder"], options)
         self.decoder = self._session(bundle_dir / files["decoder"], options)
+        self.restricted: ort.InferenceSession | None = None
+        if shortlist and self.format_version >= 2:
+            graph = restrict_output(onnx.load(str(bundle_dir / files["decoder"])))
+            self.restricted = self._session(graph.SerializeToString(), options)
 
     @staticmethod
-    def _session(path: Path, options: SessionOptions) -> ort.InferenceSession:
+    def _session(path: Path | bytes, options: SessionOptions) -> ort.InferenceSession:
         so = ort.SessionOptions()
         so.intra_op_num_threads = options.intra_op_threads
         so.inter_op_num_threads = 1
@@ -79,7 +89,8 @@ class OnnxSeq2Seq:
         providers = [_ORT_NAMES[options.provider]]
         if options.provider == "cuda":
             providers.append(_ORT_NAMES["cpu"])
-        return ort.InferenceSession(str(path), sess_options=so, providers=providers)
+        model = path if isinstance(path, bytes) else str(path)
+        return ort.InferenceSession(model, sess_options=so, providers=providers)
 
     def encode(self, src_ids: np.ndarray, src_lengths: np.ndarray) -> EncodedBatch:
         """:param src_ids: (B, S) int64 padded; src_lengths (B,) int64."""
@@ -89,13 +100,27 @@ class OnnxSeq2Seq:
         return EncodedBatch(outputs, hidden, keys, mask)
 
     def step(self, prev_tokens: np.ndarray, hidden: np.ndarray, encoded: EncodedBatch,
-             row_sentence: np.ndarray, top_k: int, penalty: TokenPenalty) -> StepOutput:
+             row_sentence: np.ndarray, top_k: int, penalty: TokenPenalty,
+             vocab: Vocabulary | None = None, attention: bool = True) -> StepOutput:
         if self.format_version == 1:
-            return self._step_v1(prev_tokens, hidden, encoded, row_sentence, top_k, penalty)
-        top_log_probs, top_ids, next_hidden, attention = self.decoder.run(
-            list(DECODER_OUTPUTS[:4]),
-            self._feeds(prev_tokens, hidden, encoded, row_sentence, penalty, top_k))
-        return StepOutput(top_log_probs, top_ids, next_hidden, attention)
+            log_probs, next_hidden, weights = self._run_v1(prev_tokens, hidden, encoded,
+                                                           row_sentence)
+            return StepOutput.from_log_probs(log_probs, next_hidden,
+                                             weights if attention else None, top_k, penalty,
+                                             vocab)
+        feeds = self._feeds(prev_tokens, hidden, encoded, row_sentence, penalty, top_k)
+        session = self.decoder
+        if vocab is not None:
+            if self.restricted is None:
+                raise ValueError("this model was loaded without a shortlist")
+            session = self.restricted
+            feeds.update(penalty_ids=vocab.positions(penalty.token_ids), vocab_ids=vocab.ids,
+                         vocab_mask=vocab.mask)
+        # Only what is fetched is copied out; attention is needed only where asked for.
+        outputs = session.run(list(DECODER_OUTPUTS[: 4 if attention else 3]), feeds)
+        top_log_probs, top_ids, next_hidden = outputs[:3]
+        return StepOutput(top_log_probs, top_ids, next_hidden,
+                          outputs[3] if attention else None)
 
     def step_log_probs(self, prev_tokens: np.ndarray, hidden: np.ndarray,
                        encoded: EncodedBatch, row_sentence: np.ndarray
@@ -125,10 +150,4 @@ class OnnxSeq2Seq:
         log_probs, next_hidden, attention = self.decoder.run(
             list(DECODER_OUTPUTS_V1), dict(zip(DECODER_INPUTS_V1, values, strict=True)))
         return log_probs, next_hidden, attention
-
-    def _step_v1(self, prev_tokens: np.ndarray, hidden: np.ndarray, encoded: EncodedBatch,
-                 row_sentence: np.ndarray, top_k: int, penalty: TokenPenalty) -> StepOutput:
-        log_probs, next_hidden, attention = self._run_v1(prev_tokens, hidden, encoded,
-                                                         row_sentence)
-        return StepOutput.from_log_probs(log_probs, next_hidden, attention, top_k, penalty)
 

@@ -60,10 +60,6 @@ class Job(Generic[Row]):
     def cost(self) -> int:
         return sum(self.costs)
 
-    @property
-    def done(self) -> bool:
-        return not self.waiting and not self.running
-
 
 class Scheduler(Generic[Row]):
     """FIFO queue with per-step budgets, sentence-level admission and backfilling."""

@@ -33,6 +33,9 @@ class Settings(BaseSettings):
     provider: Literal["cpu", "cuda", "auto"] = Field("cpu", description="execution provider")
     intra_op_threads: int = Field(0, ge=0, description="onnxruntime threads per op; 0 = cores")
     allow_spinning: bool = Field(False, description="onnxruntime busy-wait between ops")
+    shortlist: bool | None = Field(
+        None, description="score only each sentence's vocabulary shortlist; unset = the "
+        "bundle's default, false = the whole vocabulary (exact)")
 
     # Server
     host: str = Field("127.0.0.1", description="bind address")
@@ -55,6 +58,10 @@ class Settings(BaseSettings):
                                   "beyond it runs in parts; one sentence always fits)")
     max_request_tokens: int = Field(65536, ge=1, description="beam rows x source tokens of "
                                     "one request; costlier requests get 413")
+    max_step_cost: int = Field(16384, ge=0, description="beam rows x source positions one "
+                               "decoder step computes at most: beyond it the sentences with "
+                               "the fewest steps go first and the rest take turns, so a short "
+                               "request is not held up by long ones; 0 = every row, every step")
 
     # Decoding defaults
     default_beam_size: int = Field(4, ge=1, description="beam size when a request names none")

@@ -47,7 +47,8 @@ class ServiceState:
             return
         self.translator = translator
         self.batcher = Batcher(translator, self.metrics, s.max_batch_size, s.max_batch_tokens,
-                               s.max_request_tokens, s.max_queue_sentences, s.queue_timeout_s)
+                               s.max_request_tokens, s.max_queue_sentences, s.queue_timeout_s,
+                               s.max_step_cost)
         self.batcher.start()
         seconds = time.perf_counter() - started
         m = translator.manifest
@@ -63,7 +64,7 @@ class ServiceState:
         s = self.settings
         options = SessionOptions(resolve_provider(s.provider), s.intra_op_threads,
                                  s.allow_spinning)
-        translator = Translator(s.bundle_dir, s.variant, options)
+        translator = Translator(s.bundle_dir, s.variant, options, s.shortlist)
         for beam in sorted({1, s.default_beam_size}):  # first runs allocate; do them now
             translator.translate(WARMUP_TEXTS, DecodeOptions(beam_size=beam))
         return translator

@@ -30,6 +30,14 @@ class Tokenizer:
     def source_ids(self, text: str) -> list[int]:
         return self.source.encode(text)
 
+    @property
+    def source_size(self) -> int:
+        return int(self.source.get_piece_size())
+
+    def target_ids(self, text: str) -> list[int]:
+        """Target ids of a reference translation (no BOS/EOS): what the model should emit."""
+        return self.target.encode(text)
+
     def decode(self, ids: Sequence[int]) -> str:
         return self.target.decode([int(i) for i in ids])
 
@@ -66,6 +74,14 @@ class VocabularyTokenizer(Tokenizer):
     def source_ids(self, text: str) -> list[int]:
         unk = self.special.unk
         return [self.src_vocab.get(p, unk) for p in self.source.encode(text, out_type=str)]
+
+    @property
+    def source_size(self) -> int:
+        return len(self.src_tokens)
+
+    def target_ids(self, text: str) -> list[int]:
+        unk = self.special.unk
+        return [self.tgt_vocab.get(p, unk) for p in self.target.encode(text, out_type=str)]
 
     def decode(self, ids: Sequence[int]) -> str:
         return self.target.decode_pieces([self.tgt_tokens[int(i)] for i in ids])

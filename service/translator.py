@@ -16,12 +16,14 @@ from service.decoding import (
     Engine,
     Hypothesis,
     Search,
+    Vocabulary,
     forced_log_probs,
     max_lengths,
 )
 from service.decoding.engine import run_to_end
 from service.placeholders import SENTINELS, Masked, mask, unmask
 from service.runtime import OnnxSeq2Seq, SessionOptions
+from service.shortlist import Shortlist, ShortlistError
 from service.tokenizer import load_tokenizer
 
 
@@ -41,6 +43,7 @@ class DecodeOptions:
     max_length_ratio: float | None = None  # steps <= ratio * source + extra; None: bundle's
     max_length: int | None = None  # absolute cap on target tokens (None: the model's)
     keep_placeholders: bool = True  # constrain search: every source placeholder, no other
+    attention: bool = False  # keep the attention matrix of each candidate
 
 
 @dataclass
@@ -48,7 +51,8 @@ class Candidate:
     text: str
     score: float
     token_ids: list[int]
-    attention: np.ndarray  # (T, S): a row per generated token, plus one for EOS if ended
+    attention: np.ndarray | None  # (T, S): a row per generated token, plus one for EOS if
+    # ended; only with DecodeOptions.attention
     ended: bool  # the model emitted EOS (False: cut at the length limit)
 
 
@@ -86,16 +90,30 @@ class Prepared:
 
 
 class Translator:
-    """A verified bundle loaded into onnxruntime, translating lists of texts."""
+    """A verified bundle loaded into onnxruntime, translating lists of texts.
+
+    ``shortlist``: score only each sentence's shortlist candidates (None: as the bundle
+    says; True fails on a bundle without a shortlist)."""
 
     def __init__(self, bundle_dir: Path, variant: str = "auto",
-                 options: SessionOptions | None = None) -> None:
+                 options: SessionOptions | None = None, shortlist: bool | None = None) -> None:
         self.bundle_dir = Path(bundle_dir)
         self.manifest: Manifest = verify_bundle(self.bundle_dir)
         self.tokenizer = load_tokenizer(self.bundle_dir, self.manifest)
+        spec = self.manifest.shortlist
+        if shortlist and spec is None:
+            raise ShortlistError(f"{self.bundle_dir} has no shortlist: build one with "
+                                 "`python -m model_export shortlist`, or turn it off")
+        self.shortlist: Shortlist | None = None
+        if spec is not None and (spec.default if shortlist is None else shortlist):
+            self.shortlist = Shortlist.load(self.bundle_dir / spec.file,
+                                            self.tokenizer.source_size,
+                                            self.manifest.architecture.vocab_size)
         self.model = OnnxSeq2Seq(self.bundle_dir, self.manifest, variant,
-                                 options or SessionOptions())
+                                 options or SessionOptions(), self.shortlist is not None)
         self.special = self.manifest.special_tokens
+        sides = self.manifest.tokenizer
+        self._joint_vocabulary = sides.source_model == sides.target_model and not sides.vocabulary
         self.defaults = self.manifest.decoding_defaults
         # Each sentinel's id on both sides (one id space unless the model has two vocabularies)
         pairs = [(self.tokenizer.source_id(s), self.tokenizer.target_id(s)) for s in SENTINELS
@@ -163,14 +181,18 @@ class Translator:
     def log_probability(self, texts: Sequence[str], targets: Sequence[Sequence[int]]
                         ) -> list[float]:
         """Log-probability of each target (generated ids, no BOS/EOS) as a translation of
-        the text (forced decoding): compares outputs across machines and versions."""
-        ids = [row.ids for row in self.prepare(texts)]
-        if not all(ids):
+        the text (forced decoding; with a shortlist, over each text's candidates as the
+        search scores them): compares outputs across machines and versions."""
+        rows = self.prepare(texts)
+        if not all(row.ids for row in rows):
             raise ValueError("forced decoding needs non-empty texts")
-        src, lengths = self.encode(ids)
+        src, lengths = self.encode([row.ids for row in rows])
         encoded = self.model.encode(src, lengths)
+        vocab = None
+        if self.shortlist is not None:
+            vocab = Vocabulary.of([self.candidates_of(row.ids) for row in rows])
         scores = forced_log_probs(self.model, encoded, self.special.bos, self.special.eos,
-                                  targets)
+                                  targets, vocab)
         return [float(s) for s in scores]
 
     def encode(self, batch: Sequence[list[int]]) -> tuple[np.ndarray, np.ndarray]:
@@ -181,10 +203,10 @@ class Translator:
             src[row, : len(ids)] = ids
         return src, lengths
 
-    def engine(self) -> Engine:
+    def engine(self, max_step_cost: int = 0) -> Engine:
         """An empty running batch over this model (see :mod:`service.decoding.engine`)."""
         return Engine(self.model, self.special.bos, self.special.eos,
-                      self.sentinel_ids)
+                      self.sentinel_ids, self.shortlist is not None, max_step_cost)
 
     def encode_rows(self, rows: Sequence[Prepared]) -> EncodedBatch:
         """Run the encoder over non-empty rows."""
@@ -200,15 +222,27 @@ class Translator:
         [limit] = max_lengths(np.array([len(row.ids)]), ratio, cap, d.max_length_extra)
         required = None
         if options.keep_placeholders and self.sentinel_ids.size:
-            ids = np.array(row.ids)
-            required = (ids[:, None] == self.source_sentinel_ids[None, :]).sum(axis=0)
+            required = self._sentinels_in(row.ids)
+        candidates = self.candidates_of(row.ids) if self.shortlist is not None else None
         alpha = d.length_penalty if options.length_penalty is None else options.length_penalty
-        if options.beam_size == 1:
-            if d.beam_rule == "gnmt":
-                alpha = 0.0  # greedy scores are plain log-probabilities
-            return Search(int(limit), 1, 1, alpha, required, d.beam_rule)
-        return Search(int(limit), options.beam_size, options.n_best, alpha, required,
-                      d.beam_rule)
+        beam, n_best = options.beam_size, options.n_best
+        if beam == 1 and d.beam_rule == "gnmt":
+            alpha = 0.0  # greedy scores are plain log-probabilities
+        return Search(int(limit), beam, n_best if beam > 1 else 1, alpha, required,
+                      d.beam_rule, candidates, options.attention)
+
+    def candidates_of(self, source_ids: Sequence[int]) -> np.ndarray:
+        """The shortlist's target ids for a source, with EOS, its placeholders and (one
+        vocabulary for both sides) its own pieces, which names, acronyms and numbers copy."""
+        assert self.shortlist is not None
+        forced = [self.special.eos, *self.sentinel_ids[self._sentinels_in(source_ids) > 0]]
+        if self._joint_vocabulary:
+            forced += source_ids
+        return self.shortlist.for_source(source_ids, forced)
+
+    def _sentinels_in(self, source_ids: Sequence[int]) -> np.ndarray:
+        """(P,) how often each sentinel occurs in the source."""
+        return (np.array(source_ids)[:, None] == self.source_sentinel_ids[None, :]).sum(axis=0)
 
     def candidates(self, hyps: Sequence[Hypothesis], masked: Masked) -> list[Candidate]:
         return [self._candidate(h, masked) for h in hyps]
@@ -232,6 +266,17 @@ class Translator:
         if self.manifest.placeholders:
             text = unmask(text, masked.placeholders)
         return Candidate(text, hyp.score, hyp.tokens, hyp.attention, hyp.ended)
+
+    def attention_of(self, t: Translation) -> tuple[list[str], list[str], np.ndarray]:
+        """The best candidate's source and target pieces (EOS shown where the model read or
+        emitted it, sentinels as their placeholders) and its attention matrix (target x
+        source); the candidate must have been decoded with ``DecodeOptions.attention``."""
+        best = t.best
+        if best.attention is None:
+            raise ValueError("decoded without DecodeOptions.attention")
+        eos = [self.special.eos] if best.ended else []
+        return (self.pieces(t.source_ids, t.masked, source=True),
+                self.pieces(best.token_ids + eos, t.masked), best.attention)
 
     def pieces(self, ids: Sequence[int], masked: Masked, source: bool = False) -> list[str]:
         """Subword strings of target (or ``source``) ids for display, sentinels shown as

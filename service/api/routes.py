@@ -124,7 +124,8 @@ def decode_options(body: TranslateRequest, settings: Settings) -> DecodeOptions:
         raise InvalidOption(f"n_best {body.n_best} must not exceed beam_size {beam}")
     return DecodeOptions(beam_size=beam, n_best=body.n_best,
                          length_penalty=settings.length_penalty,
-                         max_length_ratio=settings.max_length_ratio, max_length=body.max_length)
+                         max_length_ratio=settings.max_length_ratio, max_length=body.max_length,
+                         attention=body.return_attention or body.return_alignment)
 
 
 def check_limits(texts: list[str], settings: Settings) -> None:
@@ -146,15 +147,13 @@ def to_output(translator: Translator, t: Translation, body: TranslateRequest) ->
         out.alternatives = [Alternative(text=c.text, score=round(c.score, 4))
                             for c in t.candidates]
     if body.return_attention or body.return_alignment:
-        source = translator.pieces(t.source_ids, t.masked, source=True)
-        eos = [translator.special.eos] if best.ended else []
-        target = translator.pieces(best.token_ids + eos, t.masked)
+        source, target, weights = translator.attention_of(t)
         if body.return_attention:
             out.source_tokens, out.target_tokens = source, target
-            out.attention = np.round(best.attention.astype(np.float64), 4).tolist()
+            out.attention = np.round(weights.astype(np.float64), 4).tolist()
         if body.return_alignment:
             out.alignment = [AlignmentLink(**vars(link))
-                             for link in align(source, target, best.attention)]
+                             for link in align(source, target, weights)]
     return out
 
 
@@ -192,4 +191,6 @@ async def model(state: StateDep) -> ModelInfo:
         variant=translator.model.variant, provider=translator.model.provider,
         architecture=vars(m.architecture), max_source_tokens=m.max_source_tokens,
         metrics=m.metrics, parity=m.parity, training=m.training,
+        shortlist=translator.shortlist is not None,
+        shortlist_quality=m.shortlist.quality if m.shortlist else None,
         model_card=card.read_text(encoding="utf-8") if card.is_file() else None)

@@ -93,4 +93,9 @@ class ModelInfo(BaseModel):
     metrics: dict[str, object]
     parity: dict[str, object]
     training: dict[str, object]
+    shortlist: bool = Field(False, description="steps score only each sentence's vocabulary "
+                            "shortlist (SERVICE_SHORTLIST)")
+    shortlist_quality: dict[str, object] | None = Field(
+        None, description="BLEU/chrF with the whole vocabulary and with the shortlist, per "
+        "test set, as measured when the shortlist was built")
     model_card: str | None = None

@@ -12,6 +12,7 @@ from service.decoding.types import (
     TokenPenalty,
     max_lengths,
 )
+from service.decoding.vocabulary import Vocabulary, VocabularyBuilder
 
 __all__ = [
     "EncodedBatch",
@@ -22,6 +23,8 @@ __all__ = [
     "StepModel",
     "StepOutput",
     "TokenPenalty",
+    "Vocabulary",
+    "VocabularyBuilder",
     "beam_search",
     "forced_log_probs",
     "greedy_search",

@@ -24,7 +24,7 @@ hypothesis ends unfinished.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Protocol
 
 import numpy as np
@@ -51,7 +51,7 @@ class Record:
 
     tokens: np.ndarray  # (N, K) int64
     parents: np.ndarray  # (N, K) int64
-    attention: np.ndarray  # (N, K, S) float32
+    attention: np.ndarray | None  # (N, K, S) float32, if the group keeps attention
 
 
 class Traced(Protocol):
@@ -64,17 +64,19 @@ class Traced(Protocol):
     @property
     def n_best(self) -> int: ...
 
-    def trace(self, slot: int) -> tuple[list[int], list[np.ndarray]]: ...
+    def trace(self, slot: int) -> tuple[list[int], list[np.ndarray] | None]: ...
 
 
 @dataclass
 class Group:
     """The live hypotheses of N sentences that share a beam size K, a length penalty, a
-    rule and whether placeholders are constrained; row ``n * K + k`` is sentence n's slot k."""
+    rule, whether placeholders are constrained and whether attention is kept; row
+    ``n * K + k`` is sentence n's slot k."""
 
     beam: int
     alpha: float
     rule: str
+    attention: bool
     ids: np.ndarray  # (N,) sentence ids
     scores: np.ndarray  # (N, K) cumulative log-probabilities (float64)
     last: np.ndarray  # (N, K) each hypothesis' last token
@@ -84,10 +86,10 @@ class Group:
     missing: np.ndarray | None  # (N, K, P) sentinels each hypothesis still owes
 
     @staticmethod
-    def empty(beam: int, alpha: float, constrained: bool, rule: str) -> Group:
+    def empty(beam: int, alpha: float, constrained: bool, rule: str, attention: bool) -> Group:
         none = np.zeros(0, np.int64)
-        return Group(beam, alpha, rule, none, np.zeros((0, beam)), np.zeros((0, beam), np.int64),
-                     np.zeros((0, 0), np.float32), none, none,
+        return Group(beam, alpha, rule, attention, none, np.zeros((0, beam)),
+                     np.zeros((0, beam), np.int64), np.zeros((0, 0), np.float32), none, none,
                      np.zeros((0, beam, 0), np.int64) if constrained else None)
 
     @property
@@ -127,6 +129,24 @@ class Group:
         if self.missing is not None:
             self.missing = self.missing[keep]
 
+    def split(self, chosen: np.ndarray) -> Group:
+        """Move the sentences where ``chosen`` (N,) is True into a new group with the same
+        settings (to step them without the others); :meth:`merge` takes them back."""
+        part = replace(self)
+        part.keep(chosen)
+        self.keep(~chosen)
+        return part
+
+    def merge(self, part: Group) -> None:
+        self.ids = np.concatenate([self.ids, part.ids])
+        self.scores = np.concatenate([self.scores, part.scores])
+        self.last = np.concatenate([self.last, part.last])
+        self.hidden = np.concatenate([self.hidden, part.hidden])
+        self.max_len = np.concatenate([self.max_len, part.max_len])
+        self.steps = np.concatenate([self.steps, part.steps])
+        if self.missing is not None and part.missing is not None:
+            self.missing = np.concatenate([self.missing, part.missing])
+
     def advance(self, out: StepOutput, eos: int, sentinel_ids: np.ndarray,
                 sentences: Mapping[int, Traced]) -> list[int]:
         """Expand every live hypothesis by one token, finish those ending in EOS, keep K;
@@ -135,7 +155,7 @@ class Group:
         opennmt = self.rule == "opennmt"
         top_scores, top_beam, top_token = select(self.scores, out.top_log_probs, out.top_ids,
                                                  K if opennmt else 2 * K)
-        attention = out.attention.reshape(N, K, -1)
+        attention = None if out.attention is None else out.attention.reshape(N, K, -1)
         running = [sentences[int(i)] for i in self.ids]
 
         # Only EOS among the K best candidates finishes a hypothesis.
@@ -144,9 +164,11 @@ class Group:
             b, sentence = int(top_beam[n, j]), running[n]
             tokens, rows = sentence.trace(b)
             lp = length_penalty(int(self.steps[n]) + 1, self.alpha, self.rule)
-            sentence.finished.append(Hypothesis(
-                tokens, float(top_scores[n, j] / lp),
-                np.stack([*rows, attention[n, b, : sentence.length]]), ended=True))
+            weights = None
+            if attention is not None and rows is not None:
+                weights = np.stack([*rows, attention[n, b, : sentence.length]])
+            sentence.finished.append(Hypothesis(tokens, float(top_scores[n, j] / lp), weights,
+                                                ended=True))
 
         n = np.arange(N)[:, None]
         if opennmt:  # the K best stay, a finished one as an empty slot
@@ -159,7 +181,7 @@ class Group:
             scores = top_scores[n, live]
             complete = np.array([len(s.finished) >= K for s in running], dtype=bool)
         beam, token = top_beam[n, live], top_token[n, live]  # (N, K)
-        record = Record(token, beam, attention[n, beam])
+        record = Record(token, beam, None if attention is None else attention[n, beam])
         for row, sentence in enumerate(running):
             sentence.track.append((record, row))
         if self.missing is not None:
@@ -177,7 +199,8 @@ class Group:
             for slot in np.nonzero(np.isfinite(self.scores[i]))[0]:
                 tokens, rows = out_of_steps.trace(int(slot))
                 out_of_steps.finished.append(Hypothesis(
-                    tokens, float(self.scores[i, slot] / lp), np.stack(rows), ended=False))
+                    tokens, float(self.scores[i, slot] / lp),
+                    None if rows is None else np.stack(rows), ended=False))
         done = complete | at_limit
         if not done.any():
             return []

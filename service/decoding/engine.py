@@ -24,6 +24,9 @@ import numpy as np
 from service.decoding.beam import RULES, Group, Record
 from service.decoding.constraints import Placeholders, penalty
 from service.decoding.types import EncodedBatch, Hypothesis, StepModel, StepOutput, TokenPenalty
+from service.decoding.vocabulary import VocabularyBuilder
+
+GroupKey = tuple[int, float, bool, str, bool]  # beam, alpha, constrained, rule, attention
 
 
 @dataclass(frozen=True)
@@ -38,6 +41,15 @@ class Search:
     alpha: float = 0.0  # length penalty exponent
     required: np.ndarray | None = None  # (P,) sentinel counts to keep; None: unconstrained
     rule: str = "gnmt"  # beam rule and length penalty: see service.decoding.beam.RULES
+    # Ascending target ids it may produce (a shortlist, with everything a constraint forces);
+    # None: the whole vocabulary. An engine takes either kind only.
+    candidates: np.ndarray | None = None
+    attention: bool = True  # keep each hypothesis' attention rows
+
+    @property
+    def group(self) -> GroupKey:
+        return (self.beam_size, self.alpha, self.required is not None, self.rule,
+                self.attention)
 
     def __post_init__(self) -> None:
         if not 1 <= self.n_best <= self.beam_size:
@@ -56,14 +68,16 @@ class Sentence:
     finished: list[Hypothesis] = field(default_factory=list)
     track: list[tuple[Record, int]] = field(default_factory=list)  # per step: record, row
 
-    def trace(self, slot: int) -> tuple[list[int], list[np.ndarray]]:
-        """Tokens and attention rows of the hypothesis in beam ``slot`` after the last step."""
+    def trace(self, slot: int) -> tuple[list[int], list[np.ndarray] | None]:
+        """Tokens and attention rows (None if not kept) of the hypothesis in beam ``slot``
+        after the last step."""
         tokens, rows = [], []
         for record, row in reversed(self.track):
             tokens.append(int(record.tokens[row, slot]))
-            rows.append(record.attention[row, slot, : self.length])
+            if record.attention is not None:
+                rows.append(record.attention[row, slot, : self.length])
             slot = int(record.parents[row, slot])
-        return tokens[::-1], rows[::-1]
+        return tokens[::-1], rows[::-1] if self.search.attention else None
 
     @property
     def n_best(self) -> int:
@@ -74,24 +88,27 @@ class Sentence:
 
 
 class Engine:
-    """The running batch of a step decoder. Not thread-safe: one thread drives it."""
+    """The running batch of a step decoder. Not thread-safe: one thread drives it.
+
+    With ``shortlist``, every sentence brings its candidates and a step scores only their
+    union, each row normalized over its own sentence's (:mod:`service.shortlist`)."""
 
     def __init__(self, model: StepModel, bos: int, eos: int,
-                 sentinel_ids: np.ndarray | None = None) -> None:
+                 sentinel_ids: np.ndarray | None = None, shortlist: bool = False,
+                 max_step_cost: int = 0) -> None:
         self.model, self.bos, self.eos = model, bos, eos
+        self.max_step_cost = max_step_cost  # rows x source positions per step; 0: no ceiling
         self.sentinel_ids = np.zeros(0, np.int64) if sentinel_ids is None else sentinel_ids
+        # The penalized ids (EOS, sentinels) are columns of every restricted step.
+        self.vocabulary = VocabularyBuilder(np.append(self.sentinel_ids, eos)) \
+            if shortlist else None
         self.sentences: dict[int, Sentence] = {}
-        self.groups: dict[tuple[int, float, bool, str], Group] = {}
+        self.groups: dict[GroupKey, Group] = {}
         self.store: EncodedBatch | None = None  # encoder states, one slot per sentence
         self.slot_of: dict[int, int] = {}  # sentence id -> store slot
         self._free: list[int] = []  # store slots of finished sentences, reused by newcomers
         self.steps = 0  # decoder calls so far
         self._ids = count()
-
-    @property
-    def rows(self) -> int:
-        """Hypotheses in the running batch (what one step computes)."""
-        return sum(g.rows for g in self.groups.values())
 
     def __len__(self) -> int:
         return len(self.sentences)
@@ -100,16 +117,20 @@ class Engine:
         """Add the sentences of ``encoded`` (one :class:`Search` each); returns their ids."""
         if len(searches) != encoded.mask.shape[0]:
             raise ValueError(f"{len(searches)} searches for {encoded.mask.shape[0]} sentences")
+        if any((s.candidates is not None) != (self.vocabulary is not None) for s in searches):
+            raise ValueError("a shortlist engine needs every sentence's candidates, and "
+                             "only it takes them")
         ids = [next(self._ids) for _ in searches]
         slots = self._store(encoded)
         lengths = encoded.src_lengths
         for i, (sid, search) in enumerate(zip(ids, searches, strict=True)):
             self.sentences[sid] = Sentence(search, int(lengths[i]))
             self.slot_of[sid] = slots[i]
-        by_group: dict[tuple[int, float, bool, str], list[int]] = {}
+            if self.vocabulary is not None:
+                self.vocabulary.add(self._candidates(sid))
+        by_group: dict[GroupKey, list[int]] = {}
         for i, search in enumerate(searches):
-            key = (search.beam_size, search.alpha, search.required is not None, search.rule)
-            by_group.setdefault(key, []).append(i)
+            by_group.setdefault(search.group, []).append(i)
         for key, members in by_group.items():
             group = self.groups.get(key) or self.groups.setdefault(key, Group.empty(*key))
             required = None
@@ -125,35 +146,81 @@ class Engine:
         for group in self.groups.values():
             group.remove(gone)
         for sid in gone:
-            del self.sentences[sid]
-            self._free.append(self.slot_of.pop(sid))
+            self._leave(sid)
         self._compact()
 
     def step(self) -> dict[int, list[Hypothesis]]:
-        """One decoder call over every running row; returns the sentences it finished (their
-        ``n_best`` hypotheses, best first), which leave the batch."""
-        groups = [g for g in self.groups.values() if g.size]
-        if not groups or self.store is None:
+        """One decoder call over every running row (or those within ``max_step_cost``);
+        returns the sentences it finished (their ``n_best`` hypotheses, best first), which
+        leave the batch."""
+        active = [g for g in self.groups.values() if g.size]
+        if not active or self.store is None:
             return {}
+        parts = self._within_ceiling(active, self.store.mask.shape[1])
+        groups = [part for _, part in parts] if parts else active
         slots = np.concatenate([np.repeat([self.slot_of[int(s)] for s in g.ids], g.beam)
                                 for g in groups]).astype(np.int64)
+        vocab = None
+        if self.vocabulary is not None:
+            running = [int(s) for g in groups for s in g.ids]
+            vocab = self.vocabulary.build(
+                tuple(running), [self._candidates(s) for s in running],
+                [g.beam for g in groups for _ in range(g.size)])
+        attention = any(g.attention for g in groups)
         out = self.model.step(np.concatenate([g.last.reshape(-1) for g in groups]),
                               np.concatenate([g.hidden for g in groups]), self.store, slots,
-                              max(2 * g.beam for g in groups), self._penalty(groups))
+                              max(2 * g.beam for g in groups), self._penalty(groups), vocab,
+                              attention)
         self.steps += 1
         done: dict[int, list[Hypothesis]] = {}
         at = 0
         for g in groups:
             k, rows = 2 * g.beam, slice(at, at + g.rows)
             at += g.rows
+            kept = out.attention[rows] if g.attention and out.attention is not None else None
             part = StepOutput(out.top_log_probs[rows, :k], out.top_ids[rows, :k],
-                              out.hidden[rows], out.attention[rows])
+                              out.hidden[rows], kept)
             for sid in g.advance(part, self.eos, self.sentinel_ids, self.sentences):
-                done[sid] = self.sentences.pop(sid).results()
-                self._free.append(self.slot_of.pop(sid))
+                done[sid] = self.sentences[sid].results()
+                self._leave(sid)
+        for group, stepped in parts:
+            group.merge(stepped)
         if done:
             self._compact()
         return done
+
+    def _within_ceiling(self, groups: list[Group], width: int) -> list[tuple[Group, Group]]:
+        """Where stepping every row would cost more than ``max_step_cost`` (rows x the
+        store's source positions), the sentences with the fewest steps so far (newcomers
+        first, then the others in turn) that fit, split from their groups; else nothing.
+
+        A short request that joins a batch of long ones then takes steps of bounded cost
+        instead of waiting on full-batch steps, and the long ones share the rest in turn."""
+        rows = sum(g.rows for g in groups)
+        if not self.max_step_cost or rows * width <= self.max_step_cost:
+            return []
+        budget = max(self.max_step_cost // width, 1)
+        order = sorted((int(g.steps[n]), int(g.ids[n]), i, n)
+                       for i, g in enumerate(groups) for n in range(g.size))
+        chosen = [np.zeros(g.size, dtype=bool) for g in groups]
+        taken = 0
+        for _, _, i, n in order:
+            if taken and taken + groups[i].beam > budget:
+                break
+            chosen[i][n] = True
+            taken += groups[i].beam
+        return [(g, g.split(c)) for g, c in zip(groups, chosen, strict=True) if c.any()]
+
+    def _candidates(self, sid: int) -> np.ndarray:
+        candidates = self.sentences[sid].search.candidates
+        assert candidates is not None  # admit lets no other search into a shortlist engine
+        return candidates
+
+    def _leave(self, sid: int) -> None:
+        if self.vocabulary is not None:
+            self.vocabulary.remove(self._candidates(sid))
+        del self.sentences[sid]
+        self._free.append(self.slot_of.pop(sid))
 
     def _penalty(self, groups: Sequence[Group]) -> TokenPenalty:
         """One penalty for all rows: the placeholder constraint where a group has one, zeros

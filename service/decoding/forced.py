@@ -7,13 +7,17 @@ from collections.abc import Sequence
 import numpy as np
 
 from service.decoding.types import EncodedBatch, StepModel
+from service.decoding.vocabulary import Vocabulary
 
 
 def forced_log_probs(model: StepModel, encoded: EncodedBatch, bos: int, eos: int,
-                     targets: Sequence[Sequence[int]]) -> np.ndarray:
+                     targets: Sequence[Sequence[int]], vocab: Vocabulary | None = None
+                     ) -> np.ndarray:
     """Log-probability of each target (ids without BOS and EOS; EOS is scored too).
 
     :param targets: B id lists, one per row of ``encoded``
+    :param vocab: with a shortlist, each row's candidates (a step's distribution is then
+        normalized over them, as the restricted search does; a token outside them is -inf)
     :return: (B,) float64, the sum of the step log-probabilities
     """
     B = len(targets)
@@ -27,7 +31,12 @@ def forced_log_probs(model: StepModel, encoded: EncodedBatch, bos: int, eos: int
     rows = np.arange(B)
     for t in range(gold.shape[1]):
         log_probs, hidden, _ = model.step_log_probs(prev, hidden, encoded, rows)  # (B, V)
-        picked = log_probs[np.arange(B), gold[:, t]]
+        if vocab is None:
+            picked = log_probs[np.arange(B), gold[:, t]]
+        else:
+            column = np.minimum(np.searchsorted(vocab.ids, gold[:, t]), vocab.ids.size - 1)
+            listed = vocab.ids[column] == gold[:, t]
+            picked = np.where(listed, vocab.restrict(log_probs)[np.arange(B), column], -np.inf)
         total += np.where(t < lengths, picked, 0.0)
         prev = gold[:, t]
     return total

@@ -7,6 +7,8 @@ from typing import Protocol
 
 import numpy as np
 
+from service.decoding.vocabulary import Vocabulary
+
 
 @dataclass
 class EncodedBatch:
@@ -42,19 +44,25 @@ class StepOutput:
     top_log_probs: np.ndarray  # (R, k) float32, best first
     top_ids: np.ndarray  # (R, k) int64; ties go to the lower id
     hidden: np.ndarray  # (R, H)
-    attention: np.ndarray  # (R, S)
+    attention: np.ndarray | None  # (R, S); None when not asked for
 
     @staticmethod
-    def from_log_probs(log_probs: np.ndarray, hidden: np.ndarray, attention: np.ndarray,
-                       top_k: int, penalty: TokenPenalty) -> StepOutput:
+    def from_log_probs(log_probs: np.ndarray, hidden: np.ndarray, attention: np.ndarray | None,
+                       top_k: int, penalty: TokenPenalty, vocab: Vocabulary | None = None
+                       ) -> StepOutput:
         """What the step graph computes, in numpy, from full (R, V) log-probabilities: for
-        step models that return those (format 1 bundles, PyTorch, tests)."""
-        if penalty.token_ids.size:
+        step models that return those (format 1 bundles, PyTorch, tests). With ``vocab``,
+        as the restricted graph of :mod:`service.shortlist` does."""
+        columns = penalty.token_ids
+        if vocab is not None:
+            log_probs, columns = vocab.restrict(log_probs), vocab.positions(penalty.token_ids)
+        elif columns.size:
             log_probs = log_probs.copy()
-            log_probs[:, penalty.token_ids] += penalty.values
-        top_ids = top_k_ids(log_probs, top_k)
-        return StepOutput(np.take_along_axis(log_probs, top_ids, axis=1), top_ids, hidden,
-                          attention)
+        if columns.size:
+            log_probs[:, columns] += penalty.values
+        top = top_k_ids(log_probs, top_k)
+        top_ids = top if vocab is None else vocab.ids[top]
+        return StepOutput(np.take_along_axis(log_probs, top, axis=1), top_ids, hidden, attention)
 
 
 def top_k_ids(scores: np.ndarray, k: int) -> np.ndarray:
@@ -86,7 +94,9 @@ class StepModel(Protocol):
         encoded: EncodedBatch,  # B sentences, stored once each
         row_sentence: np.ndarray,  # (R,) int64: the sentence of each row
         top_k: int,  # best tokens to return per row
-        penalty: TokenPenalty,
+        penalty: TokenPenalty,  # on vocabulary ids
+        vocab: Vocabulary | None = None,  # the shortlist of this step; None: every token
+        attention: bool = True,  # False: StepOutput.attention is None
     ) -> StepOutput:
         ...
 
@@ -102,7 +112,8 @@ class StepModel(Protocol):
 class Hypothesis:
     tokens: list[int]  # generated ids, without BOS and EOS
     score: float  # log-probability, length-normalized for beam search
-    attention: np.ndarray  # (T, S): one row per generated token, and one for EOS if ended
+    attention: np.ndarray | None  # (T, S): a row per generated token, and one for EOS if
+    # ended; None when the search was not asked to keep attention
     ended: bool  # it ended with EOS (False: cut off at the step limit)
 
 

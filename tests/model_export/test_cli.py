@@ -204,8 +204,10 @@ def test_ship_keeps_only_the_variants_asked_for(two_variants: Path, tmp_path: Pa
     manifest = verify_bundle(out)
     assert sorted(manifest.variants) == sorted(kept)
     files = {f for v in kept for f in VARIANT_FILES[v]}
-    assert {p.name for p in out.iterdir()} == {MANIFEST, "README.md", "spm.model", *files}
     original = verify_bundle(two_variants)
+    assert original.shortlist is not None  # shipped with the variants
+    assert {p.name for p in out.iterdir()} == {MANIFEST, "README.md", "spm.model",
+                                               original.shortlist.file, *files}
     assert manifest.metrics == original.metrics  # the scores of every variant built
     assert manifest.model_id == original.model_id
     text = Translator(out, kept[0]).translate(["Open the file"])[0].best.text

@@ -112,8 +112,10 @@ def test_bundle_is_complete_and_consistent(tiny_run: tuple[Path, Path, Path]) ->
 def test_bundle_translates_with_both_variants(tiny_run: tuple[Path, Path, Path]) -> None:
     _, _, out = tiny_run
     for variant in ("fp32", "int8"):
-        [result] = Translator(out, variant).translate(["Open file %1"], DecodeOptions(beam_size=2))
+        [result] = Translator(out, variant).translate(["Open file %1"], DecodeOptions(
+            beam_size=2, attention=True))
         assert isinstance(result.best.text, str)
+        assert result.best.attention is not None
         assert result.best.attention.shape[1] == len(result.source_ids)
 
 
@@ -156,7 +158,7 @@ def test_format_1_bundles_translate_as_format_2(tiny_run: tuple[Path, Path, Path
     (old / MANIFEST).write_text(json.dumps(manifest))
     texts = ["Open file %1", "Could not save the table $(ARG1).", "Print", ""]
     for beam, n_best in ((1, 1), (3, 2)):
-        options = DecodeOptions(beam_size=beam, n_best=n_best)
+        options = DecodeOptions(beam_size=beam, n_best=n_best, attention=True)
         new = Translator(out, "fp32").translate(texts, options)
         for a, b in zip(Translator(old, "fp32").translate(texts, options), new, strict=True):
             assert [c.token_ids for c in a.candidates] == [c.token_ids for c in b.candidates]

@@ -39,5 +39,5 @@ def test_shortlist_lists_translations_first_and_always_the_fixed_pieces() -> Non
     assert {112, 117, EOS, SENTINEL, 6} <= set(allowed.tolist())
     assert len(allowed) <= 3 * 2 + 3 and (np.diff(allowed) > 0).all()
     held_out = corpus(100, seed=1)
-    recall, size = coverage(shortlist, held_out)
+    recall, size = coverage(shortlist.for_source, held_out)
     assert recall == 1.0 and size < V / 10

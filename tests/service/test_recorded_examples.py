@@ -24,7 +24,11 @@ MARGIN = 0.05  # nats: far above float rounding, far below a different translati
 
 @pytest.fixture(scope="module")
 def translator() -> Translator:
-    return Translator(DEFAULT_BUNDLE, EXAMPLES[0]["variant"])
+    """As the bundle serves: its variant, with its shortlist (forced decoding then scores
+    over each text's candidates, as the search does)."""
+    translator = Translator(DEFAULT_BUNDLE, EXAMPLES[0]["variant"])
+    assert {e["shortlist"] for e in EXAMPLES} == {translator.shortlist is not None}
+    return translator
 
 
 def test_forced_decoding_scores_what_greedy_search_found(translator: Translator) -> None:

@@ -81,7 +81,7 @@ def test_empty_texts_never_queue_and_withdrawn_rows_never_run() -> None:
     s = scheduler()
     empty = job(0, 0)
     s.submit(empty)
-    assert empty.done and s.idle
+    assert not empty.waiting and not empty.running and s.idle
     gone = job(10, 10)
     s.submit(gone)
     s.withdraw(gone)
@@ -125,7 +125,7 @@ def test_counters_follow_each_admitted_and_finished_row() -> None:
     assert (a.running, s.running_sentences, s.running_tokens) == (2, 3, 45)
     s.finished(a, 0)
     s.finished(a, 2)
-    assert a.done and not b.done and (s.running_sentences, s.running_tokens) == (1, 5)
+    assert not a.running and b.running and (s.running_sentences, s.running_tokens) == (1, 5)
     s.finished(b, 0)
     assert s.idle and s.running_tokens == 0
 
@@ -164,7 +164,7 @@ def simulate(s: Scheduler[str], arrivals: dict[int, list[Job[str]]], steps_of: d
                 del remaining[key]
                 j = owners[key[0]]
                 s.finished(j, key[1])
-                if j.done:
+                if not j.waiting and not j.running:
                     done[key[0]] = step
     return done
 

@@ -1,6 +1,8 @@
 """The continuous-batching engine: a sentence's result does not depend on when it joined the
 running batch, what it shared steps with, or who left."""
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -20,9 +22,18 @@ def searches() -> list[Search]:
             Search(6, 5, 2, 0.8, np.array([0, 0])), Search(15, 3, 3, 0.8)]
 
 
+def restricted(todo: list[Search], vocab: int, seed: int) -> list[Search]:
+    """The same searches with a shortlist each (a random third of the vocabulary, EOS and
+    the sentinels), half of them keeping no attention."""
+    rng = np.random.default_rng(seed)
+    return [replace(s, candidates=np.union1d(rng.choice(vocab, vocab // 3, replace=False),
+                                             [EOS, *SENTINELS]), attention=bool(i % 2))
+            for i, s in enumerate(todo)]
+
+
 def alone(model: ToyModel, encoded: EncodedBatch, i: int, search: Search) -> list[Hypothesis]:
     """The sentence decoded by itself: the answer every schedule must reproduce."""
-    engine = Engine(model, BOS, EOS, SENTINELS)
+    engine = Engine(model, BOS, EOS, SENTINELS, search.candidates is not None)
     [sid] = engine.admit(encoded.take(np.array([i])), [search])
     while True:
         if (done := engine.step()):
@@ -34,15 +45,23 @@ def assert_same(ours: list[Hypothesis], theirs: list[Hypothesis]) -> None:
     assert [h.score for h in ours] == [h.score for h in theirs]
     assert [h.ended for h in ours] == [h.ended for h in theirs]
     for a, b in zip(ours, theirs, strict=True):
-        np.testing.assert_array_equal(a.attention, b.attention)
+        if a.attention is None or b.attention is None:
+            assert a.attention is b.attention
+        else:
+            np.testing.assert_array_equal(a.attention, b.attention)
 
 
+@pytest.mark.parametrize("ceiling", [0, 60], ids=["every-row", "ceiling"])
+@pytest.mark.parametrize("shortlist", [False, True], ids=["full", "shortlist"])
 @pytest.mark.parametrize("seed", [3, 15, 21])
-def test_sentences_joining_a_running_batch_get_their_solo_results(seed: int) -> None:
-    model = ToyModel(vocab=14, seed=seed)
+def test_sentences_joining_a_running_batch_get_their_solo_results(seed: int, shortlist: bool,
+                                                                   ceiling: int) -> None:
+    model = ToyModel(vocab=30, seed=seed)
     encoded, todo = model.encode(LENGTHS), searches()
+    if shortlist:  # each sentence normalized over its own candidates, whatever the union
+        todo = restricted(todo, model.vocab, seed)
     expected = [alone(model, encoded, i, s) for i, s in enumerate(todo)]
-    engine = Engine(model, BOS, EOS, SENTINELS)
+    engine = Engine(model, BOS, EOS, SENTINELS, shortlist, max_step_cost=ceiling)
     rng = np.random.default_rng(seed)
     waiting, ids, results = list(rng.permutation(len(todo))), {}, {}
     while waiting or len(engine):
@@ -54,6 +73,62 @@ def test_sentences_joining_a_running_batch_get_their_solo_results(seed: int) -> 
     for i, hyps in enumerate(expected):
         assert_same(results[ids[i]], hyps)
         assert len(hyps) == todo[i].n_best or not hyps[-1].ended
+        allowed = todo[i].candidates
+        for h in hyps:
+            assert (h.attention is not None) == todo[i].attention
+            if allowed is not None:
+                assert set(h.tokens) <= set(allowed.tolist())
+
+
+def test_under_a_ceiling_a_newcomer_steps_every_time_and_the_others_take_turns() -> None:
+    model = ToyModel(vocab=30, seed=2)
+    long = Search(40, 4, 1, 0.8)
+    engine = Engine(model, BOS, EOS, SENTINELS, max_step_cost=8 * 8)  # 8 rows of 8 positions
+    first = engine.admit(model.encode([7, 7, 7, 7]), [long] * 4)  # 16 rows: two steps' worth
+
+    def steps_of(sid: int) -> int:
+        group = next(g for g in engine.groups.values() if sid in g.ids)
+        return int(group.steps[list(group.ids).index(sid)])
+
+    for _ in range(6):
+        engine.step()
+        assert sum(g.rows for g in engine.groups.values()) == 16
+    assert sorted(steps_of(s) for s in first) == [3, 3, 3, 3]  # in turn, two at a time
+    [short] = engine.admit(model.encode([2]), [Search(3, 4, 1, 0.8)])
+    for i in range(3):
+        done = engine.step()
+        if short in done:
+            break
+        assert steps_of(short) == i + 1  # first in line: fewest steps
+    assert short in done
+
+
+def test_a_shortlist_changes_only_what_falls_outside_it() -> None:
+    """Every candidate kept: the full search's tokens, and its scores up to rounding.
+    A shortlist leaving out the full search's words: other words, from the list."""
+    model = ToyModel(vocab=30, seed=5)
+    encoded = model.encode(LENGTHS)
+    for i, search in enumerate(searches()):
+        full = alone(model, encoded, i, search)
+        everything = alone(model, encoded, i, replace(search, candidates=np.arange(30)))
+        assert [h.tokens for h in everything] == [h.tokens for h in full]
+        np.testing.assert_allclose([h.score for h in everything], [h.score for h in full],
+                                   atol=1e-5)
+        used = {t for h in full for t in h.tokens} - {EOS, *SENTINELS.tolist()}
+        if not used:
+            continue
+        without = np.setdiff1d(np.arange(30), sorted(used))
+        narrowed = alone(model, encoded, i, replace(search, candidates=without))
+        assert all(set(h.tokens) <= set(without.tolist()) for h in narrowed)
+
+
+def test_an_engine_takes_one_kind_of_search() -> None:
+    model = ToyModel(vocab=30)
+    with pytest.raises(ValueError, match="shortlist"):
+        Engine(model, BOS, EOS, SENTINELS).admit(
+            model.encode([3]), [Search(5, candidates=np.arange(30))])
+    with pytest.raises(ValueError, match="shortlist"):
+        Engine(model, BOS, EOS, SENTINELS, shortlist=True).admit(model.encode([3]), [Search(5)])
 
 
 def test_one_step_serves_every_group() -> None:
@@ -61,7 +136,7 @@ def test_one_step_serves_every_group() -> None:
     engine = Engine(model, BOS, EOS, SENTINELS)
     engine.admit(model.encode(LENGTHS), searches())
     assert len(engine.groups) == 4  # greedy x2 (constrained or not), beam 3, beam 5
-    assert engine.rows == 1 + 3 + 5 + 1 + 3 + 5 + 3
+    assert sum(g.rows for g in engine.groups.values()) == 1 + 3 + 5 + 1 + 3 + 5 + 3
     engine.step()
     assert engine.steps == 1
 

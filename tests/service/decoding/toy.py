@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from service.decoding import EncodedBatch, StepOutput, TokenPenalty
+from service.decoding import EncodedBatch, StepOutput, TokenPenalty, Vocabulary
 
 
 class ToyModel:
@@ -39,6 +39,8 @@ class ToyModel:
         return log_probs.astype(np.float32), hidden.astype(np.float32), attention.astype(np.float32)
 
     def step(self, prev_tokens: np.ndarray, hidden: np.ndarray, encoded: EncodedBatch,
-             rows: np.ndarray, top_k: int, penalty: TokenPenalty) -> StepOutput:
-        return StepOutput.from_log_probs(*self.step_log_probs(prev_tokens, hidden, encoded, rows),
-                                         top_k, penalty)
+             rows: np.ndarray, top_k: int, penalty: TokenPenalty,
+             vocab: Vocabulary | None = None, attention: bool = True) -> StepOutput:
+        log_probs, hidden, weights = self.step_log_probs(prev_tokens, hidden, encoded, rows)
+        return StepOutput.from_log_probs(log_probs, hidden, weights if attention else None,
+                                         top_k, penalty, vocab)

@@ -1,0 +1,161 @@
+"""``python -m bench.step``: what one decoder step costs, by rows, with and without the
+vocabulary shortlist, next to the output projection alone (the GEMM floor of a full step).
+
+Real inputs: held-out UI strings (``tests/data/ui-strings.tsv``) are encoded and searched for
+a few steps by the engine with its step model wrapped, so every timed call gets the hidden
+states, encoder store and (shortlist) candidate union of a real running batch of that many
+rows. Each configuration is timed in interleaved rounds on the same inputs; medians.
+Writes bench/step.json and bench/step.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+from onnx import TensorProto, helper, numpy_helper
+
+from bench.measure import ROOT
+from service.decoding import EncodedBatch, StepOutput, TokenPenalty, Vocabulary
+from service.runtime import OnnxSeq2Seq
+from service.translator import DecodeOptions, Translator
+
+ROWS = (1, 4, 64, 256)
+BEAM = 4
+
+
+class Recorder:
+    """Passes steps through, keeping the inputs of the last one."""
+
+    def __init__(self, model: OnnxSeq2Seq) -> None:
+        self.model = model
+        self.last: tuple[Any, ...] = ()
+
+    def step(self, prev: np.ndarray, hidden: np.ndarray, encoded: EncodedBatch,
+             rows: np.ndarray, top_k: int, penalty: TokenPenalty,
+             vocab: Vocabulary | None = None, attention: bool = True) -> StepOutput:
+        self.last = (prev, hidden, encoded, rows, top_k, penalty, vocab)
+        return self.model.step(prev, hidden, encoded, rows, top_k, penalty, vocab, attention)
+
+    def step_log_probs(self, prev: np.ndarray, hidden: np.ndarray, encoded: EncodedBatch,
+                       rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        return self.model.step_log_probs(prev, hidden, encoded, rows)
+
+
+def running_batch(translator: Translator, texts: list[str], rows: int, steps: int = 3
+                  ) -> tuple[Any, ...]:
+    """The step inputs of ``rows`` rows (beam 4; greedy for one row) after a few steps."""
+    beam = 1 if rows == 1 else BEAM
+    prepared = translator.prepare(texts[: max(rows // beam, 1)])
+    recorder = Recorder(translator.model)
+    engine = translator.engine()
+    engine.model = recorder
+    engine.admit(translator.encode_rows(prepared),
+                 [translator.search(r, DecodeOptions(beam_size=beam)) for r in prepared])
+    for _ in range(steps):
+        engine.step()
+    return recorder.last
+
+
+def projection_floor(decoder: onnx.ModelProto, columns: int) -> ort.InferenceSession:
+    """The int8 output projection alone: uint8 (R, E) x int8 (E, ``columns``) -> float."""
+    weight = next(t for t in decoder.graph.initializer
+                  if len(t.dims) == 2 and t.dims[1] > 1000 and t.data_type == TensorProto.INT8)
+    w = numpy_helper.to_array(weight)[:, :columns]
+    E = w.shape[0]
+    graph = helper.make_graph(
+        [helper.make_node("MatMulIntegerToFloat", ["a", "w", "a_scale", "w_scale"], ["y"],
+                          domain="com.microsoft")],
+        "projection", [helper.make_tensor_value_info("a", TensorProto.UINT8, ["rows", E])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["rows", columns])],
+        [numpy_helper.from_array(w, "w"),
+         numpy_helper.from_array(np.array(0.01, np.float32), "a_scale"),
+         numpy_helper.from_array(np.full(columns, 0.01, np.float32), "w_scale")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17),
+                                                    helper.make_opsetid("com.microsoft", 1)])
+    so = ort.SessionOptions()
+    so.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    return ort.InferenceSession(model.SerializeToString(), so,
+                                providers=["CPUExecutionProvider"])
+
+
+def timed(call: Any, repeats: int) -> list[float]:
+    call()
+    out = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        call()
+        out.append((time.perf_counter() - started) * 1000)
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.step")
+    parser.add_argument("--bundle", type=Path, default=ROOT / "models" / "en-de")
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--repeats", type=int, default=20)
+    args = parser.parse_args()
+    texts = [line.split("\t")[0] for line in (ROOT / "tests" / "data" / "ui-strings.tsv")
+             .read_text(encoding="utf-8").splitlines()]
+    texts = (texts * 4)[:64]
+    translator = Translator(args.bundle, shortlist=True)
+    model = translator.model
+    decoder = onnx.load(str(args.bundle / translator.manifest.variants[model.variant]["decoder"]))
+    V, E = translator.manifest.architecture.vocab_size, translator.manifest.architecture.emb_dim
+    floor = projection_floor(decoder, V)
+    cases: dict[int, dict[str, Any]] = {}
+    for rows in ROWS:
+        prev, hidden, encoded, row_sentence, top_k, penalty, vocab = running_batch(
+            translator, texts, rows)
+        step = partial(model.step, prev, hidden, encoded, row_sentence, top_k, penalty)
+        a = np.random.default_rng(0).integers(0, 255, (rows, E), np.uint8)
+        cases[rows] = {
+            "full step": partial(step, None, False),
+            "shortlist step": partial(step, vocab, False),
+            "full step + attention": partial(step, None, True),
+            "projection alone (GEMM floor)": partial(floor.run, None, {"a": a}),
+            "candidates": int(vocab.ids.size),
+        }
+    times: dict[int, dict[str, list[float]]] = {
+        r: {n: [] for n, c in cases[r].items() if callable(c)} for r in ROWS}
+    for _ in range(args.rounds):
+        for rows in ROWS:
+            for name in times[rows]:
+                times[rows][name] += timed(cases[rows][name], args.repeats)
+    result = {"bundle": str(args.bundle), "variant": model.variant, "vocabulary": V,
+              "rows": {str(r): {"candidates": cases[r]["candidates"],
+                                **{n: round(statistics.median(t), 3)
+                                   for n, t in times[r].items()}} for r in ROWS}}
+    (ROOT / "bench" / "step.json").write_text(json.dumps(result, indent=2) + "\n")
+    (ROOT / "bench" / "step.md").write_text(report(result))
+    print(report(result))
+
+
+def report(r: dict[str, Any]) -> str:
+    rows = r["rows"]
+    names = [n for n in next(iter(rows.values())) if n != "candidates"]
+    lines = [f"# One decoder step ({r['bundle']}, {r['variant']}, vocabulary {r['vocabulary']})",
+             "", "Median ms per call (`python -m bench.step`); the shortlist step scores the "
+             "union of the running sentences' candidates.", "",
+             "| rows in a step | " + " | ".join(rows) + " |",
+             "|---|" + "---|" * len(rows),
+             "| shortlist candidates (union) | " + " | ".join(
+                 str(v["candidates"]) for v in rows.values()) + " |"]
+    for name in names:
+        lines.append(f"| {name} | " + " | ".join(f"{v[name]:.2f}" for v in rows.values())
+                     + " |")
+    lines.append("| full / shortlist | " + " | ".join(
+        f"{v['full step'] / v['shortlist step']:.2f}×" for v in rows.values()) + " |")
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    main()
