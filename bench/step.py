@@ -65,12 +65,11 @@ def running_batch(translator: Translator, texts: list[str], rows: int, steps: in
     return recorder.last
 
 
-def projection_floor(decoder: onnx.ModelProto, columns: int) -> ort.InferenceSession:
+def projection_floor(decoder: onnx.ModelProto, E: int, columns: int) -> ort.InferenceSession:
     """The int8 output projection alone: uint8 (R, E) x int8 (E, ``columns``) -> float."""
     weight = next(t for t in decoder.graph.initializer
-                  if len(t.dims) == 2 and t.dims[1] > 1000 and t.data_type == TensorProto.INT8)
-    w = numpy_helper.to_array(weight)[:, :columns]
-    E = w.shape[0]
+                  if list(t.dims) == [E, columns] and t.data_type == TensorProto.INT8)
+    w = numpy_helper.to_array(weight)
     graph = helper.make_graph(
         [helper.make_node("MatMulIntegerToFloat", ["a", "w", "a_scale", "w_scale"], ["y"],
                           domain="com.microsoft")],
@@ -110,7 +109,7 @@ def main() -> None:
     model = translator.model
     decoder = onnx.load(str(args.bundle / translator.manifest.variants[model.variant]["decoder"]))
     V, E = translator.manifest.architecture.vocab_size, translator.manifest.architecture.emb_dim
-    floor = projection_floor(decoder, V)
+    floor = projection_floor(decoder, E, V)
     cases: dict[int, dict[str, Any]] = {}
     for rows in ROWS:
         prev, hidden, encoded, row_sentence, top_k, penalty, vocab = running_batch(
@@ -130,7 +129,9 @@ def main() -> None:
         for rows in ROWS:
             for name in times[rows]:
                 times[rows][name] += timed(cases[rows][name], args.repeats)
-    result = {"bundle": str(args.bundle), "variant": model.variant, "vocabulary": V,
+    bundle = args.bundle.resolve()
+    name = str(bundle.relative_to(ROOT)) if bundle.is_relative_to(ROOT) else str(bundle)
+    result = {"bundle": name, "variant": model.variant, "vocabulary": V,
               "rows": {str(r): {"candidates": cases[r]["candidates"],
                                 **{n: round(statistics.median(t), 3)
                                    for n, t in times[r].items()}} for r in ROWS}}

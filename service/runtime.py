@@ -114,8 +114,8 @@ class OnnxSeq2Seq:
             if self.restricted is None:
                 raise ValueError("this model was loaded without a shortlist")
             session = self.restricted
-            feeds.update(penalty_ids=vocab.positions(penalty.token_ids), vocab_ids=vocab.ids,
-                         vocab_mask=vocab.mask)
+            feeds.update(vocab_ids=vocab.ids, row_columns=vocab.columns,
+                         penalty_columns=vocab.penalty_columns_of(penalty.token_ids))
         # Only what is fetched is copied out; attention is needed only where asked for.
         outputs = session.run(list(DECODER_OUTPUTS[: 4 if attention else 3]), feeds)
         top_log_probs, top_ids, next_hidden = outputs[:3]

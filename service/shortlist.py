@@ -12,9 +12,9 @@ candidates only (the others are masked before the softmax), so a sentence's resu
 depend on its batch mates.
 :func:`restrict_output` derives that step graph from a bundle's decoder: the output
 projection's weight columns are gathered for the union (int8 weights stay int8, in an
-integer kernel), the softmax runs in float64 (so a row's normalizer does not change with how
-many masked columns surround it, up to float64 rounding), and the top-k positions are mapped
-back to vocabulary ids.
+integer kernel), each row's own logits are packed to the left (so its softmax sums the same
+values in the same order whatever the union), and the top-k positions are mapped back to
+vocabulary ids.
 """
 
 from __future__ import annotations
@@ -28,9 +28,11 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 # The restricted step graph's extra inputs: vocab_ids (C,) int64 ascending, the union of the
-# running sentences' candidates; vocab_mask (R, C) bool, True where the column is a candidate
-# of the row's sentence. Its penalty_ids are positions in vocab_ids, its log_probs (R, C).
-SHORTLIST_INPUTS = ("vocab_ids", "vocab_mask")
+# running sentences' candidates; row_columns (R, W) int64, each row's own candidates as
+# columns of vocab_ids, ascending, padded with C; penalty_columns (R, P) int64, where each
+# penalized token is in the row's packed list (a padding position if absent). Its log_probs
+# are (R, W), in the packed order.
+SHORTLIST_INPUTS = ("vocab_ids", "row_columns", "penalty_columns")
 
 
 class ShortlistError(ValueError):
@@ -45,8 +47,8 @@ class Shortlist:
     def for_source(self, source_ids: Sequence[int], forced: Iterable[int] = ()) -> np.ndarray:
         """The ascending target ids a sentence with these source ids may produce."""
         listed = self.candidates[np.asarray(source_ids, dtype=np.int64)].ravel()
-        extra = np.fromiter(forced, dtype=np.int64)
-        return np.union1d(np.union1d(listed[listed >= 0], self.always), extra).astype(np.int64)
+        ids = np.unique(np.concatenate([listed, self.always, np.fromiter(forced, np.int32)]))
+        return ids[ids >= 0].astype(np.int64)
 
     def save(self, path: Path) -> None:
         with open(path, "wb") as f:  # np.savez would add ".npz" to a name without it
@@ -166,40 +168,54 @@ def restrict_output(model: onnx.ModelProto) -> onnx.ModelProto:
     if bias is not None:
         new.append(helper.make_node("Add", [scores, gathered(bias)], ["shortlist/biased"]))
         scores = "shortlist/biased"
-    # Each row over its own candidates: the others get -inf before a float64 softmax.
-    graph.initializer.extend([numpy_helper.from_array(np.array(0.0), "shortlist/zero"),
-                              numpy_helper.from_array(np.array(-np.inf), "shortlist/minus_inf")])
+    # Each row over its own candidates, packed to the left in ascending id order (row_columns:
+    # their columns of the union; padding points at an appended -inf column). A row's values
+    # then sit at the same positions whatever the union, so the float32 softmax sums them in
+    # the same order: the result does not depend on the batch.
+    graph.initializer.extend([
+        numpy_helper.from_array(np.array([0, 0, 0, 1], np.int64), "shortlist/pads"),
+        numpy_helper.from_array(np.array(-np.inf, np.float32), "shortlist/minus_inf"),
+        numpy_helper.from_array(np.array([0], np.int64), "shortlist/pad_id")])
     new += [
-        helper.make_node("Cast", [scores], ["shortlist/logits64"], to=TensorProto.DOUBLE),
-        helper.make_node("Where", ["vocab_mask", "shortlist/zero", "shortlist/minus_inf"],
-                         ["shortlist/row_mask"]),
-        helper.make_node("Add", ["shortlist/logits64", "shortlist/row_mask"],
-                         ["shortlist/masked"]),
-        helper.make_node("LogSoftmax", ["shortlist/masked"], ["shortlist/log_probs64"],
-                         axis=-1),
-        helper.make_node("Cast", ["shortlist/log_probs64"], [softmax.output[0]],
-                         to=TensorProto.FLOAT),
+        helper.make_node("Pad", [scores, "shortlist/pads", "shortlist/minus_inf"],
+                         ["shortlist/padded"]),
+        helper.make_node("GatherElements", ["shortlist/padded", "row_columns"],
+                         ["shortlist/packed"], axis=1),
+        helper.make_node("LogSoftmax", ["shortlist/packed"], [softmax.output[0]], axis=-1),
     ]
     removed.append(softmax)
+    scatters = [n for n in consumers.get(softmax.output[0], []) if n.op_type == "ScatterElements"]
+    if len(scatters) != 1:
+        raise ShortlistError("the penalties are not scattered onto the log-probabilities")
+    scatters[0].input[1] = "penalty_columns"  # per row: its packed positions
     top_positions = "shortlist/top_positions"
     top_ids = top.output[1]
     top.output[1] = top_positions
-    new.append(helper.make_node("Gather", ["vocab_ids", top_positions], [top_ids], axis=0))
+    new += [
+        helper.make_node("Concat", ["vocab_ids", "shortlist/pad_id"], ["shortlist/ids"],
+                         axis=0),
+        helper.make_node("Gather", ["shortlist/ids", "row_columns"], ["shortlist/row_ids"],
+                         axis=0),
+        helper.make_node("GatherElements", ["shortlist/row_ids", top_positions], [top_ids],
+                         axis=1),
+    ]
 
     gone = {id(n) for n in removed}
-    ready = {i.name for i in graph.input} | {"vocab_ids", "vocab_mask"} | {
+    ready = {i.name for i in graph.input} | set(SHORTLIST_INPUTS) | {
         t.name for t in graph.initializer}
     del graph.node[:]
     graph.node.extend(_topological([n for n in nodes if id(n) not in gone] + new, ready))
     graph.input.extend([
         helper.make_tensor_value_info("vocab_ids", TensorProto.INT64, ["candidates"]),
-        helper.make_tensor_value_info("vocab_mask", TensorProto.BOOL, ["rows", "candidates"]),
+        helper.make_tensor_value_info("row_columns", TensorProto.INT64, ["rows", "width"]),
+        helper.make_tensor_value_info("penalty_columns", TensorProto.INT64,
+                                      ["rows", "penalized"]),
     ])
     del graph.value_info[:]  # shapes inferred for the full vocabulary
     for out in graph.output:
         if out.name == "log_probs":
             out.CopyFrom(helper.make_tensor_value_info("log_probs", TensorProto.FLOAT,
-                                                       ["rows", "candidates"]))
+                                                       ["rows", "width"]))
     _prune(graph)
     onnx.checker.check_model(model)
     return model

@@ -1,6 +1,6 @@
 """The target vocabulary of one step when a shortlist restricts it (see
-:mod:`service.shortlist`): the union of the running sentences' candidates, and which of its
-columns each row may use."""
+:mod:`service.shortlist`): the union of the running sentences' candidates, and each row's own
+candidates packed to the left, which is how the restricted step graph reads them."""
 
 from __future__ import annotations
 
@@ -9,31 +9,79 @@ from dataclasses import dataclass
 
 import numpy as np
 
+# Packed rows are padded to a multiple of this (and past their longest), so that a row's
+# values are reduced in the same blocks whatever the longest row of the batch is.
+BLOCK = 128
+
 
 @dataclass(frozen=True)
 class Vocabulary:
-    ids: np.ndarray  # (C,) int64 ascending
-    mask: np.ndarray  # (R, C) bool: True where the column is a candidate of the row's sentence
+    ids: np.ndarray  # (C,) int64 ascending: the union
+    columns: np.ndarray  # (R, W) int64: each row's candidates as columns, ascending; C pads
+    penalized: np.ndarray  # (P,) int64: the tokens penalty_columns locates
+    penalty_columns: np.ndarray  # (R, P) int64: their packed positions (W - 1 if absent)
 
     @staticmethod
-    def of(candidate_sets: list[np.ndarray]) -> Vocabulary:
+    def build(ids: np.ndarray, own: Sequence[np.ndarray], rows: Sequence[int],
+              penalized: np.ndarray) -> Vocabulary:
+        """``own``: each sentence's candidates (ascending, all in ``ids``), ``rows`` of it.
+        Runs before every step whose sentences changed: a few vectorized passes, no (R, C)
+        array."""
+        flat = np.concatenate(own)
+        lengths = np.array([c.size for c in own])
+        starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])
+        sentence = np.repeat(np.arange(len(own)), lengths)
+        width = -(-(int(lengths.max()) + 1) // BLOCK) * BLOCK  # at least one padding column
+        column_of = np.zeros(int(ids[-1]) + 1 if ids.size else 1, dtype=np.int64)
+        column_of[ids] = np.arange(ids.size)
+        columns = np.full((len(own), width), ids.size, dtype=np.int64)
+        position = np.arange(flat.size) - np.repeat(starts, lengths)  # within its row
+        columns[sentence, position] = column_of[flat]
+        # Where each penalized token (all are in the union) sits in each row, if it does.
+        which = np.full(column_of.size, -1, dtype=np.int64)
+        which[penalized] = np.arange(penalized.size)
+        hit = which[flat] >= 0
+        positions = np.full((len(own), penalized.size), width - 1, dtype=np.int64)
+        positions[sentence[hit], which[flat[hit]]] = position[hit]
+        repeat = np.asarray(rows)
+        return Vocabulary(ids, np.repeat(columns, repeat, axis=0), penalized,
+                          np.repeat(positions.astype(np.int64), repeat, axis=0))
+
+    @staticmethod
+    def of(candidate_sets: list[np.ndarray], penalized: np.ndarray | None = None
+           ) -> Vocabulary:
         """One row per candidate set (ascending ids each)."""
-        ids = np.unique(np.concatenate(candidate_sets))
-        mask = np.zeros((len(candidate_sets), ids.size), dtype=bool)
-        for row, own in enumerate(candidate_sets):
-            mask[row, np.searchsorted(ids, own)] = True
-        return Vocabulary(ids, mask)
+        extra = np.zeros(0, np.int64) if penalized is None else penalized
+        ids = np.unique(np.concatenate([*candidate_sets, extra]))
+        return Vocabulary.build(ids, candidate_sets, [1] * len(candidate_sets), extra)
+
+    @property
+    def mask(self) -> np.ndarray:
+        """(R, C) bool: True where the column is a candidate of the row's sentence."""
+        R = self.columns.shape[0]
+        mask = np.zeros((R, self.ids.size + 1), dtype=bool)
+        mask[np.arange(R)[:, None], self.columns] = True
+        return mask[:, :-1]
 
     def positions(self, token_ids: np.ndarray) -> np.ndarray:
-        """Columns of ``token_ids``, each of which must be in ``ids``."""
+        """Columns of ``token_ids`` in the union (each must be in it)."""
         at = np.searchsorted(self.ids, token_ids)
         if at.size and (at.max() >= self.ids.size or (self.ids[at] != token_ids).any()):
             raise ValueError("a penalized token is not among the step's candidates")
         return at.astype(np.int64)
 
+    def penalty_columns_of(self, token_ids: np.ndarray) -> np.ndarray:
+        """(R, P) packed positions of the penalized ``token_ids`` (the engine's penalty:
+        sentinels then EOS, as :attr:`penalized`), or (R, 0) without a penalty."""
+        if not token_ids.size:
+            return np.zeros((self.columns.shape[0], 0), np.int64)
+        if not np.array_equal(token_ids, self.penalized):
+            raise ValueError("the step penalizes other tokens than its vocabulary located")
+        return self.penalty_columns
+
     def restrict(self, log_probs: np.ndarray) -> np.ndarray:
         """Full-vocabulary log-probabilities (R, V) -> (R, C), each row renormalized over its
-        own columns (the others -inf), in float64 as the restricted step graph does."""
+        own columns (the others -inf), in float64 (the numpy reference of the graph)."""
         scores = np.where(self.mask, log_probs[:, self.ids].astype(np.float64), -np.inf)
         top = scores.max(axis=1, keepdims=True)
         norm = top + np.log(np.exp(scores - top).sum(axis=1, keepdims=True))
@@ -42,10 +90,11 @@ class Vocabulary:
 
 class VocabularyBuilder:
     """Builds the step vocabulary of a changing set of sentences: a count per target id
-    gives the union in O(V), and masks are rebuilt only when the rows change."""
+    gives the union in O(V), and the rows are rebuilt only when the sentences change."""
 
     def __init__(self, extra: np.ndarray) -> None:
-        self.extra = np.asarray(extra, dtype=np.int64)  # ids every step scores (EOS, sentinels)
+        # Ids every step scores, in the order the engine penalizes them (sentinels, EOS).
+        self.extra = np.asarray(extra, dtype=np.int64)
         self.counts: np.ndarray | None = None
         self._cached: tuple[tuple[int, ...], Vocabulary] | None = None
 
@@ -73,13 +122,7 @@ class VocabularyBuilder:
         assert self.counts is not None
         present = self.counts > 0
         present[self.extra] = True
-        ids = np.flatnonzero(present).astype(np.int64)
-        column = np.full(present.size, -1, np.int64)
-        column[ids] = np.arange(ids.size)
-        lengths = np.array([c.size for c in candidate_sets])
-        own = np.zeros((len(candidate_sets), ids.size), dtype=bool)
-        own[np.repeat(np.arange(len(candidate_sets)), lengths),
-            column[np.concatenate(candidate_sets)]] = True
-        vocabulary = Vocabulary(ids, np.repeat(own, rows_per_set, axis=0))
+        vocabulary = Vocabulary.build(np.flatnonzero(present).astype(np.int64), candidate_sets,
+                                      rows_per_set, self.extra)
         self._cached = (key, vocabulary)
         return vocabulary
