@@ -1,7 +1,6 @@
 """Search over a step decoder, in numpy: nothing here knows FastAPI, ONNX or PyTorch."""
 
 from service.decoding.beam import length_penalty
-from service.decoding.constraints import Placeholders
 from service.decoding.engine import Engine, Search, beam_search, greedy_search
 from service.decoding.forced import forced_log_probs
 from service.decoding.types import (
@@ -18,7 +17,6 @@ __all__ = [
     "EncodedBatch",
     "Engine",
     "Hypothesis",
-    "Placeholders",
     "Search",
     "StepModel",
     "StepOutput",

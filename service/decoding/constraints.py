@@ -7,20 +7,9 @@ has it) gets probability 0, and EOS is forbidden while one is still missing.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 
 from service.decoding.types import TokenPenalty
-
-
-@dataclass(frozen=True)
-class Placeholders:
-    sentinel_ids: np.ndarray  # (P,) vocabulary ids of <ph0>..<phP-1>
-    required: np.ndarray  # (B, P) how often each sentinel occurs in each source
-
-    def take(self, rows: np.ndarray) -> Placeholders:
-        return Placeholders(self.sentinel_ids, self.required[rows])
 
 
 def penalty(missing: np.ndarray, sentinel_ids: np.ndarray, eos: int) -> TokenPenalty:

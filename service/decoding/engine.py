@@ -22,7 +22,7 @@ from itertools import count
 import numpy as np
 
 from service.decoding.beam import RULES, Group, Record
-from service.decoding.constraints import Placeholders, penalty
+from service.decoding.constraints import penalty
 from service.decoding.types import EncodedBatch, Hypothesis, StepModel, StepOutput, TokenPenalty
 from service.decoding.vocabulary import VocabularyBuilder
 
@@ -316,24 +316,25 @@ def beam_search(
     beam_size: int = 4,
     n_best: int = 1,
     alpha: float = 0.6,
-    placeholders: Placeholders | None = None,
+    sentinel_ids: np.ndarray | None = None,
+    required: np.ndarray | None = None,
 ) -> list[list[Hypothesis]]:
     """Return the ``n_best`` hypotheses of every sentence of a static batch, best first.
 
     :param max_len: (B,) steps allowed per sentence, EOS included
     :param alpha: length penalty exponent; 0 ranks by raw log-probability
-    :param placeholders: if given, keep every source sentinel and invent none
+    :param sentinel_ids: (P,) the placeholder sentinels' ids; with ``required`` (B, P), how
+        often each sentence's source has each: keep every one of them, invent none
     """
     searches = [Search(int(max_len[i]), beam_size, n_best, alpha,
-                       None if placeholders is None else placeholders.required[i])
+                       None if required is None else required[i])
                 for i in range(encoded.mask.shape[0])]
-    engine = Engine(model, bos, eos, None if placeholders is None else placeholders.sentinel_ids)
-    return run_to_end(engine, encoded, searches)
+    return run_to_end(Engine(model, bos, eos, sentinel_ids), encoded, searches)
 
 
 def greedy_search(model: StepModel, encoded: EncodedBatch, bos: int, eos: int,
-                  max_len: np.ndarray, placeholders: Placeholders | None = None
-                  ) -> list[Hypothesis]:
+                  max_len: np.ndarray, sentinel_ids: np.ndarray | None = None,
+                  required: np.ndarray | None = None) -> list[Hypothesis]:
     """The most probable token at every step (a beam of one, no length penalty)."""
     return [h for [h] in beam_search(model, encoded, bos, eos, max_len, 1, 1, 0.0,
-                                     placeholders)]
+                                     sentinel_ids, required)]

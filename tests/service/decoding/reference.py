@@ -8,9 +8,17 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from service.decoding.constraints import Placeholders, emitted
+from service.decoding.constraints import emitted
 from service.decoding.types import EncodedBatch, Hypothesis, top_k_ids
 from tests.service.decoding.toy import ToyModel
+
+
+@dataclass(frozen=True)
+class Placeholders:
+    """The placeholder constraint of a static batch, as the searches here take it."""
+
+    sentinel_ids: np.ndarray  # (P,) vocabulary ids of <ph0>..<phP-1>
+    required: np.ndarray  # (B, P) how often each sentinel occurs in each source
 
 
 def constrain(log_probs: np.ndarray, missing: np.ndarray, sentinel_ids: np.ndarray, eos: int

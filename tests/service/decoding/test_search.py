@@ -3,9 +3,9 @@ import itertools
 import numpy as np
 import pytest
 
-from service.decoding import Placeholders, beam_search, greedy_search, length_penalty
+from service.decoding import beam_search, greedy_search, length_penalty
 from service.decoding.types import top_k_ids
-from tests.service.decoding.reference import reference_beam_search
+from tests.service.decoding.reference import Placeholders, reference_beam_search
 from tests.service.decoding.toy import ToyModel
 
 BOS, EOS = 0, 1
@@ -121,7 +121,9 @@ def test_search_over_top_k_candidates_equals_full_vocabulary_search(
                                      beam_size=beam_size, n_best=n_best, alpha=0.8,
                                      placeholders=constraint)
     found = beam_search(model, model.encode(lengths), BOS, EOS, limits, beam_size=beam_size,
-                        n_best=n_best, alpha=0.8, placeholders=constraint)
+                        n_best=n_best, alpha=0.8,
+                        sentinel_ids=constraint.sentinel_ids if constraint else None,
+                        required=constraint.required if constraint else None)
     for ours, theirs in zip(found, expected, strict=True):
         assert [h.tokens for h in ours] == [h.tokens for h in theirs]
         # The engine pads sources to a multiple of 8, the reference to the batch's longest:
@@ -139,11 +141,10 @@ def test_placeholder_constraint_keeps_required_sentinels_and_invents_none() -> N
     model = ToyModel(vocab=12, seed=15)  # a seed where most hypotheses end with EOS
     sentinels = np.array([8, 9, 10])
     required = np.array([[1, 0, 0], [0, 2, 0], [0, 0, 0]])  # per sentence
-    constraint = Placeholders(sentinels, required)
     lengths, limits = [4, 3, 5], np.array([30, 30, 30])
-    greedy = greedy_search(model, model.encode(lengths), BOS, EOS, limits, constraint)
+    greedy = greedy_search(model, model.encode(lengths), BOS, EOS, limits, sentinels, required)
     beams = beam_search(model, model.encode(lengths), BOS, EOS, limits, beam_size=3, n_best=3,
-                        placeholders=constraint)
+                        sentinel_ids=sentinels, required=required)
     finished_with_sentinel = 0
     for i in range(3):
         for hyp in [greedy[i], *beams[i]]:
@@ -154,6 +155,6 @@ def test_placeholder_constraint_keeps_required_sentinels_and_invents_none() -> N
                 finished_with_sentinel += int(required[i].any())
     assert finished_with_sentinel > 0
     [[single]] = beam_search(model, model.encode(lengths).take(np.array([0])), BOS, EOS,
-                             limits[:1],
-                             beam_size=1, placeholders=constraint.take(np.array([0])))
+                             limits[:1], beam_size=1, sentinel_ids=sentinels,
+                             required=required[:1])
     assert single.tokens == greedy[0].tokens  # beam(1) == greedy under the constraint too
