@@ -34,6 +34,33 @@ def test_health_and_model_metadata(server: Server) -> None:
     assert info["model_id"] == MANIFEST.model_id
     assert info["provider"] == "cpu" and info["variant"] in MANIFEST.variants
     assert "fp32_beam4" in info["metrics"] and "Model card" in info["model_card"]
+    assert info["shortlist"] is True  # the bundle's default
+    assert set(info["shortlist_quality"]) >= {"test", "heldout"}
+
+
+def test_the_shortlist_setting_over_http(server: Server, tmp_path: Path) -> None:
+    """SERVICE_SHORTLIST=false serves the whole vocabulary: /model says so, and a request
+    gets what the library finds without the shortlist (scores over all 10,000 pieces are
+    lower than over a shortlist's)."""
+    from service.translator import DecodeOptions, Translator
+
+    texts = ["Could not save the file %s.", "Remove the four of spades.", "Export as PDF"]
+    whole = start_server(tmp_path, SERVICE_SHORTLIST="false")
+    try:
+        whole.wait("/health/ready", 200)
+        assert httpx.get(whole.url + "/model").json()["shortlist"] is False
+        got = {name: post(srv, {"text": texts, "beam_size": 4}).json()["translations"]
+               for name, srv in (("whole", whole), ("shortlist", server))}
+    finally:
+        whole.stop()
+    for name, shortlist in (("whole", False), ("shortlist", True)):
+        here = Translator(DEFAULT_BUNDLE, shortlist=shortlist).translate(
+            texts, DecodeOptions(beam_size=4))
+        assert [t["text"] for t in got[name]] == [t.best.text for t in here]
+        assert [t["score"] for t in got[name]] == pytest.approx(
+            [t.best.score for t in here], abs=1e-3)
+    assert all(w["score"] < s["score"] for w, s in zip(got["whole"], got["shortlist"],
+                                                      strict=True))
 
 
 def test_single_text_and_batch(server: Server) -> None:
