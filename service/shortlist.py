@@ -115,12 +115,26 @@ def restrict_output(model: onnx.ModelProto) -> onnx.ModelProto:
     if attrs.get("transA", 0) or attrs.get("alpha", 1.0) != 1.0 or attrs.get("beta", 1.0) != 1.0:
         raise ShortlistError("a Gemm output projection with transA, alpha or beta")
     if project.op_type == "Gemm" and len(project.input) > 2 and project.input[2]:
-        if bias is not None or project.input[2] not in inits:
-            raise ShortlistError("the output bias is not an initializer")
+        if bias is not None:
+            raise ShortlistError("two output biases")
         bias = project.input[2]
+        if bias not in inits:  # quantized (int32, one scale per entry): its float value
+            dq = producer.get(bias)
+            if dq is None or dq.op_type != "DequantizeLinear" or not all(
+                    name in inits for name in dq.input):
+                raise ShortlistError("the output bias is neither an initializer nor a "
+                                     "dequantized one")
+            q, scale, *zero = (numpy_helper.to_array(inits[name]) for name in dq.input)
+            value = ((q - zero[0]) if zero else q).astype(np.float32) * scale
+            bias = "shortlist/bias"
+            graph.initializer.append(numpy_helper.from_array(value.astype(np.float32), bias))
+            if len(consumers.get(dq.output[0], [])) == 1:
+                removed.append(dq)
     by_row = project.op_type == "Gemm" and attrs.get("transB", 0) == 1  # weight (V, E)
     axis = 0 if by_row else 1  # the vocabulary axis of the weight
     features, weight = project.input[0], project.input[1]
+    while weight in producer and producer[weight].op_type == "Identity":  # a tied table
+        weight = producer[weight].input[0]
 
     new: list[onnx.NodeProto] = []
 

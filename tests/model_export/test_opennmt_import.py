@@ -189,3 +189,31 @@ def test_a_model_trained_on_masked_text_can_keep_placeholders(tmp_path: Path) ->
     assert translator.manifest.placeholders and translator.sentinel_ids.size
     [out] = translator.translate(["Could not save the file %s."])
     assert "%s" in out.best.text and "<ph" not in out.best.text
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_the_restricted_step_of_an_imported_decoder_is_its_full_step(
+        bundles: dict[str, Path], name: str) -> None:
+    """OpenNMT-py's generator (a Linear with a bias, shared or not with the embeddings) and
+    its int8 variant: with every target id a candidate, the restricted step (the vocabulary
+    shortlist's graph) finds the full step's top tokens and scores."""
+    from service.bundle import read_manifest
+    from service.decoding import TokenPenalty, Vocabulary
+    from service.runtime import OnnxSeq2Seq, SessionOptions
+
+    manifest = read_manifest(bundles[name])
+    for variant in manifest.variants:
+        model = OnnxSeq2Seq(bundles[name], manifest, variant, SessionOptions(), shortlist=True)
+        assert model.restricted is not None
+        translator = Translator(bundles[name], variant)
+        rows = translator.prepare(SOURCES[:3])
+        encoded = translator.encode_rows(rows)
+        V = manifest.architecture.vocab_size
+        prev = np.full(3, manifest.special_tokens.bos, dtype=np.int64)
+        none = TokenPenalty.none(3)
+        full = model.step(prev, encoded.hidden, encoded, np.arange(3), 5, none)
+        everything = np.arange(V)
+        vocab = Vocabulary.build(everything, [everything] * 3, [1, 1, 1], np.zeros(0, np.int64))
+        short = model.step(prev, encoded.hidden, encoded, np.arange(3), 5, none, vocab)
+        np.testing.assert_array_equal(short.top_ids, full.top_ids)
+        np.testing.assert_allclose(short.top_log_probs, full.top_log_probs, atol=1e-5)
