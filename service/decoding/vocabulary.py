@@ -45,7 +45,7 @@ class Vocabulary:
         positions[sentence[hit], which[flat[hit]]] = position[hit]
         repeat = np.asarray(rows)
         return Vocabulary(ids, np.repeat(columns, repeat, axis=0), penalized,
-                          np.repeat(positions.astype(np.int64), repeat, axis=0))
+                          np.repeat(positions, repeat, axis=0))
 
     @staticmethod
     def of(candidate_sets: list[np.ndarray], penalized: np.ndarray | None = None
