@@ -13,7 +13,9 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+import tempfile
 import time
+from collections import Counter
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -26,6 +28,7 @@ from onnx import TensorProto, helper, numpy_helper
 from bench.measure import ROOT
 from service.decoding import EncodedBatch, StepOutput, TokenPenalty, Vocabulary
 from service.runtime import OnnxSeq2Seq
+from service.shortlist import restrict_output
 from service.translator import DecodeOptions, Translator
 
 ROWS = (1, 4, 64, 256)
@@ -51,18 +54,52 @@ class Recorder:
 
 
 def running_batch(translator: Translator, texts: list[str], rows: int, steps: int = 3
-                  ) -> tuple[Any, ...]:
-    """The step inputs of ``rows`` rows (beam 4; greedy for one row) after a few steps."""
+                  ) -> tuple[tuple[Any, ...], Any]:
+    """The step inputs of ``rows`` rows (beam 4; greedy for one row) after a few steps, and
+    a call that rebuilds that step's vocabulary as the engine does when its sentences
+    change."""
     beam = 1 if rows == 1 else BEAM
     prepared = translator.prepare(texts[: max(rows // beam, 1)])
     recorder = Recorder(translator.model)
     engine = translator.engine()
     engine.model = recorder
-    engine.admit(translator.encode_rows(prepared),
-                 [translator.search(r, DecodeOptions(beam_size=beam)) for r in prepared])
+    searches = [translator.search(r, DecodeOptions(beam_size=beam)) for r in prepared]
+    engine.admit(translator.encode_rows(prepared), searches)
     for _ in range(steps):
         engine.step()
-    return recorder.last
+    vocab = recorder.last[-1]
+    candidates = [translator.candidates_of(r.ids) for r in prepared]
+    rebuild = partial(Vocabulary.build, vocab.ids, candidates, [beam] * len(candidates),
+                      vocab.penalized)
+    return recorder.last, rebuild
+
+
+def profile(model: OnnxSeq2Seq, decoder: onnx.ModelProto, inputs: tuple[Any, ...],
+            runs: int = 30) -> dict[str, dict[str, float]]:
+    """Each step graph's share of kernel time by operator type (onnxruntime's profiler)."""
+    prev, hidden, encoded, row_sentence, top_k, penalty, vocab = inputs
+    feeds = OnnxSeq2Seq._feeds(prev, hidden, encoded, row_sentence, penalty, top_k)
+    restricted = {**feeds, "vocab_ids": vocab.ids, "row_columns": vocab.columns,
+                  "penalty_columns": vocab.penalty_columns_of(penalty.token_ids)}
+    shares = {}
+    for name, graph, graph_feeds in (("full step", decoder, feeds),
+                                     ("shortlist step", restrict_output(decoder), restricted)):
+        so = ort.SessionOptions()
+        so.enable_profiling = True
+        so.profile_file_prefix = str(Path(tempfile.mkdtemp()) / "step")
+        so.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        session = ort.InferenceSession(graph.SerializeToString(), so,
+                                       providers=["CPUExecutionProvider"])
+        for _ in range(runs):
+            session.run(["top_log_probs", "top_ids", "next_hidden"], graph_feeds)
+        events = json.loads(Path(session.end_profiling()).read_text())
+        per_op: Counter[str] = Counter()
+        for e in events:
+            if e.get("cat") == "Node" and e["name"].endswith("_kernel_time"):
+                per_op[e["args"]["op_name"]] += e["dur"]
+        total = sum(per_op.values())
+        shares[name] = {op: round(100 * t / total, 1) for op, t in per_op.most_common(8)}
+    return shares
 
 
 def projection_floor(decoder: onnx.ModelProto, E: int, columns: int) -> ort.InferenceSession:
@@ -112,8 +149,8 @@ def main() -> None:
     floor = projection_floor(decoder, E, V)
     cases: dict[int, dict[str, Any]] = {}
     for rows in ROWS:
-        prev, hidden, encoded, row_sentence, top_k, penalty, vocab = running_batch(
-            translator, texts, rows)
+        inputs, rebuild = running_batch(translator, texts, rows)
+        prev, hidden, encoded, row_sentence, top_k, penalty, vocab = inputs
         step = partial(model.step, prev, hidden, encoded, row_sentence, top_k, penalty)
         a = np.random.default_rng(0).integers(0, 255, (rows, E), np.uint8)
         cases[rows] = {
@@ -121,6 +158,7 @@ def main() -> None:
             "shortlist step": partial(step, vocab, False),
             "full step + attention": partial(step, None, True),
             "projection alone (GEMM floor)": partial(floor.run, None, {"a": a}),
+            "shortlist: step vocabulary rebuilt (numpy)": rebuild,
             "candidates": int(vocab.ids.size),
         }
     times: dict[int, dict[str, list[float]]] = {
@@ -134,7 +172,9 @@ def main() -> None:
     result = {"bundle": name, "variant": model.variant, "vocabulary": V,
               "rows": {str(r): {"candidates": cases[r]["candidates"],
                                 **{n: round(statistics.median(t), 3)
-                                   for n, t in times[r].items()}} for r in ROWS}}
+                                   for n, t in times[r].items()}} for r in ROWS},
+              "profile_256_rows": profile(model, decoder, running_batch(translator, texts,
+                                                                        256)[0])}
     (ROOT / "bench" / "step.json").write_text(json.dumps(result, indent=2) + "\n")
     (ROOT / "bench" / "step.md").write_text(report(result))
     print(report(result))
@@ -155,6 +195,11 @@ def report(r: dict[str, Any]) -> str:
                      + " |")
     lines.append("| full / shortlist | " + " | ".join(
         f"{v['full step'] / v['shortlist step']:.2f}×" for v in rows.values()) + " |")
+    lines += ["", "Share of kernel time by operator at 256 rows (onnxruntime's profiler, 30 "
+              "steps; the eight largest):", ""]
+    for name, shares in r["profile_256_rows"].items():
+        lines.append(f"- {name}: " + ", ".join(f"{op} {share} %"
+                                                for op, share in shares.items()))
     return "\n".join(lines) + "\n"
 
 

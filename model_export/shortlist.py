@@ -21,16 +21,8 @@ import numpy as np
 from model_export.card import rewrite_card
 from model_export.corpus import Pair, load_split, sample
 from model_export.metrics import score
-from model_export.package import record_examples
-from service.bundle import (
-    FORMAT_VERSION,
-    MANIFEST,
-    SHORTLIST,
-    Manifest,
-    ShortlistSpec,
-    hash_files,
-    verify_bundle,
-)
+from model_export.package import record_examples, write_manifest
+from service.bundle import FORMAT_VERSION, SHORTLIST, Manifest, ShortlistSpec, verify_bundle
 from service.placeholders import mask
 from service.shortlist import Shortlist
 from service.translator import DecodeOptions, Translator, translate_corpus
@@ -165,7 +157,5 @@ def add_shortlist(bundle: Path, data_dir: Path, sets: dict[str, list[Pair]], top
 
 
 def _write(bundle: Path, manifest: Manifest) -> Manifest:
-    """The manifest of the bundle as it now is (format 4: it has a shortlist)."""
-    manifest = replace(manifest, format_version=FORMAT_VERSION, files=hash_files(bundle))
-    (bundle / MANIFEST).write_text(manifest.to_json(), encoding="utf-8")
-    return manifest
+    """The manifest of the bundle as it now is (this build's format: it has a shortlist)."""
+    return write_manifest(bundle, replace(manifest, format_version=FORMAT_VERSION))

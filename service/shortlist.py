@@ -8,8 +8,7 @@ source pieces' lists, those pieces and whatever a constraint forces (EOS, placeh
 
 One step scores the union of the running sentences' candidates
 (:class:`service.decoding.Vocabulary`) and normalizes each row over its own sentence's
-candidates only (the others are masked before the softmax), so a sentence's result does not
-depend on its batch mates.
+candidates only, so a sentence's result does not depend on its batch mates.
 :func:`restrict_output` derives that step graph from a bundle's decoder: the output
 projection's weight columns are gathered for the union (int8 weights stay int8, in an
 integer kernel), each row's own logits are packed to the left (so its softmax sums the same
@@ -27,8 +26,8 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-# The restricted step graph's extra inputs: vocab_ids (C,) int64 ascending, the union of the
-# running sentences' candidates; row_columns (R, W) int64, each row's own candidates as
+# The restricted step graph's extra inputs: vocab_ids (C,) int64, the union of the running
+# sentences' candidates; row_columns (R, W) int64, each row's own candidates as
 # columns of vocab_ids, ascending, padded with C; penalty_columns (R, P) int64, where each
 # penalized token is in the row's packed list (a padding position if absent). Its log_probs
 # are (R, W), in the packed order.
@@ -74,8 +73,9 @@ class Shortlist:
 # The step graph.
 
 def restrict_output(model: onnx.ModelProto) -> onnx.ModelProto:
-    """A copy of a step decoder (``service.bundle.DECODER_INPUTS``/``OUTPUTS``, format 3)
-    that scores only ``vocab_ids`` and normalizes each row over its ``vocab_mask``.
+    """A copy of a step decoder (``service.bundle.DECODER_INPUTS``/``OUTPUTS``, formats 2
+    and later) that scores only ``vocab_ids`` and normalizes each row over its own
+    ``row_columns`` (:data:`SHORTLIST_INPUTS`).
 
     The output projection is found as the producer of the graph's only ``LogSoftmax``: a
     ``MatMul`` (plus an ``Add`` of a bias) or a ``Gemm``, its weight an initializer or the
