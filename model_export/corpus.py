@@ -5,8 +5,9 @@ Debian packages ship ``.mo`` catalogs (English msgid -> translated msgstr). The 
 corpus reads one language's catalogs of the packages listed in ``model_export/packages/``:
 ``train.txt`` (LibreOffice, GNOME, KDE, Xfce, GIMP, Inkscape, core tools...), then
 ``games.txt`` (games and educational software), then the FreeDict English dictionary of
-the language (general vocabulary: head word -> first translation). It strips mnemonic
-markers, drops useless pairs, dedupes by source across sources (earlier sources win) and
+the language (general vocabulary: head word -> first translation) and, for German, Ding's
+(one sense per English word). It strips mnemonic markers and Freeciv's ``?qualifier:``
+prefixes, drops useless pairs, dedupes by source across sources (earlier sources win) and
 splits deterministically into train/dev/test TSV files, plus whole applications held out as
 an out-of-domain test set.
 A user TSV (``source<TAB>target``), ``.po``/``.mo`` file or directory can be used instead.
@@ -20,6 +21,7 @@ import logging
 import re
 import subprocess
 import tempfile
+from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -105,6 +107,58 @@ def read_freedict(index: Path) -> list[Pair]:
     return pairs
 
 
+# Ding (TU Chemnitz) in Debian, by target language: one entry per line,
+# ``German senses :: English senses``, senses split by `` | `` in step on both sides,
+# alternatives within a sense by ``;``. No maintained library reads it (PyGlossary has no
+# Ding reader), so :func:`read_ding` parses these lines itself.
+DING = {"de": "trans-de-en"}
+_DING_NOTE_RE = re.compile(r"\s*(\{[^}]*\}|\[[^\]]*\]|\([^)]*\)|<[^>]*>)\s*")  # {f} [Br.] (of sth.)
+_DING_SKIP_RE = re.compile(r"\b(sb|sth|jd[nms]?|etw)\b\.?|…|/|\d")  # templates, not words
+_WORD_RE = re.compile(r"\w+")
+
+
+def read_ding(lines: Iterable[str], target_counts: Counter[str]) -> list[Pair]:
+    """(English word, German translation) pairs from Ding's ``de-en`` lines, one per English
+    word (a single word, ``to`` dropped from verbs).
+
+    Only the first alternative on both sides of a sense is taken (Ding lists the usual word
+    first), at most two German words and no templates (``etw.``, ``sb.``). An English word
+    has several such senses ("score": Rechnung, Spielstand, Partitur...); the one whose
+    rarest German word is most frequent in ``target_counts`` (the catalogs' target words,
+    lower-cased) wins, then the earliest line. Dictionary order alone is alphabetical by
+    German head word and would pick arbitrary senses.
+    """
+    best: dict[str, tuple[int, int, str]] = {}
+    for number, line in enumerate(lines):
+        if line.startswith("#") or "::" not in line:
+            continue
+        german, english = line.rstrip("\n").split("::", 1)
+        german_senses, english_senses = german.split(" | "), english.split(" | ")
+        if len(german_senses) != len(english_senses):
+            continue
+        for de, en in zip(german_senses, english_senses, strict=True):
+            target = _DING_NOTE_RE.sub(" ", de.split(";", 1)[0]).strip()
+            source = _DING_NOTE_RE.sub(" ", en.split(";", 1)[0]).strip()
+            source = source.removeprefix("to ")
+            words = _WORD_RE.findall(target)
+            if (not words or len(target.split()) > 2 or len(source.split()) != 1
+                    or _DING_SKIP_RE.search(target) or _DING_SKIP_RE.search(source)):
+                continue
+            rank = (-min(target_counts[w.lower()] for w in words), number, target)
+            if source not in best or rank < best[source]:
+                best[source] = rank
+    return [(source, rank[2]) for source, rank in best.items()]
+
+
+def deb_ding(deb: Path, target_counts: Counter[str]) -> list[Pair]:
+    """:func:`read_ding` on the dictionary inside a ``trans-*`` .deb."""
+    with tempfile.TemporaryDirectory() as tmp:
+        subprocess.run(["dpkg-deb", "-x", str(deb), tmp], check=True)
+        (path,) = (Path(tmp) / "usr/share/trans").iterdir()
+        with path.open(encoding="utf-8") as lines:
+            return read_ding(lines, target_counts)
+
+
 def deb_freedict(deb: Path) -> list[Pair]:
     """:func:`read_freedict` on the dictionary inside a ``dict-freedict-*`` .deb."""
     with tempfile.TemporaryDirectory() as tmp:
@@ -157,6 +211,9 @@ def deb_catalogs(deb: Path, lang: str) -> list[Pair]:
 # placeholders and never reach this expression).
 _MNEMONIC_RE = re.compile(r"~|_(?=[^\W_])|&(?=[^\W_])")
 _SPACES_RE = re.compile(r"[ \u00a0]{2,}")
+# Freeciv's disambiguating prefixes ("?plural:Salishans", "?unit:Warriors"): msgid context
+# written into the string, stripped by the game before display.
+_QUALIFIER_RE = re.compile(r"^\?[\w ]+:")
 # Catalog bookkeeping that is not UI text (GNOME's and KDE's translator-credit entries).
 _NOT_UI_RE = re.compile(r"translator[-_ ]credits|NAME OF TRANSLATORS|EMAIL OF TRANSLATORS|"
                         r"^Your names?$|^Your emails?$", re.IGNORECASE)
@@ -177,8 +234,8 @@ def strip_mnemonics(text: str) -> str:
 def clean_pair(source: str, target: str, max_chars: int = MAX_CHARS) -> Pair | None:
     """The pair with mnemonics and extra spaces removed, or None if it is not worth learning:
     empty, untranslated, longer than ``max_chars``, credits, or without a letter."""
-    source = _SPACES_RE.sub(" ", strip_mnemonics(source)).strip()
-    target = _SPACES_RE.sub(" ", strip_mnemonics(target)).strip()
+    source = _SPACES_RE.sub(" ", strip_mnemonics(_QUALIFIER_RE.sub("", source))).strip()
+    target = _SPACES_RE.sub(" ", strip_mnemonics(_QUALIFIER_RE.sub("", target))).strip()
     if not source or not target or source == target:
         return None
     if max(len(source), len(target)) > max_chars or _NOT_UI_RE.search(source):
@@ -249,12 +306,12 @@ def build_from_packages(train_packages: Sequence[str], heldout_packages: Sequenc
                         lang: str, out_dir: Path, cache: Path,
                         games_packages: Sequence[str] = (),
                         dictionary: bool = True) -> dict[str, Any]:
-    """Download the packages' ``lang`` catalogs (and the language's FreeDict dictionary)
-    and :func:`assemble` the corpus; sources are tagged ``ui``, ``games`` and
+    """Download the packages' ``lang`` catalogs (and the language's FreeDict and Ding
+    dictionaries) and :func:`assemble` the corpus; sources are tagged ``ui``, ``games`` and
     ``dictionary`` (their test slices are written and counted apart)."""
-    dict_package = FREEDICT.get(lang) if dictionary else None
-    extra = [dict_package] if dict_package else []
-    debs = download_debs([*train_packages, *games_packages, *heldout_packages, *extra], cache)
+    dictionaries = [d[lang] for d in (FREEDICT, DING) if dictionary and lang in d]
+    debs = download_debs([*train_packages, *games_packages, *heldout_packages, *dictionaries],
+                         cache)
 
     def catalogs(packages: Sequence[str]) -> list[tuple[str, list[Pair]]]:
         return [(p, deb_catalogs(debs[p], lang)) for p in tqdm(packages, unit="pkg")
@@ -262,11 +319,17 @@ def build_from_packages(train_packages: Sequence[str], heldout_packages: Sequenc
 
     train = [(name, "ui", pairs) for name, pairs in catalogs(train_packages)]
     train += [(name, "games", pairs) for name, pairs in catalogs(games_packages)]
-    if dict_package and dict_package in debs:
-        train.append((dict_package, "dictionary", deb_freedict(debs[dict_package])))
+    target_counts = Counter(word.lower() for _, _, pairs in train for _, target in pairs
+                            for word in _WORD_RE.findall(target))
+    for package in dictionaries:
+        if package in debs:
+            pairs = (deb_freedict(debs[package]) if package.startswith("dict-freedict")
+                     else deb_ding(debs[package], target_counts))
+            train.append((package, "dictionary", pairs))
     meta = assemble(train, catalogs(heldout_packages), out_dir)
-    meta["source"] = (f"Debian bookworm {lang} catalogs of {len(meta['packages'])} packages"
-                      + (f" and {dict_package}" if dict_package in meta["packages"] else ""))
+    read = [p for p in dictionaries if p in meta["packages"]]
+    meta["source"] = (f"Debian bookworm {lang} catalogs of {len(meta['packages']) - len(read)}"
+                      " packages" + "".join(f" and {p}" for p in read))
     (out_dir / "corpus.json").write_text(json.dumps(meta, indent=1))
     return meta
 

@@ -1,4 +1,5 @@
 import json
+from collections import Counter
 from pathlib import Path
 
 import polib
@@ -7,8 +8,10 @@ from model_export.corpus import (
     assemble,
     build,
     clean,
+    clean_pair,
     load_split,
     read_catalog,
+    read_ding,
     read_freedict,
     read_packages,
     split_of,
@@ -94,6 +97,35 @@ def test_strip_mnemonics_keeps_placeholders() -> None:
     assert strip_mnemonics("snake _ case") == "snake _ case"
     assert strip_mnemonics("&Save") == "Save" and strip_mnemonics("Ö&ffnen") == "Öffnen"
     assert strip_mnemonics("Find & Replace &amp; more") == "Find & Replace &amp; more"
+
+
+def test_clean_strips_freeciv_qualifiers() -> None:
+    assert clean_pair("?plural:Salishans", "?plural:Salishaner") == ("Salishans", "Salishaner")
+    assert clean_pair("?unit:Warriors", "Krieger") == ("Warriors", "Krieger")
+    assert clean_pair("Why? Because: no", "Warum? Weil: nein") == ("Why? Because: no",
+                                                                    "Warum? Weil: nein")
+
+
+DING = """\
+# Version :: devel 2023-01-30
+Anschrift {f}; Adresse {f} | Anschriften {pl} :: address | addresses
+Kerbe {f}; Einschnitt {m} :: notch; score
+Partitur {f} [mus.] | Partituren {pl} :: score | scores
+Spielstand {m}; Punktestand {m} (Sport) | Es steht 2 zu 1. :: score; scoring | It is 2 to 1.
+Spielstand {m} für jdn. :: score for sb.
+abbrechen {vt} :: to cancel
+Löschtaste {f} :: delete key
+"""
+
+
+def test_ding_takes_first_alternatives_single_words_and_the_sense_the_catalogs_use() -> None:
+    counts = Counter({"spielstand": 5, "partitur": 1})
+    pairs = dict(read_ding(DING.splitlines(keepends=True), counts))
+    # "score" is first in two senses (Partitur, Spielstand): the catalogs' word wins; Kerbe
+    # lists it second; templates (jdn.), sentences and multi-word English are left out
+    assert pairs == {"address": "Anschrift", "addresses": "Anschriften", "notch": "Kerbe",
+                     "score": "Spielstand", "scores": "Partituren", "cancel": "abbrechen"}
+    assert dict(read_ding(DING.splitlines(), Counter({"partitur": 9})))["score"] == "Partitur"
 
 
 def test_clean_drops_untranslated_empty_long_credits_and_duplicates() -> None:
