@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import time
-from collections import deque
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,9 +19,10 @@ from service.decoding import (
     forced_log_probs,
     max_lengths,
 )
-from service.decoding.engine import run_to_end
+from service.driver import Driver
 from service.placeholders import SENTINELS, Masked, mask, unmask
 from service.runtime import OnnxSeq2Seq, SessionOptions
+from service.scheduler import Job, Scheduler
 from service.shortlist import Shortlist, ShortlistError
 from service.tokenizer import load_tokenizer
 
@@ -145,38 +145,26 @@ class Translator:
                   ) -> list[Translation]:
         return self.translate_prepared(self.prepare(texts), options).translations
 
-    def translate_prepared(self, rows: Sequence[Prepared], options: DecodeOptions) -> Decoded:
-        """Decode all non-empty rows as one batch; empty texts give empty translations."""
-        results = [Translation(r.ids, r.masked) for r in rows]
-        todo = [i for i, r in enumerate(rows) if r.ids]
-        stats = DecodeStats(0.0, 0)
-        if todo:
-            hypotheses, stats = self._search([rows[i] for i in todo], options)
-            for i, hyps in zip(todo, hypotheses, strict=True):
-                results[i].candidates = self.candidates(hyps, rows[i].masked)
-        for r in results:
-            if not r.candidates:
-                r.candidates = [self.empty_candidate()]
-        return Decoded(results, stats)
-
     def translate_running(self, rows: Sequence[Prepared], options: DecodeOptions,
                           running: int = 64) -> list[Translation]:
         """Decode many rows with step-level batching: up to ``running`` sentences at once,
         refilled between steps as sentences finish (what the service does with requests)."""
+        return self.translate_prepared(rows, options, running).translations
+
+    def translate_prepared(self, rows: Sequence[Prepared], options: DecodeOptions,
+                           running: int | None = None) -> Decoded:
+        """Decode the rows through the driver the service uses, ``running`` at once (None:
+        all in one batch); empty texts give empty translations."""
         results = [Translation(r.ids, r.masked, [self.empty_candidate()]) for r in rows]
-        todo = deque(i for i, r in enumerate(rows) if r.ids)
-        engine, owner = self.engine(), dict[int, int]()
-        while todo or len(engine):
-            if todo and len(engine) < running:
-                take = [todo.popleft() for _ in range(min(running - len(engine), len(todo)))]
-                batch = [rows[i] for i in take]
-                new = engine.admit(self.encode_rows(batch),
-                                   [self.search(r, options) for r in batch])
-                owner.update(zip(new, take, strict=True))
-            for sid, hyps in engine.step().items():
-                i = owner.pop(sid)
-                results[i].candidates = self.candidates(hyps, rows[i].masked)
-        return results
+        unbounded = sys.maxsize
+        scheduler: Scheduler[Prepared, DecodeOptions] = Scheduler(
+            unbounded, running or max(len(rows), 1), unbounded, unbounded, admit_wait_s=0.0)
+        job = Job(rows, [len(r.ids) for r in rows], options, 0.0)
+        scheduler.submit(job)
+        driver = Driver(self, scheduler, self.engine())
+        for sentence, candidates in driver.run():
+            results[sentence.row].candidates = candidates
+        return Decoded(results, DecodeStats(job.encode_seconds, driver.engine.steps))
 
     def log_probability(self, texts: Sequence[str], targets: Sequence[Sequence[int]]
                         ) -> list[float]:
@@ -246,15 +234,6 @@ class Translator:
 
     def candidates(self, hyps: Sequence[Hypothesis], masked: Masked) -> list[Candidate]:
         return [self._candidate(h, masked) for h in hyps]
-
-    def _search(self, rows: Sequence[Prepared], options: DecodeOptions
-                ) -> tuple[list[list[Hypothesis]], DecodeStats]:
-        started = time.perf_counter()
-        encoded = self.encode_rows(rows)
-        encode_seconds = time.perf_counter() - started
-        engine = self.engine()
-        found = run_to_end(engine, encoded, [self.search(r, options) for r in rows])
-        return found, DecodeStats(encode_seconds, engine.steps)
 
     @staticmethod
     def empty_candidate() -> Candidate:
