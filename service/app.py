@@ -11,10 +11,11 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.routing import APIRoute
 from fastapi.staticfiles import StaticFiles
 
+from service import paths
 from service.api import docs, libretranslate, pages
 from service.api.edge import ConnectionCap
 from service.api.errors import install_error_handlers
-from service.api.middleware import ROUTES, ApiKeys, BodyLimit, RequestContext
+from service.api.middleware import ApiKeys, BodyLimit, RequestContext
 from service.api.routes import router
 from service.settings import Settings
 from service.state import ServiceState
@@ -45,13 +46,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(docs.router)
     if prefix := state.settings.libretranslate_prefix:
         app.include_router(libretranslate.router, prefix=prefix)
-    app.mount("/static", StaticFiles(directory=pages.STATIC_DIR), name="static")
+    app.mount(paths.STATIC, StaticFiles(directory=pages.STATIC_DIR), name="static")
     install_error_handlers(app)
     # Added last = outermost: request ids and metrics cover every response, CORS headers too.
     s = state.settings
     app.add_middleware(BodyLimit, max_bytes=s.max_body_bytes, timeout_s=s.body_timeout_s)
-    protected = {"/translate", "/model"} | ({"/metrics"} if s.protect_metrics else set())
-    app.add_middleware(ApiKeys, keys=s.key_list(), paths=frozenset(protected))
+    keyed = paths.KEYED | ({paths.METRICS} if s.protect_metrics else set())
+    app.add_middleware(ApiKeys, keys=s.key_list(), paths=keyed)
     if origins := state.settings.origin_list():
         app.add_middleware(CORSMiddleware, allow_origins=origins, allow_methods=["GET", "POST"],
                            allow_headers=["Authorization", "Content-Type", "X-API-Key",
@@ -62,7 +63,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                        limit=s.max_connections)
     if s.libretranslate_prefix:  # errors under it, wherever they arise, in LibreTranslate's shape
         app.add_middleware(libretranslate.LibreErrors, prefix=s.libretranslate_prefix)
-    routes = set(ROUTES)
+    routes = set(paths.LABELLED)
     if s.libretranslate_prefix:
         routes |= {s.libretranslate_prefix + r.path for r in libretranslate.router.routes
                    if isinstance(r, APIRoute)}

@@ -9,10 +9,9 @@ from typing import Literal
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from service import paths
+
 DEFAULT_BUNDLE = Path(__file__).resolve().parent.parent / "models" / "en-de"
-# First path segments the service itself answers: no other surface may be mounted there.
-OWN_PATHS = ("/translate", "/health", "/metrics", "/model", "/static", "/docs", "/redoc",
-             "/openapi.json")
 
 
 def largest_legal_body(max_texts: int, max_text_chars: int) -> int:
@@ -109,9 +108,9 @@ class Settings(BaseSettings):
             raise ValueError(f"{prefix!r} is not a path prefix: write it like "
                              "'/libretranslate' (a leading slash, no trailing one), or leave "
                              "it empty to switch the LibreTranslate API off")
-        if prefix and f"/{prefix.split('/')[1]}" in OWN_PATHS:
+        if prefix and f"/{prefix.split('/')[1]}" in paths.OWN:
             raise ValueError(f"{prefix!r} overlaps the service's own paths "
-                             f"({', '.join(OWN_PATHS)})")
+                             f"({', '.join(paths.OWN)})")
         return prefix
 
     @model_validator(mode="after")

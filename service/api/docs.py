@@ -11,6 +11,8 @@ from fastapi.openapi.docs import (
 )
 from fastapi.responses import HTMLResponse
 
+from service import paths
+
 OAUTH2_REDIRECT = "/docs/oauth2-redirect"
 # The pages may load nothing from elsewhere: ReDoc's bundle always asks cdn.redoc.ly for the
 # logo in its footer, which this refuses before any request is made (the logo is left out).
@@ -34,7 +36,7 @@ def self_contained(page: HTMLResponse) -> HTMLResponse:
     return page
 
 
-@router.get("/docs")
+@router.get(paths.DOCS)
 async def swagger_ui(request: Request) -> HTMLResponse:
     app = request.app
     return self_contained(get_swagger_ui_html(
@@ -54,7 +56,7 @@ async def swagger_ui_redirect() -> HTMLResponse:
     return get_swagger_ui_oauth2_redirect_html()
 
 
-@router.get("/redoc")
+@router.get(paths.REDOC)
 async def redoc(request: Request) -> HTMLResponse:
     app = request.app
     return self_contained(get_redoc_html(

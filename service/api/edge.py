@@ -21,10 +21,10 @@ from typing import Any
 from starlette.types import ASGIApp, Receive, Scope, Send
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+from service import paths
 from service.api.errors import error_response
 
 log = logging.getLogger("service.edge")
-HEALTH_PATHS = frozenset({"/health/live", "/health/ready"})
 
 
 def edge_protocol(header_timeout_s: float, max_head_bytes: int, connections: set[Any]
@@ -111,7 +111,7 @@ class ConnectionCap:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if (scope["type"] == "http" and len(self.connections) > self.limit
-                and scope["path"] not in HEALTH_PATHS):
+                and scope["path"] not in paths.HEALTH):
             response = error_response(
                 503, "too_many_connections", f"{len(self.connections)} connections are open; "
                 f"the limit is {self.limit} (SERVICE_MAX_CONNECTIONS)",

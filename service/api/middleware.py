@@ -11,6 +11,7 @@ import uuid
 from starlette.datastructures import Headers, MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from service import paths
 from service.api.errors import error_response, service_error_response
 from service.auth import check_key
 from service.errors import ServiceError
@@ -19,12 +20,11 @@ from service.metrics import Metrics
 
 log = logging.getLogger("service.access")
 _VALID_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
-ROUTES = ("/translate", "/health/live", "/health/ready", "/metrics", "/model", "/")
 
 
 class RequestContext:
-    def __init__(self, app: ASGIApp, metrics: Metrics, routes: frozenset[str] = frozenset(ROUTES)
-                 ) -> None:
+    def __init__(self, app: ASGIApp, metrics: Metrics,
+                 routes: frozenset[str] = frozenset(paths.LABELLED)) -> None:
         self.app = app
         self.metrics = metrics
         self.routes = routes  # paths with their own metrics label; the rest are "other"

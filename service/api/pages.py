@@ -7,10 +7,12 @@ from pathlib import Path
 from fastapi import APIRouter
 from fastapi.responses import FileResponse
 
+from service import paths
+
 STATIC_DIR = Path(__file__).resolve().parent.parent / "static"
 router = APIRouter()
 
 
-@router.get("/", include_in_schema=False)
+@router.get(paths.PLAYGROUND, include_in_schema=False)
 async def playground() -> FileResponse:
     return FileResponse(STATIC_DIR / "index.html")

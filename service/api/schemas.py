@@ -14,8 +14,8 @@ class TranslateRequest(BaseModel):
 
     text: str | list[str] = Field(description="a text, or a list of texts translated as a batch")
     beam_size: int | None = Field(None, ge=1, le=64,
-                                  description="1 = greedy; default SERVICE_DEFAULT_BEAM_SIZE; "
-                                  "at most SERVICE_MAX_BEAM_SIZE")
+                                  description="1 = greedy; default SERVICE_DEFAULT_BEAM_SIZE "
+                                  "(or n_best if larger); at most SERVICE_MAX_BEAM_SIZE")
     n_best: int = Field(1, ge=1, le=64, description="alternatives per text, at most beam_size")
     max_length: int | None = Field(None, ge=1, le=512,
                                    description="cap on generated subword tokens per text")

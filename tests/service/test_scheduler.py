@@ -66,7 +66,7 @@ def test_a_request_with_nothing_running_is_not_starved_by_later_ones() -> None:
     blocked, later = job(50), job(5)
     s.submit(blocked)
     s.submit(later)
-    assert rows(s.admit(1.0)) == []  # `later` would fit, but `blocked` is older and has nothing running
+    assert s.admit(1.0) == []  # `later` would fit, but `blocked` is older and has nothing running
     finish(s, first, 0)
     assert rows(s.admit(2.0)) == [(blocked, 0), (later, 0)]
 

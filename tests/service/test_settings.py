@@ -9,7 +9,9 @@ import sys
 import pytest
 from pydantic import ValidationError
 
+from service.api.translation import resolve_options
 from service.app import create_app
+from service.errors import InvalidOption
 from service.settings import Settings, largest_legal_body
 from tests.conftest import ROOT
 
@@ -50,3 +52,18 @@ def test_libretranslate_surface_can_be_switched_off() -> None:
     assert "/translate" in paths and not any(p.startswith("/libretranslate") for p in paths)
     paths = set(create_app(Settings()).openapi()["paths"])
     assert {"/libretranslate/translate", "/libretranslate/languages"} <= paths
+
+
+def test_decoding_options_are_resolved_from_the_settings_in_one_place() -> None:
+    s = Settings(default_beam_size=2, max_beam_size=6, length_penalty=0.8)
+    plain = resolve_options(s)
+    assert (plain.beam_size, plain.n_best, plain.length_penalty, plain.attention) == (
+        2, 1, 0.8, False)
+    assert resolve_options(s, n_best=5).beam_size == 5  # widened to the alternatives asked
+    assert resolve_options(s, beam_size=1, attention=True).attention
+    with pytest.raises(InvalidOption, match=r"beam_size 7 exceeds the limit 6 \(SERVICE_MAX"):
+        resolve_options(s, beam_size=7)
+    with pytest.raises(InvalidOption, match="n_best 3 must not exceed beam_size 2"):
+        resolve_options(s, beam_size=2, n_best=3)
+    with pytest.raises(InvalidOption, match="beam_size 7 exceeds"):
+        resolve_options(s, n_best=7)

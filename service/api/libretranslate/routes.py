@@ -1,11 +1,10 @@
 """LibreTranslate's endpoints: read the fields, translate through the service's own path
-(:func:`service.api.routes.decode`), answer in their shapes."""
+(:mod:`service.api.translation`), answer in their shapes."""
 
 from __future__ import annotations
 
 from fastapi import APIRouter, Request
 
-from service.api import routes
 from service.api.libretranslate.request import (
     TranslateCall,
     check_api_key,
@@ -25,12 +24,10 @@ from service.api.libretranslate.schemas import (
     LanguageRef,
     Translated,
 )
-from service.api.routes import StateDep, check_limits, decode
-from service.api.schemas import TranslateRequest
+from service.api.translation import StateDep, check_limits, resolve_options, translate_texts
 from service.errors import LimitExceeded
 from service.markup import Protected, TooManySpans, protect, restore
-from service.settings import Settings
-from service.translator import DecodeOptions, Translation
+from service.translator import Translation
 
 router = APIRouter(tags=["libretranslate"], responses=ERRORS)
 
@@ -39,15 +36,16 @@ router = APIRouter(tags=["libretranslate"], responses=ERRORS)
              openapi_extra=TRANSLATE_BODY)
 async def translate(request: Request, state: StateDep) -> Translated:
     """Translate q (a text or a list of texts), as LibreTranslate's POST /translate."""
-    translator, batcher = state.require_ready()
-    settings = state.settings
+    manifest, settings = state.require_ready()[0].manifest, state.settings
     fields = await read_fields(request)
     check_api_key(fields, request, settings.key_list())
-    call = translate_call(fields, translator.manifest, settings.max_beam_size - 1)
+    call = translate_call(fields, manifest, settings.max_beam_size - 1)
     check_limits(call.texts, settings)
     protected = [protected_text(i, text, call.html) for i, text in enumerate(call.texts)]
-    result = await decode(request, translator, batcher, [p.text for p in protected],
-                          decode_options(call, settings), settings)
+    # a beam wide enough for the best translation and call.alternatives others
+    options = resolve_options(settings, n_best=call.alternatives + 1)
+    translator, result = await translate_texts(request, state, [p.text for p in protected],
+                                               options)
     return answer(call, result.translations, protected, translator.manifest.source_lang)
 
 
@@ -56,15 +54,6 @@ def protected_text(index: int, text: str, html: bool) -> Protected:
         return protect(text, html)
     except TooManySpans as exc:
         raise LimitExceeded(f"text {index}: {exc}") from exc
-
-
-def decode_options(call: TranslateCall, settings: Settings) -> DecodeOptions:
-    """The service's own options for a beam wide enough for the best translation and
-    ``call.alternatives`` others."""
-    n_best = call.alternatives + 1
-    body = TranslateRequest(text=call.texts, n_best=n_best,
-                            beam_size=max(settings.default_beam_size, n_best))
-    return routes.decode_options(body, settings)
 
 
 def answer(call: TranslateCall, translations: list[Translation], protected: list[Protected],

@@ -1,0 +1,24 @@
+"""The paths the service answers, defined once: the routes use them, and so do the
+middleware (metrics labels, API keys), the connection edge (health checks) and the settings
+(a LibreTranslate prefix may not shadow them)."""
+
+from __future__ import annotations
+
+TRANSLATE = "/translate"
+MODEL = "/model"
+METRICS = "/metrics"
+LIVE = "/health/live"
+READY = "/health/ready"
+PLAYGROUND = "/"
+STATIC = "/static"
+DOCS = "/docs"
+REDOC = "/redoc"
+OPENAPI = "/openapi.json"
+
+HEALTH = frozenset({LIVE, READY})  # answered even when the connection cap is reached
+LABELLED = (TRANSLATE, LIVE, READY, METRICS, MODEL, PLAYGROUND)  # their own metrics label
+KEYED = frozenset({TRANSLATE, MODEL})  # need an API key when keys are set (METRICS too with
+# SERVICE_PROTECT_METRICS)
+# First path segments the service itself answers: no other surface may be mounted there.
+OWN = tuple(sorted({"/" + p.split("/")[1] for p in (*LABELLED, STATIC, DOCS, REDOC, OPENAPI)
+                    if p != PLAYGROUND}))
