@@ -28,8 +28,7 @@ TOP_PACKAGES = 30
 DOMAIN_NAMES = {"ui": "UI catalogs (model_export/packages/train.txt)",
                 "games": "games and educational software (games.txt)",
                 "dictionary": "FreeDict dictionary (head word → first translation, also "
-                              "capitalized); for German also Ding (one sense per English "
-                              "word)"}
+                              "capitalized); for German Ding (one sense per English word)"}
 
 
 def _row(name: str, m: dict[str, Any]) -> str:

@@ -5,11 +5,11 @@ Debian packages ship ``.mo`` catalogs (English msgid -> translated msgstr). The 
 corpus reads one language's catalogs of the packages listed in ``model_export/packages/``:
 ``train.txt`` (LibreOffice, GNOME, KDE, Xfce, GIMP, Inkscape, core tools...), then
 ``games.txt`` (games and educational software), then the FreeDict English dictionary of
-the language (general vocabulary: head word -> first translation) and, for German, Ding's
-(one sense per English word). It strips mnemonic markers and Freeciv's ``?qualifier:``
-prefixes, drops useless pairs, dedupes by source across sources (earlier sources win) and
-splits deterministically into train/dev/test TSV files, plus whole applications held out as
-an out-of-domain test set.
+the language (general vocabulary: head word -> first translation); for German, Ding's (one
+sense per English word), which FreeDict's eng-deu is generated from. It strips mnemonic
+markers and Freeciv's ``?qualifier:`` prefixes, drops useless pairs, dedupes by source
+across sources (earlier sources win) and splits deterministically into train/dev/test TSV
+files, plus whole applications held out as an out-of-domain test set.
 A user TSV (``source<TAB>target``), ``.po``/``.mo`` file or directory can be used instead.
 """
 
@@ -309,7 +309,10 @@ def build_from_packages(train_packages: Sequence[str], heldout_packages: Sequenc
     """Download the packages' ``lang`` catalogs (and the language's FreeDict and Ding
     dictionaries) and :func:`assemble` the corpus; sources are tagged ``ui``, ``games`` and
     ``dictionary`` (their test slices are written and counted apart)."""
-    dictionaries = [d[lang] for d in (FREEDICT, DING) if dictionary and lang in d]
+    # FreeDict's eng-deu is generated from Ding (same edition): German reads Ding itself,
+    # one sense per English word, instead of FreeDict's 460k head words and phrases.
+    source = DING if lang in DING else FREEDICT
+    dictionaries = [source[lang]] if dictionary and lang in source else []
     debs = download_debs([*train_packages, *games_packages, *heldout_packages, *dictionaries],
                          cache)
 
