@@ -23,15 +23,13 @@ from typing import Any
 import torch
 
 from model_export.card import write_imported_card
-from model_export.export import OPSET, export_onnx, parity
-from model_export.package import evaluate_set, write_manifest
-from model_export.quantize import NotBatchInvariant, calibration_feeds, quantize_static_int8
+from model_export.export import OPSET
+from model_export.package import evaluate_set, greedy_parity, write_graphs, write_manifest
 from model_export.step_module import StepModule
 from service.bundle import (
     FORMAT_VERSION,
     TARGET_TOKENIZER,
     TOKENIZER,
-    VARIANT_FILES,
     VOCABULARY,
     Architecture,
     DecodingDefaults,
@@ -39,7 +37,7 @@ from service.bundle import (
     SpecialTokens,
     TokenizerSpec,
 )
-from service.translator import DecodeOptions, Translator
+from service.translator import Translator
 
 log = logging.getLogger(__name__)
 
@@ -78,46 +76,23 @@ def bundle_module(module: StepModule, out_dir: Path, spec: BundleSpec,
                   beam_size: int = 4) -> Manifest:
     """Write ``module`` as a bundle into ``out_dir``; int8 too if ``calibration`` texts are
     given; ``evaluation`` (source, reference) pairs are scored and compared with PyTorch."""
-    module.eval()
     check_contract(module)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    for stale in out_dir.iterdir():
-        if stale.is_file():
-            stale.unlink()
-    enc, dec = (out_dir / f for f in VARIANT_FILES["fp32"])
-    export_onnx(module, enc, dec)
-    parity_report = parity(module, enc, dec)
-    manifest = write_manifest(out_dir, Manifest(
+    manifest = write_graphs(module, out_dir, Manifest(
         format_version=FORMAT_VERSION, model_id=spec.model_id, source_lang=spec.source_lang,
         target_lang=spec.target_lang,
         architecture=spec.architecture or _architecture(module),
         special_tokens=spec.special, max_source_tokens=spec.max_source_tokens,
-        max_target_tokens=spec.max_target_tokens, opset=OPSET,
-        variants={"fp32": dict(zip(("encoder", "decoder"), VARIANT_FILES["fp32"], strict=True))},
-        files={}, training=spec.training, parity=parity_report,
-        decoding=asdict(spec.decoding), tokenizer=_copy_tokenizer(spec, out_dir),
-        placeholders=spec.placeholders))
-    if calibration:
-        try:
-            _quantize(out_dir, manifest, calibration)
-        except NotBatchInvariant as exc:
-            for name in VARIANT_FILES["int8"]:
-                (out_dir / name).unlink(missing_ok=True)
-            log.warning("no int8 variant: %s", exc)
-            parity_report["int8"] = f"not built: {exc}"
-        else:
-            manifest = write_manifest(out_dir, replace(manifest, variants={
-                v: dict(zip(("encoder", "decoder"), VARIANT_FILES[v], strict=True))
-                for v in ("fp32", "int8")}))
-    else:
-        log.warning("no calibration sentences: the bundle has no int8 variant")
+        max_target_tokens=spec.max_target_tokens, opset=OPSET, variants={}, files={},
+        training=spec.training, decoding=asdict(spec.decoding), placeholders=spec.placeholders),
+        lambda out: _copy_tokenizer(spec, out), calibration)
+    parity_report = dict(manifest.parity)
     metrics: dict[str, Any] = {}
     if evaluation:
         translators = {v: Translator(out_dir, v) for v in manifest.variants}
         metrics = evaluate_set(translators, evaluation, beam_size)
         metrics["test_sentences"] = metrics.pop("sentences")
         sources = [s for s, _ in evaluation][:PARITY_SENTENCES]
-        parity_report |= _greedy_parity(module, translators["fp32"], sources)
+        parity_report |= greedy_parity(module, translators["fp32"], sources)
     manifest = replace(manifest, metrics=metrics, parity=parity_report)
     write_imported_card(out_dir, manifest)
     return write_manifest(out_dir, manifest)
@@ -182,29 +157,3 @@ def _copy_tokenizer(spec: BundleSpec, out_dir: Path) -> TokenizerSpec:
                                       encoding="utf-8")
     return TokenizerSpec("sentencepiece+vocabulary", TOKENIZER, target, VOCABULARY,
                          spec.source_eos)
-
-
-def _quantize(out_dir: Path, manifest: Manifest, texts: Sequence[str]) -> None:
-    translator = Translator(out_dir, "fp32")
-    sources = [row.ids for row in translator.prepare(texts) if row.ids]
-    s = manifest.special_tokens
-    feeds = calibration_feeds(translator.model, sources, s.bos, s.eos, s.pad)
-    for fp32, int8, part in zip(VARIANT_FILES["fp32"], VARIANT_FILES["int8"], feeds,
-                                strict=True):
-        quantize_static_int8(out_dir / fp32, out_dir / int8, part)
-
-
-def _greedy_parity(module: StepModule, translator: Translator, sources: Sequence[str]
-                   ) -> dict[str, int]:
-    """Served (fp32, unconstrained) greedy ids vs PyTorch's, sentence by sentence."""
-    options = DecodeOptions(beam_size=1, keep_placeholders=False)
-    rows = [r for r in translator.prepare(sources) if r.ids]
-    served = translator.translate_running(rows, options)
-    differ = 0
-    for row, t in zip(rows, served, strict=True):
-        limit = translator.search(row, options).max_len
-        [reference] = module.greedy(torch.tensor([row.ids]), torch.tensor([len(row.ids)]),
-                                    translator.special.eos, torch.tensor([limit]))
-        differ += reference != t.best.token_ids
-    log.info("served vs PyTorch greedy: %d of %d differ", differ, len(rows))
-    return {"greedy_test_mismatches": differ, "greedy_test_sentences": len(rows)}

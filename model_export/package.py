@@ -7,23 +7,23 @@ import logging
 import os
 import platform
 import shutil
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import onnxruntime as ort
-import sentencepiece as spm
 import torch
 
 from model_export.card import write_card
 from model_export.corpus import DEV_SENTENCES, Pair, load_split, sample
 from model_export.export import OPSET, export_onnx, parity
 from model_export.metrics import score
-from model_export.quantize import calibration_feeds, quantize_static_int8
+from model_export.quantize import NotBatchInvariant, calibration_feeds, quantize_static_int8
+from model_export.step_module import StepModule
 from model_export.tokenizer import BOS, EOS, PAD, UNK
-from model_export.train import load_model, translate_greedy
+from model_export.train import load_model
 from service.bundle import (
     FORMAT_VERSION,
     MANIFEST,
@@ -32,12 +32,12 @@ from service.bundle import (
     Architecture,
     Manifest,
     SpecialTokens,
+    TokenizerSpec,
     hash_files,
     verify_bundle,
 )
-from service.placeholders import find_placeholders, mask
-from service.runtime import OnnxSeq2Seq, SessionOptions
-from service.translator import DecodeOptions, Translator, translate_corpus
+from service.placeholders import find_placeholders
+from service.translator import DecodeOptions, InputTooLong, Translator, translate_corpus
 
 log = logging.getLogger(__name__)
 
@@ -86,16 +86,74 @@ def fine_tuning(run_dir: Path) -> dict[str, Any]:
             "oversample": config.get("oversample", {})}
 
 
-def quantize_variant(out_dir: Path, manifest: Manifest, sp: spm.SentencePieceProcessor,
-                     train: Sequence[Pair]) -> None:
-    """Write the int8 files from the fp32 ones, calibrated on training sentences."""
-    model = OnnxSeq2Seq(out_dir, manifest, "fp32", SessionOptions())
-    sources = [sp.encode(mask(s).text) + [EOS] for s, _ in sample(train, CALIBRATION_SENTENCES)]
-    sources = [ids for ids in sources if len(ids) <= manifest.max_source_tokens]
-    encoder_feeds, decoder_feeds = calibration_feeds(model, sources, BOS, EOS, PAD)
-    for fp32, int8, feeds in zip(VARIANT_FILES["fp32"], VARIANT_FILES["int8"],
-                                 (encoder_feeds, decoder_feeds), strict=True):
-        quantize_static_int8(out_dir / fp32, out_dir / int8, feeds)
+def write_graphs(module: StepModule, out_dir: Path, manifest: Manifest,
+                 write_tokenizer: Callable[[Path], TokenizerSpec],
+                 calibration: Sequence[str] = ()) -> Manifest:
+    """Every bundle's files, whoever trained the model: ``out_dir`` emptied, the fp32 graphs
+    exported and compared with PyTorch (``parity``), the tokenizer written, and int8 graphs
+    quantized on the ``calibration`` texts if any are given (a model whose int8 graphs would
+    not be batch-invariant gets none, and its parity report says why). Returns the manifest,
+    written with every file's hash."""
+    module.eval()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for stale in out_dir.iterdir():
+        if stale.is_file():
+            stale.unlink()
+    enc, dec = (out_dir / f for f in VARIANT_FILES["fp32"])
+    export_onnx(module, enc, dec)
+    manifest = write_manifest(out_dir, replace(
+        manifest, parity=parity(module, enc, dec), tokenizer=write_tokenizer(out_dir),
+        variants={"fp32": dict(zip(("encoder", "decoder"), VARIANT_FILES["fp32"],
+                                   strict=True))}))
+    if not calibration:
+        log.warning("no calibration sentences: the bundle has no int8 variant")
+        return manifest
+    try:
+        _quantize(out_dir, manifest, calibration)
+    except NotBatchInvariant as exc:
+        for name in VARIANT_FILES["int8"]:
+            (out_dir / name).unlink(missing_ok=True)
+        log.warning("no int8 variant: %s", exc)
+        return write_manifest(out_dir, replace(
+            manifest, parity={**manifest.parity, "int8": f"not built: {exc}"}))
+    return write_manifest(out_dir, replace(manifest, variants={
+        v: dict(zip(("encoder", "decoder"), VARIANT_FILES[v], strict=True))
+        for v in ("fp32", "int8")}))
+
+
+def _quantize(out_dir: Path, manifest: Manifest, texts: Sequence[str]) -> None:
+    """The int8 files from the fp32 ones, calibrated on ``texts`` tokenized as served."""
+    translator = Translator(out_dir, "fp32")
+    sources = []
+    for text in texts:
+        try:
+            [row] = translator.prepare([text])
+        except InputTooLong:  # the service refuses it too
+            continue
+        if row.ids:
+            sources.append(row.ids)
+    s = manifest.special_tokens
+    feeds = calibration_feeds(translator.model, sources, s.bos, s.eos, s.pad)
+    for fp32, int8, part in zip(VARIANT_FILES["fp32"], VARIANT_FILES["int8"], feeds,
+                                strict=True):
+        quantize_static_int8(out_dir / fp32, out_dir / int8, part)
+
+
+def greedy_parity(module: StepModule, translator: Translator, sources: Sequence[str]
+                  ) -> dict[str, int]:
+    """Served (fp32, unconstrained) greedy ids vs PyTorch's, sentence by sentence, under
+    the served length limits."""
+    options = DecodeOptions(beam_size=1, keep_placeholders=False)
+    rows = [r for r in translator.prepare(sources) if r.ids]
+    served = translator.translate_running(rows, options)
+    differ = 0
+    for row, t in zip(rows, served, strict=True):
+        limit = translator.search(row, options).max_len
+        [reference] = module.greedy(torch.tensor([row.ids]), torch.tensor([len(row.ids)]),
+                                    translator.special.eos, torch.tensor([limit]))
+        differ += reference != t.best.token_ids
+    log.info("served vs PyTorch greedy: %d of %d differ", differ, len(rows))
+    return {"greedy_test_mismatches": differ, "greedy_test_sentences": len(rows)}
 
 
 def tune_length_penalty(bundle: Path, dev: Sequence[Pair], beam_size: int,
@@ -160,17 +218,7 @@ def build_bundle(run_dir: Path, data_dir: Path, out_dir: Path, model_id: str,
                  source_lang: str, target_lang: str, int8: bool = True,
                  eval_limit: int = 0, beam_size: int = 4) -> Manifest:
     """Export the final checkpoint of ``run_dir`` into ``out_dir`` and evaluate it."""
-    model, sp = load_model(run_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    for stale in out_dir.iterdir():
-        if stale.is_file():
-            stale.unlink()
-    variants = ("fp32", "int8") if int8 else ("fp32",)
-    enc, dec = (out_dir / f for f in VARIANT_FILES["fp32"])
-    export_onnx(model, enc, dec)
-    parity_report = parity(model, enc, dec)
-    shutil.copy(run_dir / "spm.model", out_dir / TOKENIZER)
-
+    model, _ = load_model(run_dir)
     cfg = model.config
     summary = json.loads((run_dir / "summary.json").read_text())
     corpus = json.loads((data_dir / "corpus.json").read_text())
@@ -181,24 +229,27 @@ def build_bundle(run_dir: Path, data_dir: Path, out_dir: Path, model_id: str,
                                   cfg.dec_hidden, cfg.attn_dim, model.num_parameters()),
         special_tokens=SpecialTokens(pad=PAD, unk=UNK, bos=BOS, eos=EOS),
         max_source_tokens=256, max_target_tokens=512, opset=OPSET,
-        variants={v: dict(zip(("encoder", "decoder"), VARIANT_FILES[v], strict=True))
-                  for v in variants},
-        files={},
+        variants={}, files={},
         training={"corpus": corpus, "config": asdict(cfg), "epochs": summary["epoch"],
                   "steps": summary["step"], "train_seconds": round(summary["train_seconds"]),
                   "best_dev_bleu": round(summary["best_bleu"], 2),
                   "threads": torch.get_num_threads(), **fine_tuning(run_dir)},
-        parity=parity_report,
     )
-    if int8:
-        quantize_variant(out_dir, manifest, sp, load_split(data_dir / "train.tsv"))
-    manifest = write_manifest(out_dir, manifest)
+
+    def write_tokenizer(out: Path) -> TokenizerSpec:
+        shutil.copy(run_dir / "spm.model", out / TOKENIZER)
+        return TokenizerSpec()
+
+    calibration = [s for s, _ in sample(load_split(data_dir / "train.tsv"),
+                                        CALIBRATION_SENTENCES)] if int8 else []
+    manifest = write_graphs(model, out_dir, manifest, write_tokenizer, calibration)
+    int8 = "int8" in manifest.variants
 
     dev = sample(load_split(data_dir / "dev.tsv"), DEV_SENTENCES)
     alpha = tune_length_penalty(out_dir, dev, beam_size)
     manifest = write_manifest(out_dir, replace(manifest, decoding={"length_penalty": alpha}))
     # Created after the tuned length penalty is in the manifest, since they read it.
-    translators = {variant: Translator(out_dir, variant) for variant in variants}
+    translators = {variant: Translator(out_dir, variant) for variant in manifest.variants}
     sets = evaluation_sets(data_dir, eval_limit)
     test = sets.pop("test")
     metrics = evaluate_set(translators, test, beam_size)
@@ -210,13 +261,7 @@ def build_bundle(run_dir: Path, data_dir: Path, out_dir: Path, model_id: str,
     metrics[f"fp32_beam{beam_size}_unconstrained"] = score(
         sources, hyps, [t for _, t in test]).as_dict()
     # Parity of the exported graphs: PyTorch's greedy has no placeholder constraint.
-    unconstrained = translate_corpus(translators["fp32"], sources,
-                                     DecodeOptions(beam_size=1, keep_placeholders=False))
-    torch_greedy = translate_greedy(model, sp, sources)
-    mismatches = sum(a != b for a, b in zip(unconstrained, torch_greedy, strict=True))
-    parity_report = {**parity_report, "greedy_test_mismatches": mismatches,
-                     "greedy_test_sentences": len(sources)}
-    log.info("ONNX vs PyTorch greedy on test: %d of %d differ", mismatches, len(sources))
+    parity_report = {**manifest.parity, **greedy_parity(model, translators["fp32"], sources)}
     if int8:
         metrics["int8_bleu_delta"] = round(
             metrics[f"int8_beam{beam_size}"]["bleu"] - metrics[f"fp32_beam{beam_size}"]["bleu"], 2)
