@@ -1,8 +1,8 @@
-# Two entry points: `make serve` (run the service with the bundled model) and `make test`.
+# Two entry points: `make serve` (run the service with the bundled models) and `make test`.
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
-# SERVICE_* variables in the environment win over these defaults (make serve BUNDLE=... too).
+# SERVICE_* variables in the environment win over these defaults.
 BUNDLE ?= models/en-de
 HOST ?= 127.0.0.1
 PORT ?= 8000
@@ -22,9 +22,10 @@ $(VENV)/.dev: pyproject.toml | $(VENV)/bin/python
 	$(PY) -m pip install -q -e '.[service,export,dev]'
 	touch $@ $(VENV)/.service
 
+# Serves every model in models/ (SERVICE_MODEL_REPOSITORY), or only SERVICE_BUNDLE_DIR if set.
 serve: $(VENV)/.service
-	SERVICE_BUNDLE_DIR="$${SERVICE_BUNDLE_DIR:-$(BUNDLE)}" SERVICE_HOST="$${SERVICE_HOST:-$(HOST)}" \
-		SERVICE_PORT="$${SERVICE_PORT:-$(PORT)}" $(PY) -m service
+	SERVICE_HOST="$${SERVICE_HOST:-$(HOST)}" SERVICE_PORT="$${SERVICE_PORT:-$(PORT)}" \
+		$(PY) -m service
 
 lint: $(VENV)/.dev
 	$(VENV)/bin/ruff check service model_export bench tests scripts

@@ -91,7 +91,8 @@ def quickstart_block(answer: dict[str, Any]) -> str:
     def dump(value: Any) -> str:
         return json.dumps(value, ensure_ascii=False)
 
-    return (f'```json\n{{"model": {dump(answer["model"])},\n "translations": '
+    return (f'```json\n{{"model": {dump(answer["model"])}, "model_version": '
+            f'{dump(answer["model_version"])},\n "translations": '
             f'{dump(translations)},\n "timing": {dump(timing)}}}\n```')
 
 

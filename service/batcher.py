@@ -1,11 +1,14 @@
-"""The decode worker: the service's continuous-batching thread around a
-:class:`~service.driver.Driver`.
+"""Continuous batching in the service: a :class:`Batcher` per model, one
+:class:`DecodeWorker` thread for them all.
 
-Requests are queued in a :class:`~service.scheduler.Scheduler`. One decode thread owns the
-engine and runs driver cycles without waiting for the event loop; every scheduler call, from
-the loop or the thread, is made under one lock. The thread posts each cycle's finished
-sentences to the event loop, which answers a request when its last sentence is in. The event
-loop never decodes, so the server keeps accepting requests meanwhile.
+A model's requests are queued in its batcher's :class:`~service.scheduler.Scheduler`. The
+decode worker runs a :class:`~service.driver.Driver` cycle (admissions and one decoder step)
+of each model's batcher in turn, without waiting for the event loop, so no model starves
+another and the models share the cores instead of oversubscribing them; every scheduler
+call, from the loop or the thread, is made under that batcher's lock. The worker posts each
+cycle's finished sentences to the event loop, which answers a request when its last
+sentence is in. The event loop never decodes, so the server keeps accepting requests
+meanwhile.
 """
 
 from __future__ import annotations
@@ -48,9 +51,10 @@ class Request:
 class Batcher:
     def __init__(self, translator: Translator, metrics: Metrics, max_batch_size: int,
                  max_batch_tokens: int, max_request_tokens: int,
-                 max_queue_sentences: int = 1024, queue_timeout_s: float = 30.0,
-                 max_step_cost: int = 0) -> None:
+                 worker: DecodeWorker, max_queue_sentences: int = 1024,
+                 queue_timeout_s: float = 30.0, max_step_cost: int = 0) -> None:
         self.translator = translator
+        self.worker = worker
         self.metrics = metrics
         self.scheduler: Scheduler[Prepared, DecodeOptions] = Scheduler(
             max_batch_tokens, max_batch_size, max_request_tokens, max_queue_sentences)
@@ -59,22 +63,20 @@ class Batcher:
         self._lock = threading.Lock()  # around every call into the scheduler
         self.driver = Driver(translator, self.scheduler, translator.engine(max_step_cost),
                              self._lock)
-        self._work = threading.Event()  # something to do: wakes an idle decode thread
         self._requests: dict[Job[Prepared, DecodeOptions], Request] = {}  # the loop's
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None
+        self._closed = threading.Event()  # closing, and nothing queued or running any more
 
     def start(self) -> None:
         self._loop = asyncio.get_running_loop()
-        self._thread = threading.Thread(target=self._decode_forever, name="decode", daemon=True)
-        self._thread.start()
+        self.worker.add(self)
 
-    def _queue_gauges(self) -> None:
-        """(Under the lock.) Queue and pending counts, for /metrics."""
-        s = self.scheduler
-        self.metrics.queue_depth.set(s.unstarted)
-        self.metrics.queued_sentences.set(s.queued_sentences)
-        self.metrics.pending_sentences.set(s.queued_sentences + s.running_sentences)
+    def queue_counts(self) -> tuple[int, int, int]:
+        """Requests not started, sentences queued and sentences queued or running (the
+        queue gauges of /metrics sum them over the models when scraped)."""
+        with self._lock:
+            s = self.scheduler
+            return s.unstarted, s.queued_sentences, s.queued_sentences + s.running_sentences
 
     def cost(self, rows: Sequence[Prepared], options: DecodeOptions) -> list[int]:
         return [sentence_cost(len(r.ids), options.beam_size) for r in rows]
@@ -92,9 +94,8 @@ class Batcher:
                           [Translation(r.ids, r.masked) for r in rows], len(job.sentences))
         with self._lock:
             self.scheduler.submit(job)
-            self._queue_gauges()
         self._requests[job] = request
-        self._work.set()
+        self.worker.wake()
         try:
             if not request.remaining:  # only empty texts
                 request.finished = job.enqueued
@@ -127,34 +128,38 @@ class Batcher:
             return
         with self._lock:
             self.scheduler.withdraw(request.job)  # the thread drops its running sentences
-            self._queue_gauges()
         if not request.future.done():
             request.future.cancel()
-        self._work.set()
+        self.worker.wake()
 
     async def close(self) -> None:
-        """Finish every queued and running request, then stop the decode thread."""
+        """Refuse new requests, finish every queued and running one, then leave the worker
+        (what unloading a model waits for)."""
         with self._lock:
             self.scheduler.closing = True
-        self._work.set()
-        if self._thread is not None:
-            await asyncio.to_thread(self._thread.join)
+        self.worker.wake()
+        if self._loop is not None:
+            await asyncio.to_thread(self._closed.wait)
 
     # In the decode thread.
 
-    def _decode_forever(self) -> None:
-        while True:
-            c = self.driver.cycle()
-            self._observe(c)
-            if c.finished or c.failed:
-                assert self._loop is not None
-                self._loop.call_soon_threadsafe(self._answer, c.finished, c.failed, c.error)
-            if c.idle:
-                with self._lock:
-                    if self.scheduler.closing and self.scheduler.idle:
-                        return
-                self._work.wait()
-                self._work.clear()
+    def cycle(self) -> bool:
+        """One driver cycle; False when there was nothing to do. Once closing and idle, the
+        batcher is closed (the worker forgets it)."""
+        c = self.driver.cycle()
+        self._observe(c)
+        if c.finished or c.failed:
+            assert self._loop is not None
+            self._loop.call_soon_threadsafe(self._answer, c.finished, c.failed, c.error)
+        if c.idle:
+            with self._lock:
+                if self.scheduler.closing and self.scheduler.idle:
+                    self._closed.set()
+        return not c.idle
+
+    @property
+    def closed(self) -> bool:
+        return self._closed.is_set()
 
     def _observe(self, c: Cycle) -> None:
         m = self.metrics
@@ -164,9 +169,6 @@ class Batcher:
         if c.rows:
             m.batch_size.observe(c.rows)
             m.decode_steps.inc()
-        if c.dropped or c.admitted or c.finished or c.failed:
-            with self._lock:
-                self._queue_gauges()
 
     # In the loop, posted by the decode thread.
 
@@ -195,3 +197,43 @@ class Batcher:
             if request is not None and not request.future.done():
                 assert error is not None
                 request.future.set_exception(error)
+
+
+class DecodeWorker:
+    """The one decode thread: a driver cycle of each model's batcher in turn, sleeping when
+    none has work. Started by the first batcher; stops when the last one has closed."""
+
+    def __init__(self) -> None:
+        self._batchers: list[Batcher] = []
+        self._lock = threading.Lock()
+        self._work = threading.Event()  # something to do: wakes an idle thread
+        self._thread: threading.Thread | None = None
+
+    def add(self, batcher: Batcher) -> None:
+        with self._lock:
+            self._batchers.append(batcher)
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._run, name="decode", daemon=True)
+                self._thread.start()
+        self.wake()
+
+    def wake(self) -> None:
+        self._work.set()
+
+    def _run(self) -> None:
+        while True:
+            with self._lock:
+                batchers = list(self._batchers)
+            busy = False
+            for batcher in batchers:
+                busy |= batcher.cycle()
+                if batcher.closed:
+                    with self._lock:
+                        self._batchers.remove(batcher)
+            if not busy:
+                with self._lock:
+                    if not self._batchers:
+                        self._thread = None
+                        return
+                self._work.wait()
+                self._work.clear()

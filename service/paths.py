@@ -6,6 +6,7 @@ from __future__ import annotations
 
 TRANSLATE = "/translate"
 MODEL = "/model"
+MODELS = "/models"
 METRICS = "/metrics"
 LIVE = "/health/live"
 READY = "/health/ready"
@@ -16,9 +17,10 @@ REDOC = "/redoc"
 OPENAPI = "/openapi.json"
 
 HEALTH = frozenset({LIVE, READY})  # answered even when the connection cap is reached
-LABELLED = (TRANSLATE, LIVE, READY, METRICS, MODEL, PLAYGROUND)  # their own metrics label
-KEYED = frozenset({TRANSLATE, MODEL})  # need an API key when keys are set (METRICS too with
-# SERVICE_PROTECT_METRICS)
+LABELLED = (TRANSLATE, LIVE, READY, METRICS, MODEL, MODELS, PLAYGROUND)  # own metrics label
+KEYED = frozenset({TRANSLATE, MODEL, MODELS})  # need an API key when keys are set (METRICS
+# too with SERVICE_PROTECT_METRICS); MODELS/<id> too, the admin API has its own keys
+ADMIN_ACTIONS = ("load", "unload", "reload")  # POST MODELS/<id>/<action>
 # First path segments the service itself answers: no other surface may be mounted there.
 OWN = tuple(sorted({"/" + p.split("/")[1] for p in (*LABELLED, STATIC, DOCS, REDOC, OPENAPI)
                     if p != PLAYGROUND}))

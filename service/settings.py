@@ -11,7 +11,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from service import paths
 
-DEFAULT_BUNDLE = Path(__file__).resolve().parent.parent / "models" / "en-de"
+MODELS = Path(__file__).resolve().parent.parent / "models"  # the shipped repository
+DEFAULT_BUNDLE = MODELS / "en-de"
 
 
 def largest_legal_body(max_texts: int, max_text_chars: int) -> int:
@@ -26,7 +27,15 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="SERVICE_", extra="ignore")
 
     # Model
-    bundle_dir: Path = Field(DEFAULT_BUNDLE, description="model bundle directory")
+    model_repository: Path = Field(MODELS, description="directory of model bundles "
+                                   "(<dir>/<model>/ or <dir>/<model>/<version>/): every model "
+                                   "in it is served")
+    bundle_dir: Path | None = Field(None, description="serve only this bundle (a repository "
+                                    "of one, the model named after its directory)")
+    default_model: str = Field("en-de", description="the model of requests that name no "
+                               "model or language pair (a repository of one: that model)")
+    pinned_versions: str = Field("", description="comma-separated model=version pins, e.g. "
+                                 "'en-fr=1'; other models serve their highest version")
     variant: Literal["auto", "fp32", "int8"] = Field(
         "auto", description="which ONNX files to load; auto = fp32 if shipped, else int8")
     provider: Literal["cpu", "cuda", "auto"] = Field("cpu", description="execution provider")
@@ -93,6 +102,8 @@ class Settings(BaseSettings):
 
     # Access control
     api_keys: str = Field("", description="comma-separated keys for /translate; empty = open")
+    admin_keys: str = Field("", description="comma-separated keys for the admin API (POST "
+                            "/models/{id}/load|unload|reload); empty = the admin API is off")
     protect_metrics: bool = Field(False, description="require an API key for /metrics too")
     cors_origins: str = Field("", description="comma-separated allowed origins; empty = no CORS")
 
@@ -100,6 +111,14 @@ class Settings(BaseSettings):
     libretranslate_prefix: str = Field(
         "/libretranslate", description="path under which the LibreTranslate-compatible API "
         "is served (POST <prefix>/translate, GET <prefix>/languages, ...); empty = off")
+
+    @field_validator("pinned_versions")
+    @classmethod
+    def valid_pins(cls, pins: str) -> str:
+        for pin in filter(str.strip, pins.split(",")):
+            if not re.fullmatch(r"\s*[A-Za-z0-9._-]+=[A-Za-z0-9._-]+\s*", pin):
+                raise ValueError(f"{pin!r} is not a pin: write model=version, e.g. 'en-fr=1'")
+        return pins
 
     @field_validator("libretranslate_prefix")
     @classmethod
@@ -135,6 +154,14 @@ class Settings(BaseSettings):
 
     def key_list(self) -> list[str]:
         return [k.strip() for k in self.api_keys.split(",") if k.strip()]
+
+    def admin_key_list(self) -> list[str]:
+        return [k.strip() for k in self.admin_keys.split(",") if k.strip()]
+
+    def pins(self) -> dict[str, str]:
+        """``SERVICE_PINNED_VERSIONS`` as model id -> version."""
+        pairs = [p.split("=", 1) for p in self.pinned_versions.split(",") if p.strip()]
+        return {model.strip(): version.strip() for model, version in pairs}
 
     def origin_list(self) -> list[str]:
         return [o.strip() for o in self.cors_origins.split(",") if o.strip()]

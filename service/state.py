@@ -1,15 +1,26 @@
-"""What the app holds while it runs: settings, metrics and, once loaded, the model."""
+"""What the app holds while it runs: settings, metrics, the decode worker and the models of
+the repository, each with its own translator and batcher.
+
+Models load at start (every model of the repository; ``SERVICE_BUNDLE_DIR`` is a repository
+of one) and through the admin API: ``load``, ``unload`` and ``reload``. A reload verifies and
+warms the newest version beside the one serving, switches new requests to it at once and
+lets the sentences admitted to the old one finish before the old one is freed; a bundle that
+fails leaves the old one serving.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import enum
 import logging
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
-from service.batcher import Batcher
-from service.errors import NotReady
+from service.batcher import Batcher, DecodeWorker
+from service.errors import InvalidOption, NotReady
 from service.metrics import Metrics
+from service.repository import Entry, Repository, RepositoryError
 from service.runtime import SessionOptions, resolve_provider
 from service.settings import Settings
 from service.translator import DecodeOptions, Translator
@@ -19,52 +30,235 @@ log = logging.getLogger(__name__)
 WARMUP_TEXTS = ["Open the file %s.", "Insert a table with $(ARG1) rows and columns."]
 
 
+class ModelState(enum.Enum):
+    LOADING = "loading"
+    READY = "ready"
+    UNLOADING = "unloading"
+    FAILED = "failed"
+
+
+@dataclass(eq=False)
+class Model:
+    """One model of the repository as the service holds it."""
+
+    entry: Entry
+    state: ModelState = ModelState.LOADING
+    reason: str = ""  # why it failed (or, while ready, why its last reload failed)
+    translator: Translator | None = None
+    batcher: Batcher | None = None
+    loaded_at: float | None = None  # Unix time
+    size_mb: float = 0.0  # its ONNX files and tables on disk, as loaded
+
+    @property
+    def id(self) -> str:
+        return self.entry.id
+
+    @property
+    def version(self) -> str:
+        return self.entry.version
+
+    @property
+    def pair(self) -> tuple[str, str] | None:
+        if self.translator is None:
+            return None
+        m = self.translator.manifest
+        return m.source_lang, m.target_lang
+
+
 @dataclass
 class ServiceState:
     settings: Settings
     metrics: Metrics = field(default_factory=Metrics)
-    translator: Translator | None = None
-    batcher: Batcher | None = None
+    worker: DecodeWorker = field(default_factory=DecodeWorker)
+    models: dict[str, Model] = field(default_factory=dict)  # by id: the one serving
     ready: bool = False  # what /health/ready says: off from the first signal of a shutdown
     accepting: bool = False  # takes work: until the drain begins (SERVICE_SHUTDOWN_DELAY_S)
-    detail: str = "loading model"  # why the service is not ready
+    detail: str = "loading models"  # why the service is not ready
+    _admin: asyncio.Lock = field(default_factory=asyncio.Lock)  # one admin change at a time
 
-    def require_ready(self) -> tuple[Translator, Batcher]:
-        """The loaded model, while the service takes work."""
-        if not self.accepting or self.translator is None or self.batcher is None:
+    def __post_init__(self) -> None:
+        def total(i: int) -> float:
+            return float(sum(m.batcher.queue_counts()[i] for m in list(self.models.values())
+                             if m.batcher is not None))
+        self.metrics.queue_depth.set_function(lambda: total(0))
+        self.metrics.queued_sentences.set_function(lambda: total(1))
+        self.metrics.pending_sentences.set_function(lambda: total(2))
+
+    @property
+    def repository(self) -> Repository:
+        s = self.settings
+        if s.bundle_dir is not None:
+            return Repository(s.bundle_dir, single=True)
+        return Repository(s.model_repository, pinned=s.pins())
+
+    # Choosing a model for a request.
+
+    def model_for(self, model: str | None = None, source: str | None = None,
+                  target: str | None = None) -> Model:
+        """The ready model a request goes to: ``model`` by id, else the one serving
+        ``source`` -> ``target`` (either may be left out while only one model fits), else
+        the default model. Raises :class:`InvalidOption` (422) naming what is served, and
+        :class:`NotReady` (503) while the model is not ready or the service is draining."""
+        if not self.accepting:
             raise NotReady(f"service not ready: {self.detail}")
-        return self.translator, self.batcher
+        if model is not None:
+            chosen = self.models.get(model)
+            if chosen is None:
+                raise InvalidOption(f"model {model!r} is not served; served: "
+                                    f"{', '.join(self._served()) or 'none'}")
+        elif source is not None or target is not None:
+            fits = [m for m in self.models.values() if m.state is ModelState.READY
+                    and m.pair is not None and source in (None, m.pair[0])
+                    and target in (None, m.pair[1])]
+            if len(fits) != 1:
+                asked = f"{source or '*'} -> {target or '*'}"
+                pairs = sorted({f"{m.pair[0]} -> {m.pair[1]}" for m in self.models.values()
+                                if m.pair is not None})
+                reason = "is not served" if not fits else "is served by several models"
+                raise InvalidOption(f"{asked} {reason}; served pairs: "
+                                    f"{', '.join(pairs) or 'none'}"
+                                    + (f" (models {', '.join(m.id for m in fits)}: name "
+                                       "one)" if fits else ""))
+            chosen = fits[0]
+        else:
+            chosen = self.default_model()
+        if chosen.state is not ModelState.READY or chosen.batcher is None:
+            raise NotReady(f"model {chosen.id} is {chosen.state.value}"
+                           + (f": {chosen.reason}" if chosen.reason else ""))
+        return chosen
+
+    def default_model(self) -> Model:
+        """``SERVICE_DEFAULT_MODEL``, or the only model."""
+        if len(self.models) == 1:
+            return next(iter(self.models.values()))
+        default = self.models.get(self.settings.default_model)
+        if default is None:
+            raise InvalidOption(f"name a model: the default model "
+                                f"{self.settings.default_model!r} (SERVICE_DEFAULT_MODEL) is "
+                                f"not served; served: {', '.join(self._served()) or 'none'}")
+        return default
+
+    def pairs(self) -> list[tuple[str, str]]:
+        """The (source, target) language pairs of the ready models."""
+        if not self.accepting:
+            raise NotReady(f"service not ready: {self.detail}")
+        return sorted({m.pair for m in self.models.values()
+                       if m.state is ModelState.READY and m.pair is not None})
+
+    def _served(self) -> list[str]:
+        return sorted(self.models)
+
+    # Loading and unloading.
 
     async def load(self) -> None:
-        """Verify the bundle, create sessions, warm up; on failure stay not-ready and say why."""
-        s = self.settings
+        """Load every model of the repository; ready once all are (a failed one keeps the
+        service not ready and says why)."""
         started = time.perf_counter()
         try:
-            translator = await asyncio.to_thread(self._load_translator)
-        except Exception as exc:
-            self.detail = f"model bundle {s.bundle_dir} not loaded: {exc}"
+            ids = self.repository.ids()
+        except (RepositoryError, OSError) as exc:
+            self.detail = f"model repository not readable: {exc}"
             log.error(self.detail)
             return
-        self.translator = translator
-        self.batcher = Batcher(translator, self.metrics, s.max_batch_size, s.max_batch_tokens,
-                               s.max_request_tokens, s.max_queue_sentences, s.queue_timeout_s,
-                               s.max_step_cost)
-        self.batcher.start()
-        seconds = time.perf_counter() - started
-        m = translator.manifest
-        self.metrics.model_load.set(seconds)
-        self.metrics.model.info({"model_id": m.model_id, "variant": translator.variant,
-                                 "provider": translator.model.provider})
+        if not ids:
+            self.detail = f"no model bundle in {self.repository.root}"
+            log.error(self.detail)
+            return
+        failed = []
+        for model_id in ids:
+            try:
+                model = await self.load_model(model_id)
+            except RepositoryError as exc:
+                failed.append(f"model {model_id} not loaded: {exc}")
+                log.error(failed[-1])
+                continue
+            if model.state is ModelState.FAILED:  # logged when it failed
+                failed.append(f"model {model.id} ({model.entry.path}) not loaded: {model.reason}")
+        self.metrics.model_load.set(time.perf_counter() - started)
+        if failed:
+            self.detail = "; ".join(failed)
+            return
         self.metrics.ready.set(1)
         self.ready, self.accepting, self.detail = True, True, "ready"
-        log.info("model %s (%s, %s) ready in %.2fs", m.model_id, translator.variant,
-                 translator.model.provider, seconds)
 
-    def _load_translator(self) -> Translator:
+    async def load_model(self, model_id: str) -> Model:
+        """Load ``model_id``'s served version (nothing to do if it is loaded)."""
+        async with self._admin:
+            current = self.models.get(model_id)
+            if current is not None and current.state is ModelState.READY:
+                return current
+            model = Model(self.repository.entry(model_id))
+            self.models[model_id] = model
+            await self._start(model)
+            return model
+
+    async def reload_model(self, model_id: str) -> Model:
+        """Load the newest (or pinned) version beside the serving one, then switch to it;
+        if it fails, the old one keeps serving and its ``reason`` says why."""
+        async with self._admin:
+            old = self.models.get(model_id)
+            new = Model(self.repository.entry(model_id))
+            if old is None or old.state is not ModelState.READY:
+                self.models[model_id] = new
+                await self._start(new)
+                return new
+            await self._start(new)
+            if new.state is not ModelState.READY:
+                old.reason = f"reload of version {new.version} failed: {new.reason}"
+                return old
+            self.models[model_id] = new  # new requests go to the new version from here
+            old.reason = ""
+        await self._stop(old)
+        return new
+
+    async def unload_model(self, model_id: str) -> Model:
+        """Stop taking requests for ``model_id``, let its admitted ones finish, free it."""
+        async with self._admin:
+            model = self.models.get(model_id)
+            if model is None:
+                raise InvalidOption(f"model {model_id!r} is not loaded; loaded: "
+                                    f"{', '.join(self._served()) or 'none'}")
+            model.state = ModelState.UNLOADING
+        await self._stop(model)
+        async with self._admin:
+            if self.models.get(model_id) is model:
+                del self.models[model_id]
+        return model
+
+    async def _start(self, model: Model) -> None:
+        started = time.perf_counter()
+        try:
+            model.translator = await asyncio.to_thread(self._translator, model.entry.path)
+        except Exception as exc:
+            model.state, model.reason = ModelState.FAILED, str(exc)
+            log.error("model %s version %s not loaded: %s", model.id, model.version, exc)
+            return
         s = self.settings
+        model.batcher = Batcher(model.translator, self.metrics, s.max_batch_size,
+                                s.max_batch_tokens, s.max_request_tokens, self.worker,
+                                s.max_queue_sentences, s.queue_timeout_s, s.max_step_cost)
+        model.batcher.start()
+        manifest = model.translator.manifest
+        model.size_mb = round(sum(_size(model.entry.path / f) for f in manifest.files) / 2**20, 1)
+        model.state, model.loaded_at, model.reason = ModelState.READY, time.time(), ""
+        self.metrics.model.info({"model_id": manifest.model_id,
+                                 "variant": model.translator.variant,
+                                 "provider": model.translator.model.provider})
+        log.info("model %s version %s (%s, %s, %s) ready in %.2fs", model.id, model.version,
+                 manifest.model_id, model.translator.variant, model.translator.model.provider,
+                 time.perf_counter() - started)
+
+    async def _stop(self, model: Model) -> None:
+        model.state = ModelState.UNLOADING
+        if model.batcher is not None:
+            await model.batcher.close()  # its admitted and queued sentences finish first
+        model.batcher = model.translator = None  # the sessions go with the last reference
+
+    def _translator(self, bundle: Path) -> Translator:
+        s = self.settings  # Translator verifies every file against the manifest
         options = SessionOptions(resolve_provider(s.provider), s.intra_op_threads,
                                  s.allow_spinning)
-        translator = Translator(s.bundle_dir, s.variant, options, s.shortlist)
+        translator = Translator(bundle, s.variant, options, s.shortlist)
         for beam in sorted({1, s.default_beam_size}):  # first runs allocate; do them now
             translator.translate(WARMUP_TEXTS, DecodeOptions(beam_size=beam))
         return translator
@@ -72,5 +266,9 @@ class ServiceState:
     async def shutdown(self) -> None:
         self.ready, self.accepting, self.detail = False, False, "shutting down"
         self.metrics.ready.set(0)
-        if self.batcher is not None:
-            await self.batcher.close()
+        await asyncio.gather(*(m.batcher.close() for m in self.models.values()
+                               if m.batcher is not None))
+
+
+def _size(path: Path) -> int:
+    return path.stat().st_size if path.is_file() else 0

@@ -76,13 +76,19 @@ class ApiKeys:
         self.app, self.keys, self.paths = app, keys, paths
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and self.keys and scope["path"] in self.paths:
+        if scope["type"] == "http" and self.keys and self.keyed(scope["path"]):
             try:
                 check_key(presented_key(Headers(scope=scope)), self.keys)
             except ServiceError as exc:
                 await service_error_response(exc)(scope, receive, send)
                 return
         await self.app(scope, receive, send)
+
+    def keyed(self, path: str) -> bool:
+        """One of ``paths``, or a model's page under one (``/models/<id>``; the admin
+        actions below it have keys of their own)."""
+        head, _, rest = path.rpartition("/")
+        return path in self.paths or (head in self.paths and "/" not in rest and bool(rest))
 
 
 def presented_key(headers: Headers) -> str | None:

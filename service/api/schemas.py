@@ -13,6 +13,13 @@ class TranslateRequest(BaseModel):
                      {"text": ["Open file", "Insert table"], "return_attention": True}]})
 
     text: str | list[str] = Field(description="a text, or a list of texts translated as a batch")
+    model: str | None = Field(None, pattern=r"^[A-Za-z0-9._-]+$", max_length=128,
+                              description="the model's id (GET /models); default: the model "
+                              "serving source -> target, else SERVICE_DEFAULT_MODEL")
+    source: str | None = Field(None, pattern=r"^[A-Za-z0-9_-]+$", max_length=16,
+                               description="source language code, to choose the model by pair")
+    target: str | None = Field(None, pattern=r"^[A-Za-z0-9_-]+$", max_length=16,
+                               description="target language code, to choose the model by pair")
     beam_size: int | None = Field(None, ge=1, le=64,
                                   description="1 = greedy; default SERVICE_DEFAULT_BEAM_SIZE "
                                   "(or n_best if larger); at most SERVICE_MAX_BEAM_SIZE")
@@ -61,7 +68,8 @@ class Timing(BaseModel):
 
 
 class TranslateResponse(BaseModel):
-    model: str
+    model: str = Field(description="the id of the model that translated")
+    model_version: str
     translations: list[TranslationOut]
     timing: Timing
 
@@ -80,9 +88,30 @@ class ErrorResponse(BaseModel):
 class Health(BaseModel):
     status: str
     detail: str | None = None
+    models: dict[str, str] | None = Field(None, description="each model's state")
+
+
+class ModelSummary(BaseModel):
+    id: str
+    version: str
+    state: str = Field(description="loading | ready | unloading | failed")
+    reason: str | None = Field(None, description="why it failed, or why its last reload did")
+    source: str | None = None
+    target: str | None = None
+    model_id: str | None = Field(None, description="the id in its manifest")
+    variant: str | None = None
+    memory_mb: float | None = Field(None, description="its ONNX files and tables, as loaded")
+    loaded_at: float | None = Field(None, description="Unix time")
+    default: bool = Field(False, description="requests naming no model or pair go to it")
+
+
+class ModelList(BaseModel):
+    models: list[ModelSummary]
 
 
 class ModelInfo(BaseModel):
+    id: str
+    version: str
     model_id: str
     source_lang: str
     target_lang: str

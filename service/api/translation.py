@@ -11,10 +11,17 @@ from typing import Annotated, Any, TypeVar
 from fastapi import Depends, Request
 
 from service.batcher import BatchResult
-from service.errors import ClientGone, DecodeFailed, InvalidOption, LimitExceeded, ServiceError
+from service.errors import (
+    ClientGone,
+    DecodeFailed,
+    InvalidOption,
+    LimitExceeded,
+    NotReady,
+    ServiceError,
+)
 from service.settings import Settings
-from service.state import ServiceState
-from service.translator import DecodeOptions, InputTooLong, Translator
+from service.state import Model, ServiceState
+from service.translator import DecodeOptions, InputTooLong
 
 T = TypeVar("T")
 
@@ -57,19 +64,20 @@ def check_limits(texts: list[str], settings: Settings) -> None:
                                 f"{settings.max_text_chars} (SERVICE_MAX_TEXT_CHARS)")
 
 
-async def translate_texts(request: Request, state: ServiceState, texts: list[str],
-                          options: DecodeOptions) -> tuple[Translator, BatchResult]:
-    """Check, tokenize and decode ``texts`` in the shared running batch; the translator
-    that rendered them comes back with the result. Dropped if the client disconnects."""
-    translator, batcher = state.require_ready()
-    settings = state.settings
+async def translate_texts(request: Request, model: Model, settings: Settings,
+                          texts: list[str], options: DecodeOptions) -> BatchResult:
+    """Check, tokenize and decode ``texts`` in ``model``'s running batch; dropped if the
+    client disconnects."""
+    translator, batcher = model.translator, model.batcher
+    if translator is None or batcher is None:
+        raise NotReady(f"model {model.id} is {model.state.value}")
     check_limits(texts, settings)
     try:
         rows = translator.prepare(texts, settings.max_input_tokens)
     except InputTooLong as exc:
         raise LimitExceeded(f"{exc} (SERVICE_MAX_INPUT_TOKENS)") from exc
     try:
-        return translator, await until_disconnected(request, batcher.submit(rows, options))
+        return await until_disconnected(request, batcher.submit(rows, options))
     except ServiceError:  # busy, over the cost cap: the client's to know
         raise
     except Exception as exc:

@@ -66,12 +66,17 @@ def metric(server: Server, name: str) -> float:
     return float(match.group(1)) if match else 0.0
 
 
-def start_server(tmp: Path, bundle: Path = DEFAULT_BUNDLE, port: int | None = None,
+def start_server(tmp: Path, bundle: Path | None = DEFAULT_BUNDLE, port: int | None = None,
                  **env: str) -> Server:
+    """``python -m service`` on a free port, serving ``bundle`` (None: the repository
+    SERVICE_MODEL_REPOSITORY names, models/ by default)."""
     port = port or free_port()
     log_path = tmp / f"server-{port}.log"
-    environ = {**os.environ, "SERVICE_BUNDLE_DIR": str(bundle), "SERVICE_PORT": str(port),
-               "SERVICE_HOST": "127.0.0.1", "PYTHONUNBUFFERED": "1", **env}
+    environ = {k: v for k, v in os.environ.items() if k != "SERVICE_BUNDLE_DIR"}
+    if bundle is not None:
+        environ["SERVICE_BUNDLE_DIR"] = str(bundle)
+    environ |= {"SERVICE_PORT": str(port), "SERVICE_HOST": "127.0.0.1",
+                "PYTHONUNBUFFERED": "1", **env}
     with log_path.open("wb") as log:
         process = subprocess.Popen([sys.executable, "-m", "service"], cwd=ROOT, env=environ,
                                    stdout=log, stderr=subprocess.STDOUT)

@@ -213,10 +213,12 @@ def run_probe(stage: Stage, env: dict[str, str]) -> int:
 def test_the_image_entry_point_serves_and_stops_on_sigterm(tmp_path: Path) -> None:
     stage = IMAGES["translate"]
     env = {**stage.env, **environment(SERVICES["translate"])}
-    # The baked bundle (whatever COPY put at SERVICE_BUNDLE_DIR), this venv for /opt/venv/bin.
-    bundle = env["SERVICE_BUNDLE_DIR"]
-    assert bundle in stage.copies, f"SERVICE_BUNDLE_DIR={bundle} is not where COPY put a bundle"
-    env["SERVICE_BUNDLE_DIR"] = str(ROOT / stage.copies[bundle])
+    # The baked repository (whatever COPY put at SERVICE_MODEL_REPOSITORY), this venv for
+    # /opt/venv/bin.
+    repository = env["SERVICE_MODEL_REPOSITORY"]
+    assert repository in stage.copies, (f"SERVICE_MODEL_REPOSITORY={repository} is not where "
+                                        "COPY put the models")
+    env["SERVICE_MODEL_REPOSITORY"] = str(ROOT / stage.copies[repository])
     env["SERVICE_PORT"] = str(free_port())
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"
     command = [*stage.entrypoint, *stage.cmd]

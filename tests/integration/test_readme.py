@@ -27,7 +27,8 @@ def test_the_quick_start_shows_what_the_service_answers(server: Server) -> None:
     shown = json.loads(make_docs.block(README, "quickstart").removeprefix("```json\n")
                        .removesuffix("\n```"))
     answer = httpx.post(server.url + "/translate", json=make_docs.QUICKSTART, timeout=60).json()
-    assert shown["model"] == answer["model"], "run `make docs`"
+    assert (shown["model"], shown["model_version"]) == (answer["model"],
+                                                       answer["model_version"]), "run `make docs`"
     # The same text; the score within what another CPU's int8 rounding may move it.
     assert [t["text"] for t in shown["translations"]] == [
         t["text"] for t in answer["translations"]], "run `make docs`"

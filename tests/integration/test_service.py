@@ -67,7 +67,7 @@ def test_single_text_and_batch(server: Server) -> None:
     single = post(server, {"text": "Open the file."})
     assert single.status_code == 200
     body = single.json()
-    assert body["model"] == MANIFEST.model_id
+    assert (body["model"], body["model_version"]) == ("en-de", "1")  # SERVICE_BUNDLE_DIR's
     [translation] = body["translations"]
     assert translation["text"] and translation["score"] < 0
     assert set(body["timing"]) == {"total_ms", "queue_ms", "decode_ms", "encode_ms",

@@ -4,6 +4,7 @@ key and the translate options, with LibreTranslate's rules and messages."""
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -13,7 +14,6 @@ from starlette.formparsers import MultiPartException
 
 from service.api.middleware import presented_key
 from service.auth import check_key
-from service.bundle import Manifest
 from service.errors import Forbidden, InvalidOption, Unauthorized
 
 # English names of common codes, for /languages; other codes are named by their code.
@@ -41,6 +41,8 @@ class TranslateCall:
     auto: bool  # source was auto: answer detectedLanguage
     html: bool
     alternatives: int
+    source: str  # the language code (auto resolved)
+    target: str
 
 
 async def read_fields(request: Request) -> Fields:
@@ -111,24 +113,30 @@ def text_field(fields: Fields, name: str) -> str:
     return value.strip().lower()
 
 
-def translate_call(fields: Fields, manifest: Manifest, max_alternatives: int) -> TranslateCall:
-    """Validate a translate request against the bundle's language pair and the limits."""
+def translate_call(fields: Fields, pairs: Sequence[tuple[str, str]], max_alternatives: int
+                   ) -> TranslateCall:
+    """Validate a translate request against the served language pairs and the limits;
+    ``auto`` stands for the source language while only one serves the target."""
     texts, batch = texts_field(fields)
     source, target = text_field(fields, "source"), text_field(fields, "target")
-    src, tgt = manifest.source_lang, manifest.target_lang
-    offered = (f"this server translates {language_name(src)} ({src}) to "
-               f"{language_name(tgt)} ({tgt}) only")
-    if source not in ("auto", src):
+    offered = "this server translates " + "; ".join(
+        f"{language_name(s)} ({s}) to {language_name(t)} ({t})" for s, t in pairs) + " only"
+    sources = sorted({s for s, t in pairs if t == target})
+    if source != "auto" and source not in {s for s, _ in pairs}:
         raise InvalidOption(f"{source} is not supported as a source language: {offered}")
-    if target != tgt:
+    if not sources or (source != "auto" and source not in sources):
         raise InvalidOption(f"{target} is not supported as a target language: {offered}")
+    if source == "auto" and len(sources) > 1:
+        raise InvalidOption(f"source auto is ambiguous: {', '.join(sources)} all translate to "
+                            f"{target}; name the source language")
     text_format = fields.values.get("format")
     if text_format in (None, ""):  # as LibreTranslate: absent or empty is text
         text_format = "text"
     if text_format not in ("text", "html"):
         raise InvalidOption(f"{text_format} format is not supported: use text or html")
     return TranslateCall(texts, batch, source == "auto", text_format == "html",
-                         alternatives(fields, max_alternatives))
+                         alternatives(fields, max_alternatives),
+                         sources[0] if source == "auto" else source, target)
 
 
 def alternatives(fields: Fields, limit: int) -> int:

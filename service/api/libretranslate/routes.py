@@ -36,17 +36,18 @@ router = APIRouter(tags=["libretranslate"], responses=ERRORS)
              openapi_extra=TRANSLATE_BODY)
 async def translate(request: Request, state: StateDep) -> Translated:
     """Translate q (a text or a list of texts), as LibreTranslate's POST /translate."""
-    manifest, settings = state.require_ready()[0].manifest, state.settings
+    settings, pairs = state.settings, state.pairs()
     fields = await read_fields(request)
     check_api_key(fields, request, settings.key_list())
-    call = translate_call(fields, manifest, settings.max_beam_size - 1)
+    call = translate_call(fields, pairs, settings.max_beam_size - 1)
     check_limits(call.texts, settings)
     protected = [protected_text(i, text, call.html) for i, text in enumerate(call.texts)]
     # a beam wide enough for the best translation and call.alternatives others
     options = resolve_options(settings, n_best=call.alternatives + 1)
-    translator, result = await translate_texts(request, state, [p.text for p in protected],
-                                               options)
-    return answer(call, result.translations, protected, translator.manifest.source_lang)
+    model = state.model_for(source=call.source, target=call.target)
+    result = await translate_texts(request, model, settings, [p.text for p in protected],
+                                   options)
+    return answer(call, result.translations, protected, call.source)
 
 
 def protected_text(index: int, text: str, html: bool) -> Protected:
@@ -78,28 +79,32 @@ def answer(call: TranslateCall, translations: list[Translation], protected: list
 
 @router.post("/detect", response_model=list[DetectedLanguage], openapi_extra=DETECT_BODY)
 async def detect(request: Request, state: StateDep) -> list[DetectedLanguage]:
-    """The language of q: always the bundle's source language (one model, one pair)."""
-    translator, _ = state.require_ready()
+    """The language of q: the served source language (the models' sources share the
+    confidence when there are several: there is no language identifier)."""
+    sources = sorted({s for s, _ in state.pairs()})
     fields = await read_fields(request)
     check_api_key(fields, request, state.settings.key_list())
     texts_field(fields)
-    return [DetectedLanguage(confidence=100.0, language=translator.manifest.source_lang)]
+    return [DetectedLanguage(confidence=round(100.0 / len(sources), 2), language=s)
+            for s in sources]
 
 
 @router.get("/languages", response_model=list[Language])
 async def languages(state: StateDep) -> list[Language]:
-    """The bundle's two languages; the source one lists the target among its targets."""
-    manifest = state.require_ready()[0].manifest
-    src, tgt = manifest.source_lang, manifest.target_lang
-    return [Language(code=src, name=language_name(src), targets=[tgt]),
-            Language(code=tgt, name=language_name(tgt), targets=[])]
+    """Every language of the served pairs, each listing the targets it translates to."""
+    pairs = state.pairs()
+    sources = sorted({s for s, _ in pairs})
+    codes = sources + sorted({t for _, t in pairs} - set(sources))  # sources first
+    return [Language(code=c, name=language_name(c),
+                     targets=sorted(t for s, t in pairs if s == c)) for c in codes]
 
 
 @router.get("/frontend/settings", response_model=FrontendSettings)
 async def frontend_settings(state: StateDep) -> FrontendSettings:
     """What LibreTranslate's web page and some clients read before translating."""
-    manifest, settings = state.require_ready()[0].manifest, state.settings
-    src, tgt = manifest.source_lang, manifest.target_lang
+    settings, default = state.settings, state.model_for()
+    assert default.pair is not None
+    src, tgt = default.pair
     keys = bool(settings.key_list())
     return FrontendSettings(
         charLimit=settings.max_text_chars, frontendTimeout=500, apiKeys=keys,
