@@ -75,16 +75,22 @@ class Translation:
 @dataclass(frozen=True)
 class TranslateResult:
     model: str
+    model_version: str
     translations: list[Translation]
     timing: dict[str, float]
     request_id: str | None
 
 
 def _body(text: str | list[str], beam_size: int | None, n_best: int, max_length: int | None,
-          return_attention: bool, return_alignment: bool) -> dict[str, Any]:
+          return_attention: bool, return_alignment: bool, model: str | None,
+          target: str | None) -> dict[str, Any]:
     body: dict[str, Any] = {"text": text, "n_best": n_best,
                             "return_attention": return_attention,
                             "return_alignment": return_alignment}
+    if model is not None:
+        body["model"] = model
+    if target is not None:
+        body["target"] = target
     if beam_size is not None:
         body["beam_size"] = beam_size
     if max_length is not None:
@@ -111,7 +117,8 @@ def _error(response: httpx.Response) -> TranslateError:
 
 def _result(response: httpx.Response) -> TranslateResult:
     data = response.json()
-    return TranslateResult(data["model"], [Translation.from_json(t) for t in data["translations"]],
+    return TranslateResult(data["model"], data["model_version"],
+                           [Translation.from_json(t) for t in data["translations"]],
                            data["timing"], response.headers.get("x-request-id"))
 
 
@@ -155,14 +162,25 @@ class Client:
 
     def translate(self, text: str | list[str], *, beam_size: int | None = None, n_best: int = 1,
                   max_length: int | None = None, return_attention: bool = False,
-                  return_alignment: bool = False, request_id: str | None = None
-                  ) -> TranslateResult:
-        body = _body(text, beam_size, n_best, max_length, return_attention, return_alignment)
+                  return_alignment: bool = False, request_id: str | None = None,
+                  model: str | None = None, target: str | None = None) -> TranslateResult:
+        """``model`` (an id of ``models()``) or ``target`` (a language code) choose the
+        model; neither: the service's default model."""
+        body = _body(text, beam_size, n_best, max_length, return_attention, return_alignment,
+                     model, target)
         return _result(self._request("POST", "/translate", body, request_id))
 
-    def model(self) -> dict[str, Any]:
-        info: dict[str, Any] = self._request("GET", "/model", None, None).json()
+    def model(self, model: str | None = None) -> dict[str, Any]:
+        """``GET /models/{model}``, or ``GET /model`` (the default model)."""
+        path = f"/models/{model}" if model else "/model"
+        info: dict[str, Any] = self._request("GET", path, None, None).json()
         return info
+
+    def models(self) -> list[dict[str, Any]]:
+        """``GET /models``: every model the service holds, with its state."""
+        listed: list[dict[str, Any]] = self._request("GET", "/models", None, None).json()[
+            "models"]
+        return listed
 
     def ready(self) -> bool:
         try:
@@ -211,8 +229,10 @@ class AsyncClient:
     async def translate(self, text: str | list[str], *, beam_size: int | None = None,
                         n_best: int = 1, max_length: int | None = None,
                         return_attention: bool = False, return_alignment: bool = False,
-                        request_id: str | None = None) -> TranslateResult:
-        body = _body(text, beam_size, n_best, max_length, return_attention, return_alignment)
+                        request_id: str | None = None, model: str | None = None,
+                        target: str | None = None) -> TranslateResult:
+        body = _body(text, beam_size, n_best, max_length, return_attention, return_alignment,
+                     model, target)
         return _result(await self._request("POST", "/translate", body, request_id))
 
     async def _request(self, method: str, path: str, body: dict[str, Any] | None,

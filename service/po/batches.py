@@ -27,8 +27,8 @@ class Outcome:
 
 def translate_all(client: Client, texts: Sequence[str], batch_size: int = 32,
                   beam_size: int | None = None, progress: Callable[[int], None] = lambda n: None,
-                  sleep: Callable[[float], None] = time.sleep, backoff_s: float = 0.5
-                  ) -> Outcome:
+                  sleep: Callable[[float], None] = time.sleep, backoff_s: float = 0.5,
+                  model: str | None = None) -> Outcome:
     """Translate each distinct text once; ``progress(n)`` after every n texts done.
 
     Raises :class:`TranslateError` for any other refusal (401, 422, 5xx after retries).
@@ -40,7 +40,7 @@ def translate_all(client: Client, texts: Sequence[str], batch_size: int = 32,
         batch = [queue.popleft() for _ in range(min(size, len(queue)))]
         outcome.requests += 1
         try:
-            result = client.translate(batch, beam_size=beam_size)
+            result = client.translate(batch, beam_size=beam_size, model=model)
         except TranslateError as exc:
             if exc.status == 429 and busy < MAX_BUSY_RETRIES:
                 sleep(backoff_s * 2**busy)

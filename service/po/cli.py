@@ -2,6 +2,9 @@
 
     attn-translate-po de.po --url http://localhost:8000 [--out de.new.po] [--dry-run]
 
+The model is the service's one for the catalog's language (its ``Language`` header, or
+``--target``), or ``--model``.
+
 Exit status: 0 done (or nothing to do), 1 the service is unreachable or refused the work,
 2 a bad command line or catalog.
 """
@@ -13,6 +16,7 @@ import logging
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 import httpx
 import polib
@@ -41,6 +45,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("catalog", type=Path, help="the .po file")
     parser.add_argument("--url", required=True, help="the service, e.g. http://localhost:8000")
     parser.add_argument("--out", type=Path, help="write here instead of in place")
+    parser.add_argument("--target", help="target language code (default: the catalog's "
+                        "Language header)")
+    parser.add_argument("--model", help="the service's model id (GET /models); default: the "
+                        "one translating English into the target language")
     parser.add_argument("--dry-run", action="store_true",
                         help="count what would be filled; contact no service, write nothing")
     parser.add_argument("--api-key", default=os.environ.get("ATTN_TRANSLATE_API_KEY"),
@@ -63,14 +71,40 @@ def read_catalog(path: Path) -> polib.POFile:
         raise Failure(f"{path}: not a readable gettext catalog: {exc}", 2) from exc
 
 
-def model_note(client: Client, url: str) -> str:
-    """The translator comment naming the model; checks the service is there and ready."""
+def target_language(catalog: polib.POFile, given: str | None) -> str | None:
+    """``--target``, else the catalog's ``Language`` header as a language code (``pt_BR``,
+    ``de@latin`` -> ``pt``, ``de``); None if neither says."""
+    language = given or catalog.metadata.get("Language", "")
+    code = language.split("@")[0].replace("-", "_").split("_")[0].strip().lower()
+    return code or None
+
+
+def choose_model(client: Client, url: str, target: str | None, model: str | None
+                 ) -> dict[str, Any]:
+    """The service's model for the catalog (``/models/{id}``); checks that the service is
+    there, ready and translates into ``target``."""
     try:
-        info = client.model()
+        if model is None and target is not None:
+            served = [m for m in client.models() if m["state"] == "ready"]
+            fits = [m for m in served if m.get("target") == target and m.get("source") == "en"]
+            if len(fits) != 1:
+                pairs = ", ".join(f"{m['id']} ({m.get('source')} -> {m.get('target')})"
+                                  for m in served)
+                raise Failure(f"the translation service at {url} has "
+                              f"{'no' if not fits else 'more than one'} model translating "
+                              f"English into {target!r} (--target, or the catalog's Language "
+                              f"header); it serves: {pairs}"
+                              + ("; name one with --model" if fits else ""), 1)
+            model = fits[0]["id"]
+        return client.model(model)
     except httpx.TransportError as exc:
         raise Failure(f"cannot reach the translation service at {url}: {exc}", 1) from exc
     except TranslateError as exc:
         raise Failure(f"the translation service at {url} answered {exc}", 1) from exc
+
+
+def model_note(info: dict[str, Any]) -> str:
+    """The translator comment naming the model."""
     return f"machine-translated by {info['model_id']} ({info['variant']}): review"
 
 
@@ -89,12 +123,13 @@ def run(args: argparse.Namespace) -> str:
     if not tasks:
         return f"nothing to fill: all {total} entries are translated"
     with Client(args.url, api_key=args.api_key, timeout=args.timeout) as client:
-        note = model_note(client, args.url)
+        info = choose_model(client, args.url, target_language(catalog, args.target), args.model)
+        note = model_note(info)
         with tqdm(total=len(texts), unit="line", desc="translating", file=sys.stderr,
                   disable=False) as bar:
             try:
                 outcome = translate_all(client, texts, args.batch_size, args.beam_size,
-                                        progress=bar.update)
+                                        progress=bar.update, model=info.get("id"))
             except httpx.TransportError as exc:
                 raise Failure(f"lost the translation service at {args.url}: {exc}", 1) from exc
             except TranslateError as exc:

@@ -4,6 +4,8 @@ pair, with the admin API loading, unloading and reloading versions while request
 from __future__ import annotations
 
 import shutil
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -11,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import polib
 import pytest
 
 from tests.conftest import ROOT
@@ -165,3 +168,26 @@ def test_unload_lets_admitted_requests_finish_then_the_model_is_gone(server: Ser
     loaded = admin(server, "en-fr", "load").json()
     assert (loaded["id"], loaded["version"], loaded["state"]) == ("en-fr", "2", "ready")
     assert translate(server, {"text": TEXTS[0], "target": "fr"}, **API).status_code == 200
+
+
+def test_po_catalogs_go_to_the_model_of_their_language(server: Server, tmp_path: Path) -> None:
+    catalog = polib.pofile(str(ROOT / "tests" / "data" / "po" / "swell-foop.po"))
+    catalog.metadata["Language"] = "fr_FR"
+    french = tmp_path / "fr.po"
+    catalog.save(str(french))
+
+    def fill(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "service.po.cli", str(french), "--url",
+                               server.url, "--api-key", "api-secret", *args],
+                              capture_output=True, text=True, timeout=300, cwd=ROOT)
+
+    done = fill("--out", str(tmp_path / "fr.out.po"))
+    assert done.returncode == 0, done.stderr
+    filled = [e for e in polib.pofile(str(tmp_path / "fr.out.po")) if "fuzzy" in e.flags
+              and "machine-translated" in e.tcomment]
+    assert filled and all("en-fr-gru-bahdanau" in e.tcomment for e in filled)
+    refused = fill("--target", "it", "--dry-run")  # a dry run contacts nobody
+    assert refused.returncode == 0
+    refused = fill("--target", "it", "--out", str(tmp_path / "it.po"))
+    assert refused.returncode == 1 and "no model translating English into 'it'" in (
+        refused.stderr) and "en-de (en -> de)" in refused.stderr
