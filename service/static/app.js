@@ -3,7 +3,7 @@
 import { $, el } from "./dom.js";
 import { initHeatmap, renderAlignment, renderHeatmap } from "./attention.js";
 
-// ---- model badge ----------------------------------------------------------------------------
+// ---- model picker and badge ------------------------------------------------------------------
 
 function apiHeaders() {
   const headers = { "Content-Type": "application/json" };
@@ -12,18 +12,18 @@ function apiHeaders() {
 }
 
 let modelRetry = null;
+let models = [];  // the ready ones, as GET /models lists them
 
-async function loadModel() {
+async function loadModels() {
   const badge = $("model");
   clearTimeout(modelRetry);
   try {
-    const response = await fetch("/model", { headers: apiHeaders() });
-    if (response.ok) {
-      const m = await response.json();
-      badge.textContent = `${m.source_lang} → ${m.target_lang} · ${m.model_id}`;
-      badge.title = `${m.architecture.attention} attention · ${m.variant} · ${m.provider}`;
-      badge.dataset.state = "ready";
-      $("translation").lang = m.target_lang;
+    const response = await fetch("/models", { headers: apiHeaders() });
+    const ready = response.ok
+      ? (await response.json()).models.filter((m) => m.state === "ready") : [];
+    if (ready.length) {
+      fillPicker(ready);
+      showModel();
       return;
     }
     if (response.status === 401 || response.status === 403) {
@@ -33,13 +33,35 @@ async function loadModel() {
       badge.dataset.state = "error";
       return;
     }
-    const loading = response.status === 503;
+    const loading = response.ok || response.status === 503;
     badge.textContent = loading ? "model loading…" : `model: HTTP ${response.status}`;
   } catch (err) {
     badge.textContent = "service unreachable";
   }
   badge.dataset.state = "waiting";
-  modelRetry = setTimeout(loadModel, 2000);
+  modelRetry = setTimeout(loadModels, 2000);
+}
+
+// The picker keeps the user's choice while it is served; else the default model.
+function fillPicker(ready) {
+  const picker = $("models"), chosen = picker.value;
+  models = ready;
+  picker.replaceChildren(...ready.map((m) => {
+    const option = el("option", "", `${m.source} → ${m.target} · ${m.id}`);
+    option.value = m.id;
+    return option;
+  }));
+  const fallback = ready.find((m) => m.default) || ready[0];
+  picker.value = ready.some((m) => m.id === chosen) ? chosen : fallback.id;
+}
+
+function showModel() {
+  const m = models.find((x) => x.id === $("models").value);
+  const badge = $("model");
+  badge.textContent = `${m.source} → ${m.target} · ${m.model_id}`;
+  badge.title = `${m.id}, version ${m.version} · ${m.variant}`;
+  badge.dataset.state = "ready";
+  $("translation").lang = m.target;
 }
 
 // ---- request --------------------------------------------------------------------------------
@@ -49,6 +71,7 @@ function requestBody() {
   // An empty field leaves the choice to the service; the service checks every limit.
   if ($("beam").value) body.beam_size = Number($("beam").value);
   if ($("nbest").value) body.n_best = Number($("nbest").value);
+  if ($("models").value) body.model = $("models").value;
   return body;
 }
 
@@ -139,10 +162,11 @@ function updateChars() {
 // A module runs once the document is parsed: the elements are there.
 $("form").addEventListener("submit", translate);
 $("text").addEventListener("input", updateChars);
-$("key").addEventListener("change", loadModel);  // a new key may unlock /model
+$("key").addEventListener("change", loadModels);  // a new key may unlock /models
+$("models").addEventListener("change", showModel);
 $("text").addEventListener("keydown", (event) => {
   if (event.key === "Enter" && (event.ctrlKey || event.metaKey)) $("form").requestSubmit();
 });
 initHeatmap();
 updateChars();
-loadModel();
+loadModels();

@@ -195,3 +195,28 @@ def test_api_key_is_asked_for_then_used(browser: Browser, tmp_path: Path) -> Non
             assert page.get_attribute("#app", "data-state") == "done"
     finally:
         keyed.stop()
+
+
+def test_the_model_picker_translates_with_the_model_chosen(browser: Browser,
+                                                           tmp_path: Path) -> None:
+    repository = start_server(tmp_path, bundle=None)  # models/: every shipped model
+    try:
+        repository.wait("/health/ready", 200)
+        listed = httpx.get(repository.url + "/models").json()["models"]
+        with open_page(browser, repository.url) as page:
+            page.wait_for_selector("#model[data-state=ready]")
+            options = page.locator("#models option")
+            assert options.all_text_contents() == [
+                f"{m['source']} → {m['target']} · {m['id']}" for m in listed]
+            assert page.input_value("#models") == "en-de"  # the default model first
+            page.select_option("#models", "en-fr")
+            fr = next(m for m in listed if m["id"] == "en-fr")
+            assert page.text_content("#model") == f"en → fr · {fr['model_id']}"
+            submit(page, SENTENCE, beam=2, n_best=1)
+            answer = httpx.post(repository.url + "/translate", timeout=60, json={
+                "text": SENTENCE, "beam_size": 2, "model": "en-fr"}).json()
+            assert page.text_content("#translation") == answer["translations"][0]["text"]
+            assert page.get_attribute("#translation", "lang") == "fr"
+            assert (page.text_content("#meta") or "").endswith("· en-fr")
+    finally:
+        repository.stop()
