@@ -36,6 +36,11 @@ class Settings(BaseSettings):
                                "model or language pair (a repository of one: that model)")
     pinned_versions: str = Field("", description="comma-separated model=version pins, e.g. "
                                  "'en-fr=1'; other models serve their highest version")
+    on_demand: str = Field("", description="comma-separated model ids (or *) loaded at their "
+                           "first request instead of at start")
+    max_loaded_models: int = Field(0, ge=0, description="beyond this many loaded models, the "
+                                   "least recently used on-demand one is unloaded; 0 = no "
+                                   "limit")
     variant: Literal["auto", "fp32", "int8"] = Field(
         "auto", description="which ONNX files to load; auto = fp32 if shipped, else int8")
     provider: Literal["cpu", "cuda", "auto"] = Field("cpu", description="execution provider")
@@ -157,6 +162,9 @@ class Settings(BaseSettings):
 
     def admin_key_list(self) -> list[str]:
         return [k.strip() for k in self.admin_keys.split(",") if k.strip()]
+
+    def on_demand_ids(self) -> frozenset[str]:
+        return frozenset(m.strip() for m in self.on_demand.split(",") if m.strip())
 
     def pins(self) -> dict[str, str]:
         """``SERVICE_PINNED_VERSIONS`` as model id -> version."""

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from service.batcher import Batcher, DecodeWorker
+from service.bundle import read_manifest
 from service.errors import InvalidOption, NotReady
 from service.metrics import Metrics
 from service.repository import Entry, Repository, RepositoryError
@@ -47,6 +48,7 @@ class Model:
     translator: Translator | None = None
     batcher: Batcher | None = None
     loaded_at: float | None = None  # Unix time
+    last_used: float = 0.0  # monotonic: when a request last went to it
     size_mb: float = 0.0  # its ONNX files and tables on disk, as loaded
 
     @property
@@ -75,6 +77,8 @@ class ServiceState:
     accepting: bool = False  # takes work: until the drain begins (SERVICE_SHUTDOWN_DELAY_S)
     detail: str = "loading models"  # why the service is not ready
     _admin: asyncio.Lock = field(default_factory=asyncio.Lock)  # one admin change at a time
+    _pairs: dict[Path, tuple[str, str]] = field(default_factory=dict)  # of bundles on disk
+    _evictions: set[asyncio.Task[Model]] = field(default_factory=set)
 
     def __post_init__(self) -> None:
         def total(i: int) -> float:
@@ -127,6 +131,70 @@ class ServiceState:
                            + (f": {chosen.reason}" if chosen.reason else ""))
         return chosen
 
+    async def acquire(self, model: str | None = None, source: str | None = None,
+                      target: str | None = None) -> Model:
+        """:meth:`model_for`, loading an on-demand model that fits first (the request waits
+        for it; others go on), and unloading the least recently used on-demand models beyond
+        ``SERVICE_MAX_LOADED_MODELS``."""
+        try:
+            chosen = self.model_for(model, source, target)
+        except InvalidOption:
+            wanted = self._on_demand_fit(model, source, target)
+            if wanted is None:
+                raise
+            log.info("loading on-demand model %s for a request", wanted)
+            chosen = await self.load_model(wanted)
+            chosen = self.model_for(chosen.id)  # NotReady if it failed, saying why
+            self._evict(keep=chosen)
+        chosen.last_used = time.monotonic()
+        return chosen
+
+    def on_demand(self, model_id: str) -> bool:
+        ids = self.settings.on_demand_ids()
+        return "*" in ids or model_id in ids
+
+    def _on_demand_fit(self, model: str | None, source: str | None, target: str | None
+                       ) -> str | None:
+        """The on-demand model of the repository, not loaded, that the request names or
+        whose pair fits (one only)."""
+        if model is None and source is None and target is None:
+            model = self.settings.default_model
+        if model is not None:
+            return model if (model not in self.models and self.on_demand(model)
+                             and model in self.repository.ids()) else None
+        fits = [i for i, (s, t) in self._on_disk_pairs().items() if i not in self.models
+                and source in (None, s) and target in (None, t)]
+        return fits[0] if len(fits) == 1 else None
+
+    def _on_disk_pairs(self) -> dict[str, tuple[str, str]]:
+        """The language pairs of the on-demand models in the repository (from their
+        manifests, read once per bundle)."""
+        found: dict[str, tuple[str, str]] = {}
+        if not self.settings.on_demand_ids():
+            return found
+        for model_id in self.repository.ids():
+            if not self.on_demand(model_id):
+                continue
+            path = self.repository.entry(model_id).path
+            if path not in self._pairs:
+                manifest = read_manifest(path)
+                self._pairs[path] = (manifest.source_lang, manifest.target_lang)
+            found[model_id] = self._pairs[path]
+        return found
+
+    def _evict(self, keep: Model) -> None:
+        limit = self.settings.max_loaded_models
+        loaded = [m for m in self.models.values() if m.state is ModelState.READY]
+        spare = sorted((m for m in loaded if m is not keep and self.on_demand(m.id)),
+                       key=lambda m: m.last_used)
+        for victim in spare[:max(0, len(loaded) - limit) if limit else 0]:
+            log.info("unloading on-demand model %s: SERVICE_MAX_LOADED_MODELS=%d", victim.id,
+                     limit)
+            victim.state = ModelState.UNLOADING  # no new requests from here
+            task = asyncio.create_task(self.unload_model(victim.id))
+            self._evictions.add(task)
+            task.add_done_callback(self._evictions.discard)
+
     def default_model(self) -> Model:
         """``SERVICE_DEFAULT_MODEL``, or the only model."""
         if len(self.models) == 1:
@@ -139,11 +207,13 @@ class ServiceState:
         return default
 
     def pairs(self) -> list[tuple[str, str]]:
-        """The (source, target) language pairs of the ready models."""
+        """The (source, target) language pairs of the ready models and of the on-demand
+        ones, which load at their first request."""
         if not self.accepting:
             raise NotReady(f"service not ready: {self.detail}")
-        return sorted({m.pair for m in self.models.values()
-                       if m.state is ModelState.READY and m.pair is not None})
+        ready = {m.pair for m in self.models.values()
+                 if m.state is ModelState.READY and m.pair is not None}
+        return sorted(ready | set(self._on_disk_pairs().values()))
 
     def _served(self) -> list[str]:
         return sorted(self.models)
@@ -165,7 +235,7 @@ class ServiceState:
             log.error(self.detail)
             return
         failed = []
-        for model_id in ids:
+        for model_id in [i for i in ids if not self.on_demand(i)]:
             try:
                 model = await self.load_model(model_id)
             except RepositoryError as exc:

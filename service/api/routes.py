@@ -50,7 +50,7 @@ async def translate(body: TranslateRequest, state: StateDep, request: Request
     options = resolve_options(state.settings, beam_size=body.beam_size, n_best=body.n_best,
                               max_length=body.max_length,
                               attention=body.return_attention or body.return_alignment)
-    model = state.model_for(body.model, body.source, body.target)
+    model = await state.acquire(body.model, body.source, body.target)
     translator = model.translator
     result = await translate_texts(request, model, state.settings, body.texts, options)
     assert translator is not None

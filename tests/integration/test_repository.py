@@ -191,3 +191,31 @@ def test_po_catalogs_go_to_the_model_of_their_language(server: Server, tmp_path:
     refused = fill("--target", "it", "--out", str(tmp_path / "it.po"))
     assert refused.returncode == 1 and "no model translating English into 'it'" in (
         refused.stderr) and "en-de (en -> de)" in refused.stderr
+
+
+def test_on_demand_models_load_at_their_first_request_and_the_least_recent_goes(
+        tmp_path: Path) -> None:
+    srv = start_server(tmp_path, bundle=None, SERVICE_ON_DEMAND="en-fr,en-es",
+                       SERVICE_MAX_LOADED_MODELS="2")  # models/: en-de at start, the others later
+    try:
+        assert srv.wait("/health/ready", 200).json()["models"] == {"en-de": "ready"}
+        languages = httpx.get(srv.url + "/libretranslate/languages").json()
+        assert languages[0]["targets"] == ["de", "es", "fr"]  # on-demand pairs are offered
+        fr = translate(srv, {"text": TEXTS[0], "model": "en-fr"})
+        assert fr.status_code == 200 and fr.json()["translations"][0]["text"] == (
+            "Ouvrir le fichier")
+        assert "loading on-demand model en-fr" in srv.log()
+        es = translate(srv, {"text": TEXTS[0], "target": "es"})  # by pair: loads en-es
+        assert es.status_code == 200 and es.json()["model"] == "en-es"
+        deadline = time.monotonic() + 30  # en-fr, least recently used, is unloaded
+        while time.monotonic() < deadline:
+            ids = [m["id"] for m in httpx.get(srv.url + "/models").json()["models"]]
+            if ids == ["en-de", "en-es"]:
+                break
+            time.sleep(0.05)
+        assert ids == ["en-de", "en-es"]  # en-de is not on demand: it stays
+        again = translate(srv, {"text": TEXTS[0], "model": "en-fr"})  # loads again
+        assert again.status_code == 200 and again.json()["model"] == "en-fr"
+        assert translate(srv, {"text": "x", "model": "en-it"}).status_code == 422
+    finally:
+        srv.stop()

@@ -44,7 +44,7 @@ async def translate(request: Request, state: StateDep) -> Translated:
     protected = [protected_text(i, text, call.html) for i, text in enumerate(call.texts)]
     # a beam wide enough for the best translation and call.alternatives others
     options = resolve_options(settings, n_best=call.alternatives + 1)
-    model = state.model_for(source=call.source, target=call.target)
+    model = await state.acquire(source=call.source, target=call.target)
     result = await translate_texts(request, model, settings, [p.text for p in protected],
                                    options)
     return answer(call, result.translations, protected, call.source)
