@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from service.driver import Cycle, Driver, Work
-from service.metrics import Metrics
+from service.metrics import ModelMetrics
 from service.scheduler import Job, QueueTimeout, Scheduler, sentence_cost
 from service.translator import Candidate, DecodeOptions, Prepared, Translation, Translator
 
@@ -49,7 +49,7 @@ class Request:
 
 
 class Batcher:
-    def __init__(self, translator: Translator, metrics: Metrics, max_batch_size: int,
+    def __init__(self, translator: Translator, metrics: ModelMetrics, max_batch_size: int,
                  max_batch_tokens: int, max_request_tokens: int,
                  worker: DecodeWorker, max_queue_sentences: int = 1024,
                  queue_timeout_s: float = 30.0, max_step_cost: int = 0) -> None:
@@ -59,7 +59,6 @@ class Batcher:
         self.scheduler: Scheduler[Prepared, DecodeOptions] = Scheduler(
             max_batch_tokens, max_batch_size, max_request_tokens, max_queue_sentences)
         self.queue_timeout_s = queue_timeout_s
-        metrics.queue_limit.set(max_queue_sentences)
         self._lock = threading.Lock()  # around every call into the scheduler
         self.driver = Driver(translator, self.scheduler, translator.engine(max_step_cost),
                              self._lock)

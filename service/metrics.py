@@ -1,11 +1,18 @@
-"""Prometheus metrics, on a registry of the app's own (tests build many apps)."""
+"""Prometheus metrics, on a registry of the app's own (tests build many apps).
+
+HTTP and queue metrics are the process's; what decoding does is labelled by ``model`` and
+``version`` (:meth:`Metrics.for_model`), so a dashboard or rule can tell the models apart.
+"""
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
+MODEL = ("model", "version")
 
 
 class Metrics:
@@ -20,7 +27,7 @@ class Metrics:
                                registry=r)
         self.queue_wait = Histogram("translate_queue_wait_seconds",
                                     "time a request waits until its first sentence starts decoding",
-                                    buckets=LATENCY_BUCKETS, registry=r)
+                                    MODEL, buckets=LATENCY_BUCKETS, registry=r)
         self.queue_depth = Gauge("translate_queue_depth", "requests with no sentence decoding yet",
                                  registry=r)
         self.queued_sentences = Gauge(
@@ -34,19 +41,45 @@ class Metrics:
             "decoding): the per-pod load signal for autoscaling", registry=r)
         self.batch_size = Histogram("translate_batch_size",
                                     "sentences in the running batch, per decoder step",
-                                    buckets=BATCH_BUCKETS, registry=r)
+                                    MODEL, buckets=BATCH_BUCKETS, registry=r)
         self.decode_seconds = Histogram("translate_decode_seconds", "per request: from its "
                                         "first sentence joining the running batch to its last "
-                                        "finishing", buckets=LATENCY_BUCKETS, registry=r)
-        self.sentences = Counter("translate_sentences_total", "sentences decoded", registry=r)
-        self.tokens_in = Counter("translate_tokens_in_total", "source subword tokens", registry=r)
+                                        "finishing", MODEL, buckets=LATENCY_BUCKETS, registry=r)
+        self.sentences = Counter("translate_sentences_total", "sentences decoded", MODEL,
+                                 registry=r)
+        self.tokens_in = Counter("translate_tokens_in_total", "source subword tokens", MODEL,
+                                 registry=r)
         self.tokens_out = Counter("translate_tokens_out_total", "generated subword tokens",
-                                  registry=r)
+                                  MODEL, registry=r)
         self.decode_steps = Counter("translate_decode_steps_total", "decoder step calls",
-                                    registry=r)
+                                    MODEL, registry=r)
         self.model_load = Gauge("translate_model_load_seconds",
-                                "bundle verification + session creation + warm-up", registry=r)
-        self.ready = Gauge("translate_ready", "1 when the model is loaded and warmed up",
-                           registry=r)
-        self.model = Info("translate_model", "the served model and execution provider",
-                          registry=r)
+                                "bundle verification + session creation + warm-up", MODEL,
+                                registry=r)
+        self.ready = Gauge("translate_ready", "1 when every model loaded at start is loaded "
+                           "and warmed up", registry=r)
+        self.model_ready = Gauge("translate_model_ready", "1 while the model version serves, "
+                                 "0 when it failed to load", MODEL, registry=r)
+        self.model = Info("translate_model", "the model version, its manifest id and execution "
+                          "provider", MODEL, registry=r)
+
+    def for_model(self, model: str, version: str) -> ModelMetrics:
+        labels = (model, version)
+        return ModelMetrics(
+            self.queue_wait.labels(*labels), self.batch_size.labels(*labels),
+            self.decode_seconds.labels(*labels), self.sentences.labels(*labels),
+            self.tokens_in.labels(*labels), self.tokens_out.labels(*labels),
+            self.decode_steps.labels(*labels))
+
+
+@dataclass(frozen=True)
+class ModelMetrics:
+    """One model version's decoding metrics (what its batcher records)."""
+
+    queue_wait: Histogram
+    batch_size: Histogram
+    decode_seconds: Histogram
+    sentences: Counter
+    tokens_in: Counter
+    tokens_out: Counter
+    decode_steps: Counter

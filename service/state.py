@@ -11,6 +11,7 @@ fails leaves the old one serving.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import enum
 import logging
 import time
@@ -87,6 +88,10 @@ class ServiceState:
         self.metrics.queue_depth.set_function(lambda: total(0))
         self.metrics.queued_sentences.set_function(lambda: total(1))
         self.metrics.pending_sentences.set_function(lambda: total(2))
+        # each model's queue holds SERVICE_MAX_QUEUE_SENTENCES
+        self.metrics.queue_limit.set_function(lambda: float(
+            self.settings.max_queue_sentences * sum(m.batcher is not None
+                                                    for m in list(self.models.values()))))
 
     @property
     def repository(self) -> Repository:
@@ -223,7 +228,6 @@ class ServiceState:
     async def load(self) -> None:
         """Load every model of the repository; ready once all are (a failed one keeps the
         service not ready and says why)."""
-        started = time.perf_counter()
         try:
             ids = self.repository.ids()
         except (RepositoryError, OSError) as exc:
@@ -244,7 +248,6 @@ class ServiceState:
                 continue
             if model.state is ModelState.FAILED:  # logged when it failed
                 failed.append(f"model {model.id} ({model.entry.path}) not loaded: {model.reason}")
-        self.metrics.model_load.set(time.perf_counter() - started)
         if failed:
             self.detail = "; ".join(failed)
             return
@@ -301,19 +304,24 @@ class ServiceState:
             model.translator = await asyncio.to_thread(self._translator, model.entry.path)
         except Exception as exc:
             model.state, model.reason = ModelState.FAILED, str(exc)
+            self.metrics.model_ready.labels(model.id, model.version).set(0)
             log.error("model %s version %s not loaded: %s", model.id, model.version, exc)
             return
         s = self.settings
-        model.batcher = Batcher(model.translator, self.metrics, s.max_batch_size,
+        model.batcher = Batcher(model.translator,
+                                self.metrics.for_model(model.id, model.version), s.max_batch_size,
                                 s.max_batch_tokens, s.max_request_tokens, self.worker,
                                 s.max_queue_sentences, s.queue_timeout_s, s.max_step_cost)
         model.batcher.start()
         manifest = model.translator.manifest
         model.size_mb = round(sum(_size(model.entry.path / f) for f in manifest.files) / 2**20, 1)
         model.state, model.loaded_at, model.reason = ModelState.READY, time.time(), ""
-        self.metrics.model.info({"model_id": manifest.model_id,
-                                 "variant": model.translator.variant,
-                                 "provider": model.translator.model.provider})
+        labels = (model.id, model.version)
+        self.metrics.model_load.labels(*labels).set(time.perf_counter() - started)
+        self.metrics.model_ready.labels(*labels).set(1)
+        self.metrics.model.labels(*labels).info({
+            "model_id": manifest.model_id, "variant": model.translator.variant,
+            "provider": model.translator.model.provider})
         log.info("model %s version %s (%s, %s, %s) ready in %.2fs", model.id, model.version,
                  manifest.model_id, model.translator.variant, model.translator.model.provider,
                  time.perf_counter() - started)
@@ -323,6 +331,9 @@ class ServiceState:
         if model.batcher is not None:
             await model.batcher.close()  # its admitted and queued sentences finish first
         model.batcher = model.translator = None  # the sessions go with the last reference
+        for series in (self.metrics.model_ready, self.metrics.model, self.metrics.model_load):
+            with contextlib.suppress(KeyError):  # never set
+                series.remove(model.id, model.version)
 
     def _translator(self, bundle: Path) -> Translator:
         s = self.settings  # Translator verifies every file against the manifest

@@ -60,10 +60,10 @@ class Server:
 
 
 def metric(server: Server, name: str) -> float:
-    """An unlabelled sample of the server's /metrics (0 when absent)."""
+    """A sample of the server's /metrics, summed over its labels (0 when absent)."""
     text = httpx.get(server.url + "/metrics", timeout=5).text
-    match = re.search(rf"^{re.escape(name)} (\S+)$", text, re.MULTILINE)
-    return float(match.group(1)) if match else 0.0
+    found = re.findall(rf"^{re.escape(name)}(?:{{[^}}]*}})? (\S+)$", text, re.MULTILINE)
+    return sum(float(value) for value in found)
 
 
 def start_server(tmp: Path, bundle: Path | None = DEFAULT_BUNDLE, port: int | None = None,

@@ -190,12 +190,17 @@ def test_every_dashboard_query_returns_data(stack: Stack) -> None:
     instances = httpx.get(stack.url + "/api/v1/label/instance/values",
                           params={"match[]": "translate_ready"}, timeout=10).json()["data"]
     assert instances == [stack.instance]
+    # and its model variable: label_values(translate_model_ready, model)
+    models = httpx.get(stack.url + "/api/v1/label/model/values",
+                       params={"match[]": "translate_model_ready"}, timeout=10).json()["data"]
+    assert models == ["en-de"]
     empty = []
-    # "All" (its allValue), then the one instance, regex-escaped inside a PromQL string as
-    # Grafana does it for a multi-value variable
-    for instance in (".*", re.escape(stack.instance).replace("\\", "\\\\")):
+    # "All" (its allValue), then the one instance and model, regex-escaped inside a PromQL
+    # string as Grafana does it for a multi-value variable
+    for instance, model in ((".*", ".*"), (re.escape(stack.instance).replace("\\", "\\\\"),
+                                           "en-de")):
         for name, expr in dashboard_queries():
-            query = substitute(expr, {**GRAFANA_VARS, "instance": instance})
+            query = substitute(expr, {**GRAFANA_VARS, "instance": instance, "model": model})
             result = stack.eventually(query, has_values)
             if not has_values(result):
                 empty.append(f"{name}: {query} -> {result}")

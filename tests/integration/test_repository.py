@@ -144,6 +144,9 @@ def test_reload_swaps_versions_and_a_bad_version_leaves_the_old_one_serving(
     assert (swapped["version"], swapped["state"], swapped.get("reason")) == ("2", "ready", None)
     assert all(a.status_code == 200 for a in answers)
     assert {a.json()["model_version"] for a in answers} <= {"1", "2"}
+    exposition = httpx.get(server.url + "/metrics").text  # the old version's series are gone
+    assert 'translate_model_ready{model="en-fr",version="2"} 1.0' in exposition
+    assert 'translate_model_ready{model="en-fr",version="1"}' not in exposition
     after = translate(server, {"text": TEXTS[0], "model": "en-fr"}, **API).json()
     assert (after["model_version"], after["translations"][0]["text"]) == ("2",
                                                                          "Ouvrir le fichier")

@@ -181,6 +181,9 @@ def test_metrics_exposition(server: Server) -> None:
                  "translate_model_load_seconds", "translate_model_info"):
         assert name in text, name
     assert 'provider="cpu"' in text
+    # what decoding does is labelled by model and version
+    assert 'translate_model_ready{model="en-de",version="1"} 1.0' in text
+    assert re.search(r'^translate_sentences_total\{model="en-de",version="1"\} \d', text, re.M)
     assert 'route="/translate",status="200"' in text
 
 
