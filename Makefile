@@ -7,7 +7,7 @@ BUNDLE ?= models/en-de
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: serve test test-quick lint pytest tools model model-de model-fr model-es bench bench-ab bench-step \
+.PHONY: serve test test-quick lint pytest tools model model-de model-fr model-es bench bench-ab bench-step bench-models \
 	bench-engine bench-opennmt opennmt-fixtures docker-check docs mutation clean
 
 $(VENV)/bin/python:
@@ -118,6 +118,11 @@ bench-ab: $(VENV)/.dev
 
 bench-step: $(VENV)/.dev
 	$(PY) -m bench.step
+
+# Several models in one service: does a busy model starve another? (bench/models.md)
+bench-models: $(VENV)/.dev
+	command -v wrk >/dev/null || apt-get install -y -q wrk
+	$(PY) -m bench.models
 
 # OpenNMT-py 3.5.1 in its own venv (work/onmt-venv): retrains the import fixtures of
 # tests/data/opennmt (needs work/data from `make model`'s corpus step); the benchmark below

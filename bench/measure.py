@@ -72,11 +72,15 @@ class Proc:
         raise TimeoutError(f"{self.url}{path} not ready")
 
 
-def start_service(bundle: Path, src: Path = ROOT, **env: str) -> Proc:
-    """The service of the source tree ``src`` (another checkout: an older engine)."""
+def start_service(bundle: Path | None, src: Path = ROOT, **env: str) -> Proc:
+    """The service of the source tree ``src`` (another checkout: an older engine), serving
+    ``bundle`` (None: its model repository)."""
     port = free_port()
-    environ = {**os.environ, "SERVICE_BUNDLE_DIR": str(bundle), "SERVICE_PORT": str(port),
-               "SERVICE_LOG_LEVEL": "warning", "PYTHONPATH": str(src), **env}
+    environ = {k: v for k, v in os.environ.items() if k != "SERVICE_BUNDLE_DIR"}
+    if bundle is not None:
+        environ["SERVICE_BUNDLE_DIR"] = str(bundle)
+    environ |= {"SERVICE_PORT": str(port), "SERVICE_LOG_LEVEL": "warning",
+                "PYTHONPATH": str(src), **env}
     started = time.perf_counter()
     process = subprocess.Popen([sys.executable, "-m", "service"], cwd=src, env=environ,
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
