@@ -114,6 +114,13 @@ def _parser() -> argparse.ArgumentParser:
     shortlist.add_argument("--eval-limit", type=int, default=0,
                            help="score at most N pairs of each set")
 
+    previous = sub.add_parser("compare", help="score the bundle this one replaces (as served) "
+                              "on this one's evaluation sets; keep both in manifest and card")
+    previous.add_argument("--bundle", type=Path, required=True)
+    previous.add_argument("--previous", type=Path, required=True)
+    previous.add_argument("--data", type=Path, default=Path("work/data"))
+    previous.add_argument("--eval-limit", type=int, default=0)
+
     evaluate = sub.add_parser("evaluate", help="score a bundle on a split with ONNX Runtime")
     evaluate.add_argument("--bundle", type=Path, required=True)
     evaluate.add_argument("--data", type=Path, default=Path("work/data"))
@@ -279,6 +286,11 @@ def main(argv: list[str] | None = None) -> None:
             ship(args.bundle, args.out, args.variants.split(","))
         except ValueError as exc:  # a variant the bundle does not have: one line, exit 1
             raise SystemExit(str(exc)) from exc
+    elif args.command == "compare":
+        from model_export.package import record_previous
+
+        manifest = record_previous(args.bundle, args.previous, args.data, args.eval_limit)
+        print(json.dumps(manifest.metrics["previous"]["scores"], indent=2))
     elif args.command == "evaluate":
         _evaluate(args)
     elif args.command == "import-opennmt":

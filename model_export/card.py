@@ -116,6 +116,7 @@ def write_card(out_dir: Path, manifest: Manifest) -> None:
         lines += [f"Measured with onnxruntime {p['onnxruntime']} on {p['cpu']} "
                   f"({', '.join(p['isa'])}; {p['cpu_count']} cores).", ""]
     lines += _shortlist_lines(manifest)
+    lines += _previous_lines(manifest)
     p = manifest.parity
     lines += [
         "## ONNX parity with PyTorch",
@@ -176,6 +177,31 @@ def _shortlist_lines(manifest: Manifest) -> list[str]:
         lines.append(f"| {name} ({q['sentences']}) | {q['candidates']:.0f} | "
                      f"{q['reference_coverage']:.1%} | {full['bleu']:.1f} → {short['bleu']:.1f}"
                      f" | {full['chrf']:.1f} → {short['chrf']:.1f} |")
+    return [*lines, ""]
+
+
+def _previous_lines(manifest: Manifest) -> list[str]:
+    """The model this one replaced, scored as served on this model's sets."""
+    previous = manifest.metrics.get("previous")
+    if not previous:
+        return []
+    spec = manifest.shortlist
+    now = {name: q["shortlist" if spec and spec.default else "full"]
+           for name, q in (spec.quality or {}).items()} if spec else {}
+    lines = [f"## Compared with the model it replaces ({previous['model_id']})", "",
+             f"The previous bundle (trained on {previous['corpus']}: "
+             f"{previous['train_pairs']:,} training pairs) scored as it was served "
+             f"({previous['variant']}, beam {previous['beam_size']}, shortlist "
+             f"{'on' if previous['shortlist'] else 'off'}) on this model's evaluation sets, "
+             "beside this model as served:", "",
+             "| set | previous BLEU | this BLEU | previous chrF | this chrF |",
+             "|---|---|---|---|---|"]
+    for name, old in previous["scores"].items():
+        new = now.get(name)
+        if new is None:
+            continue
+        lines.append(f"| {name} ({old['sentences']}) | {old['bleu']:.1f} | {new['bleu']:.1f} "
+                     f"| {old['chrf']:.1f} | {new['chrf']:.1f} |")
     return [*lines, ""]
 
 

@@ -302,3 +302,30 @@ def ship(bundle: Path, out_dir: Path, variants: Sequence[str]) -> Manifest:
     manifest = replace(manifest, variants=kept)
     write_card(out_dir, manifest)
     return write_manifest(out_dir, manifest)
+
+
+def record_previous(bundle: Path, previous: Path, data_dir: Path, eval_limit: int = 0,
+                    beam_size: int = 4) -> Manifest:
+    """Score ``previous`` (the bundle this one replaces, as it is served) on this bundle's
+    evaluation sets, and keep its scores beside this bundle's served ones (the shortlist's
+    quality table, else the beam scores) in the manifest and the card."""
+    manifest = verify_bundle(bundle)
+    old = verify_bundle(previous)
+    translator = Translator(previous)
+    sets = evaluation_sets(data_dir, eval_limit)
+    scores = {}
+    for name, pairs in sets.items():
+        sources, references = [s for s, _ in pairs], [t for _, t in pairs]
+        hyps = translate_corpus(translator, sources, DecodeOptions(beam_size=beam_size))
+        scores[name] = score(sources, hyps, references).as_dict()
+        log.info("previous model on %s: %s", name, scores[name])
+    training = old.training
+    corpus = training.get("corpus", {})
+    metrics = {**manifest.metrics, "previous": {
+        "model_id": old.model_id, "variant": translator.variant,
+        "shortlist": translator.shortlist is not None, "beam_size": beam_size,
+        "corpus": corpus.get("source", ""), "train_pairs": corpus.get("splits", {}).get("train"),
+        "sha256": old.files, "scores": scores}}
+    manifest = replace(manifest, metrics=metrics)
+    write_card(bundle, manifest)
+    return write_manifest(bundle, manifest)

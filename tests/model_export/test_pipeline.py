@@ -165,3 +165,25 @@ def test_format_1_bundles_translate_as_format_2(tiny_run: tuple[Path, Path, Path
             for x, y in zip(a.candidates, b.candidates, strict=True):
                 assert x.score == pytest.approx(y.score, abs=1e-5)
                 assert np.allclose(x.attention, y.attention, atol=1e-5)
+
+
+def test_a_retrained_bundle_keeps_the_previous_models_scores(
+        tiny_run: tuple[Path, Path, Path], tmp_path: Path) -> None:
+    data, _, out = tiny_run
+    new, old = tmp_path / "new", tmp_path / "old"
+    shutil.copytree(out, new)
+    shutil.copytree(out, old)
+    main(["shortlist", "--bundle", str(new), "--data", str(data)])
+    main(["compare", "--bundle", str(new), "--previous", str(old), "--data", str(data)])
+    manifest = verify_bundle(new)
+    previous = manifest.metrics["previous"]
+    assert previous["model_id"] == verify_bundle(old).model_id and not previous["shortlist"]
+    assert previous["sha256"] == verify_bundle(old).files
+    assert manifest.shortlist is not None and set(previous["scores"]) == set(
+        manifest.shortlist.quality)
+    # the same model without a shortlist scores what the new one does with the whole vocabulary
+    for name, scores in previous["scores"].items():
+        assert scores["bleu"] == manifest.shortlist.quality[name]["full"]["bleu"]
+    card = (new / "README.md").read_text()
+    assert "## Compared with the model it replaces" in card
+    assert "| test (" in card.split("## Compared with the model it replaces")[1]
