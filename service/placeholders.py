@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 MAX_SENTINELS = 16
@@ -50,25 +51,46 @@ class Masked:
 
     text: str
     placeholders: tuple[str, ...]  # placeholders[i] is what <ph{i}> stands for
+    # Glossary terms masked too: (sentinel index, source term, span in the original text)
+    terms: tuple[tuple[int, str, tuple[int, int]], ...] = ()
 
 
-def mask(text: str) -> Masked:
+@dataclass(frozen=True)
+class TermSpan:
+    """A glossary term found in a text (:meth:`service.glossary.Glossary.find`): characters
+    ``start:end`` of it."""
+
+    start: int
+    end: int
+    source: str  # the glossary's source term
+    target: str  # what the output must say
+
+
+def mask(text: str, terms: Sequence[TermSpan] = ()) -> Masked:
     """Replace placeholders by ``<phN>``; identical placeholders share a sentinel.
 
-    Beyond ``MAX_SENTINELS`` distinct placeholders the rest stay as plain text.
+    ``terms`` (glossary terms found in ``text``, outside placeholders) are masked the same
+    way, their sentinel standing for the target term. Beyond ``MAX_SENTINELS`` distinct
+    placeholders and terms the rest stay as plain text.
     """
-    table: list[str] = []
-
-    def substitute(match: re.Match[str]) -> str:
-        ph = match.group(0)
-        if ph in table:
-            return SENTINELS[table.index(ph)]
-        if len(table) == MAX_SENTINELS:
-            return ph
-        table.append(ph)
-        return SENTINELS[len(table) - 1]
-
-    return Masked(text=PLACEHOLDER_RE.sub(substitute, text), placeholders=tuple(table))
+    spans = sorted([(m.start(), m.end(), m.group(0), None) for m in PLACEHOLDER_RE.finditer(text)]
+                   + [(t.start, t.end, t.target, t) for t in terms], key=lambda s: s[0])
+    table: list[tuple[str, bool]] = []  # (what the sentinel stands for, is a term)
+    parts, masked_terms, at = [], [], 0
+    for start, end, replacement, term in spans:
+        key = (replacement, term is not None)
+        if key not in table and len(table) < MAX_SENTINELS:
+            table.append(key)
+        parts.append(text[at:start])
+        if key in table:
+            parts.append(SENTINELS[table.index(key)])
+            if term is not None:
+                masked_terms.append((table.index(key), term.source, (start, end)))
+        else:
+            parts.append(text[start:end])
+        at = end
+    parts.append(text[at:])
+    return Masked("".join(parts), tuple(r for r, _ in table), tuple(masked_terms))
 
 
 def mask_with(text: str, placeholders: tuple[str, ...]) -> str:
@@ -92,6 +114,42 @@ def unmask(text: str, placeholders: tuple[str, ...]) -> str:
         return placeholders[i] if i < len(placeholders) else ""
 
     return _SENTINEL_RE.sub(substitute, text)
+
+
+@dataclass(frozen=True)
+class AppliedTerm:
+    """A glossary term as it came out: where the source had it and where the output has it."""
+
+    source: str  # the glossary's source term
+    target: str  # as written in the output
+    source_span: tuple[int, int]  # characters of the source text
+    target_span: tuple[int, int]  # characters of the output text
+
+
+def unmask_terms(text: str, masked: Masked) -> tuple[str, list[AppliedTerm]]:
+    """:func:`unmask`, also saying where each glossary term went. A term that starts the
+    output gets a capital first letter (the target term's case otherwise)."""
+    terms: dict[int, list[tuple[str, tuple[int, int]]]] = {}
+    for index, source, span in masked.terms:
+        terms.setdefault(index, []).append((source, span))
+    parts: list[str] = []
+    applied: list[AppliedTerm] = []
+    length, at = 0, 0
+    for match in _SENTINEL_RE.finditer(text):
+        parts.append(text[at:match.start()])
+        length += match.start() - at
+        at = match.end()
+        i = int(match.group(1))
+        value = masked.placeholders[i] if i < len(masked.placeholders) else ""
+        if terms.get(i):
+            if not "".join(parts).strip():
+                value = value[:1].upper() + value[1:]
+            source, span = terms[i].pop(0)
+            applied.append(AppliedTerm(source, value, span, (length, length + len(value))))
+        parts.append(value)
+        length += len(value)
+    parts.append(text[at:])
+    return "".join(parts), applied
 
 
 def keeps_placeholders(source: str, output: str) -> bool:

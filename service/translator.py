@@ -20,7 +20,8 @@ from service.decoding import (
     max_lengths,
 )
 from service.driver import Driver
-from service.placeholders import SENTINELS, Masked, mask, unmask
+from service.glossary import Glossary, GlossaryError
+from service.placeholders import SENTINELS, AppliedTerm, Masked, mask, unmask, unmask_terms
 from service.runtime import OnnxSeq2Seq, SessionOptions
 from service.scheduler import Job, Scheduler
 from service.shortlist import Shortlist, ShortlistError
@@ -54,6 +55,7 @@ class Candidate:
     attention: np.ndarray | None  # (T, S): a row per generated token, plus one for EOS if
     # ended; only with DecodeOptions.attention
     ended: bool  # the model emitted EOS (False: cut at the length limit)
+    terms: list[AppliedTerm] = field(default_factory=list)  # glossary terms, where they went
 
 
 @dataclass
@@ -122,14 +124,19 @@ class Translator:
         self.source_sentinel_ids = np.array([src for src, _ in known], dtype=np.int64)
         self.sentinel_ids = np.array([tgt for _, tgt in known], dtype=np.int64)
 
-    def prepare(self, texts: Sequence[str], max_tokens: int | None = None) -> list[Prepared]:
-        """Mask (if the model was trained so) and tokenize; raise :class:`InputTooLong`
-        naming the first offending text."""
+    def prepare(self, texts: Sequence[str], max_tokens: int | None = None,
+                glossary: Glossary | None = None) -> list[Prepared]:
+        """Mask (if the model was trained so; ``glossary`` terms too) and tokenize; raise
+        :class:`InputTooLong` naming the first offending text."""
         limit = min(max_tokens or self.manifest.max_source_tokens,
                     self.manifest.max_source_tokens)
+        if glossary is not None and not self.manifest.placeholders:
+            raise GlossaryError(f"model {self.manifest.model_id} takes no glossary: it was not "
+                                "trained with placeholder sentinels, which carry the terms")
         rows = []
         for i, text in enumerate(texts):
-            masked = mask(text) if self.manifest.placeholders else Masked(text, ())
+            terms = glossary.find(text) if glossary is not None else []
+            masked = mask(text, terms) if self.manifest.placeholders else Masked(text, ())
             ids = self.tokenizer.encode(masked.text) if text.strip() else []
             if len(ids) > limit:
                 raise InputTooLong(i, len(ids), limit)
@@ -241,10 +248,12 @@ class Translator:
         return Candidate("", 0.0, [], np.zeros((0, 0), np.float32), True)
 
     def _candidate(self, hyp: Hypothesis, masked: Masked) -> Candidate:
-        text = self.tokenizer.decode(hyp.tokens)
-        if self.manifest.placeholders:
+        text, terms = self.tokenizer.decode(hyp.tokens), list[AppliedTerm]()
+        if masked.terms:
+            text, terms = unmask_terms(text, masked)
+        elif self.manifest.placeholders:
             text = unmask(text, masked.placeholders)
-        return Candidate(text, hyp.score, hyp.tokens, hyp.attention, hyp.ended)
+        return Candidate(text, hyp.score, hyp.tokens, hyp.attention, hyp.ended, terms)
 
     def attention_of(self, t: Translation) -> tuple[list[str], list[str], np.ndarray]:
         """The best candidate's source and target pieces (EOS shown where the model read or
@@ -259,14 +268,18 @@ class Translator:
 
     def pieces(self, ids: Sequence[int], masked: Masked, source: bool = False) -> list[str]:
         """Subword strings of target (or ``source``) ids for display, sentinels shown as
-        their placeholders."""
+        their placeholders (a glossary term's as its source or target term)."""
         piece = self.tokenizer.source_piece if source else self.tokenizer.piece
         ends_with_eos = self.tokenizer.source_eos if source else True
+        shown = list(masked.placeholders)
+        if source:
+            for index, term, _ in masked.terms:
+                shown[index] = term
         out = []
         for i in ids:
             text = "</s>" if ends_with_eos and i == self.special.eos else piece(int(i))
             masked_piece = self.manifest.placeholders and "<ph" in text
-            out.append(unmask(text, masked.placeholders) if masked_piece else text)
+            out.append(unmask(text, tuple(shown)) if masked_piece else text)
         return out
 
 

@@ -17,6 +17,7 @@ from service.api.middleware import presented_key
 from service.api.schemas import (
     AlignmentLink,
     Alternative,
+    AppliedTermOut,
     ErrorResponse,
     Health,
     ModelInfo,
@@ -52,7 +53,8 @@ async def translate(body: TranslateRequest, state: StateDep, request: Request
                               attention=body.return_attention or body.return_alignment)
     model = await state.acquire(body.model, body.source, body.target)
     translator = model.translator
-    result = await translate_texts(request, model, state.settings, body.texts, options)
+    result = await translate_texts(request, model, state.settings, body.texts, options,
+                                   body.glossary)
     assert translator is not None
     outputs = [to_output(translator, t, body) for t in result.translations]
     timing = Timing(total_ms=round(1000 * (time.perf_counter() - started), 2),
@@ -70,6 +72,11 @@ def to_output(translator: Translator, t: Translation, body: TranslateRequest) ->
     if body.n_best > 1:
         out.alternatives = [Alternative(text=c.text, score=round(c.score, 4))
                             for c in t.candidates]
+    if body.glossary is not None:
+        out.terms = [AppliedTermOut(source=a.source, target=a.target,
+                                    source_start=a.source_span[0], source_end=a.source_span[1],
+                                    target_start=a.target_span[0], target_end=a.target_span[1])
+                     for a in best.terms]
     if body.return_attention or body.return_alignment:
         source, target, weights = translator.attention_of(t)
         if body.return_attention:

@@ -28,6 +28,10 @@ class TranslateRequest(BaseModel):
                                    description="cap on generated subword tokens per text")
     return_attention: bool = Field(False, description="include tokens and attention matrix")
     return_alignment: bool = Field(False, description="include a word alignment")
+    glossary: dict[str, str] | None = Field(
+        None, description="source term -> target term (at most 256, terms of at most 100 "
+        "characters): each term found in a text (whole words, any case, longest first, not "
+        "inside placeholders) comes out as its target term, as often as the text has it")
 
     @property
     def texts(self) -> list[str]:
@@ -47,6 +51,15 @@ class AlignmentLink(BaseModel):
     weight: float = Field(description="attention mass of the target word on the source word")
 
 
+class AppliedTermOut(BaseModel):
+    source: str = Field(description="the glossary's source term")
+    target: str = Field(description="as written in the translation")
+    source_start: int = Field(description="character span of the term in the text")
+    source_end: int
+    target_start: int = Field(description="character span of the term in the translation")
+    target_end: int
+
+
 class TranslationOut(BaseModel):
     text: str
     score: float = Field(description="log-probability (length-normalized for beam search)")
@@ -56,6 +69,8 @@ class TranslationOut(BaseModel):
     attention: list[list[float]] | None = Field(
         None, description="target tokens × source tokens; each row sums to 1")
     alignment: list[AlignmentLink] | None = None
+    terms: list[AppliedTermOut] | None = Field(None, description="the glossary terms applied "
+                                               "(with a glossary)")
 
 
 class Timing(BaseModel):

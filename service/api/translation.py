@@ -5,7 +5,7 @@ running batch, dropped if the client disconnects."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Mapping
 from typing import Annotated, Any, TypeVar
 
 from fastapi import Depends, Request
@@ -19,6 +19,7 @@ from service.errors import (
     NotReady,
     ServiceError,
 )
+from service.glossary import Glossary, GlossaryError
 from service.settings import Settings
 from service.state import Model, ServiceState
 from service.translator import DecodeOptions, InputTooLong
@@ -65,15 +66,19 @@ def check_limits(texts: list[str], settings: Settings) -> None:
 
 
 async def translate_texts(request: Request, model: Model, settings: Settings,
-                          texts: list[str], options: DecodeOptions) -> BatchResult:
-    """Check, tokenize and decode ``texts`` in ``model``'s running batch; dropped if the
-    client disconnects."""
+                          texts: list[str], options: DecodeOptions,
+                          glossary: Mapping[str, str] | None = None) -> BatchResult:
+    """Check, tokenize and decode ``texts`` (their ``glossary`` terms masked, so that the
+    search must emit them) in ``model``'s running batch; dropped if the client disconnects."""
     translator, batcher = model.translator, model.batcher
     if translator is None or batcher is None:
         raise NotReady(f"model {model.id} is {model.state.value}")
     check_limits(texts, settings)
     try:
-        rows = translator.prepare(texts, settings.max_input_tokens)
+        terms = Glossary(glossary) if glossary else None
+        rows = translator.prepare(texts, settings.max_input_tokens, terms)
+    except GlossaryError as exc:
+        raise InvalidOption(str(exc)) from exc
     except InputTooLong as exc:
         raise LimitExceeded(f"{exc} (SERVICE_MAX_INPUT_TOKENS)") from exc
     try:

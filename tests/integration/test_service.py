@@ -221,3 +221,22 @@ def test_python_client_against_the_server(server: Server) -> None:
         with pytest.raises(TranslateError) as error:
             client.translate("a" * 3000)
         assert error.value.status == 413 and error.value.code == "limit_exceeded"
+
+
+def test_a_glossary_over_http(server: Server) -> None:
+    body = {"text": ["Move the file to the trash", "Empty the trash", "Open"],
+            "glossary": {"trash": "Papierkorb", "file": "Datei"}}
+    response = post(server, body)
+    assert response.status_code == 200, response.text
+    first, second, third = response.json()["translations"]
+    assert sorted(t["target"] for t in first["terms"]) == ["Datei", "Papierkorb"]
+    for t in first["terms"] + second["terms"]:
+        assert first["text"][t["target_start"]:t["target_end"]] == t["target"] or (
+            second["text"][t["target_start"]:t["target_end"]] == t["target"])
+    assert body["text"][0][first["terms"][0]["source_start"]:first["terms"][0]["source_end"]] in (
+        "file", "trash")
+    assert third["terms"] == []
+    assert "terms" not in post(server, {"text": "Open"}).json()["translations"][0]
+    refused = post(server, {"text": "Open", "glossary": {"Save %s": "Speichern %s"}})
+    assert refused.status_code == 422
+    assert "glossary entry 'Save %s': the source term contains a placeholder" in refused.text

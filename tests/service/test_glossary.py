@@ -1,0 +1,101 @@
+"""Glossaries: which terms a text holds, how they are masked, and where they come out."""
+
+from __future__ import annotations
+
+import pytest
+
+from service.glossary import MAX_ENTRIES, Glossary, GlossaryError
+from service.placeholders import mask, unmask_terms
+from service.translator import DecodeOptions, Translator
+from tests.conftest import DEFAULT_BUNDLE
+
+G = Glossary({"Trash": "Papierkorb", "file": "Datei", "file manager": "Dateiverwaltung",
+              "Sort Ascending": "Aufsteigend sortieren"})
+
+
+def found(text: str) -> list[tuple[str, str]]:
+    return [(text[t.start:t.end], t.target) for t in G.find(text)]
+
+
+def test_whole_words_any_case_longest_first_multi_word_and_punctuation() -> None:
+    assert found("Move the file to the TRASH.") == [("file", "Datei"), ("TRASH", "Papierkorb")]
+    assert found("Open the File  Manager") == [("File  Manager", "Dateiverwaltung")]
+    assert found("Trashed files, a profile") == []  # whole words only
+    assert found("(file)") == [("file", "Datei")]
+    assert found("sort ascending: file") == [("sort ascending", "Aufsteigend sortieren"),
+                                             ("file", "Datei")]
+
+
+def test_text_inside_placeholders_never_matches() -> None:
+    assert found('<a href="file">file</a> ${file} {file} $(file)') == [("file", "Datei")]
+    assert found("Trash%s") == [("Trash", "Papierkorb")]  # next to a placeholder: matches
+
+
+@pytest.mark.parametrize(("entries", "message"), [
+    ({"": "x"}, "entry '': the source term is empty"),
+    ({"Trash": " "}, "entry 'Trash': the target term is empty"),
+    ({"a" * 101: "b"}, "the source term has 101 characters; the limit is 100"),
+    ({"Save %s": "Speichern %s"}, "entry 'Save %s': the source term contains a placeholder"),
+    ({"Trash": "Papierkorb", "trash": "Müll"}, "'Trash' and 'trash' are the same term"),
+    ({f"t{i}": "x" for i in range(MAX_ENTRIES + 1)}, "257 entries; the limit is 256"),
+])
+def test_unusable_entries_are_refused_naming_them(entries: dict[str, str], message: str) -> None:
+    with pytest.raises(GlossaryError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        Glossary(entries)
+
+
+def test_terms_are_masked_like_placeholders_and_come_back_as_target_terms() -> None:
+    text = "Move %s from the trash to the Trash"
+    masked = mask(text, G.find(text))
+    assert masked.text == "Move <ph0> from the <ph1> to the <ph1>"
+    assert masked.placeholders == ("%s", "Papierkorb")
+    assert [(i, term, span) for i, term, span in masked.terms] == [
+        (1, "Trash", (17, 22)), (1, "Trash", (30, 35))]
+    out, applied = unmask_terms("<ph1> nach <ph0> und <ph1>", masked)
+    assert out == "Papierkorb nach %s und Papierkorb"
+    assert [(a.source_span, a.target_span, out[slice(*a.target_span)]) for a in applied] == [
+        ((17, 22), (0, 10), "Papierkorb"), ((30, 35), (23, 33), "Papierkorb")]
+    assert mask(text) == mask(text, [])  # no glossary: placeholders only, as before
+
+
+def test_a_term_starting_the_output_gets_a_capital() -> None:
+    lower = Glossary({"trash": "papierkorb"})
+    masked = mask("trash", lower.find("trash"))
+    assert unmask_terms("<ph0> leeren", masked)[0] == "Papierkorb leeren"
+    assert unmask_terms("den <ph0> leeren", masked)[0] == "den papierkorb leeren"
+
+
+TEXTS = ["Move the file to the trash", "Empty Trash", "Open the file manager",
+         "Delete the file %s and the file %d?", "The trash is full."]
+
+
+@pytest.fixture(scope="module")
+def translator() -> Translator:
+    return Translator(DEFAULT_BUNDLE)
+
+
+def test_every_term_comes_out_as_often_as_the_text_has_it(translator: Translator) -> None:
+    rows = translator.prepare(TEXTS, glossary=G)
+    for beam in (1, 4):
+        for text, t in zip(TEXTS, translator.translate_prepared(rows, DecodeOptions(
+                beam_size=beam)).translations, strict=True):
+            expected = sorted(target for _, target in found(text))
+            assert sorted(a.target.lower() for a in t.best.terms) == [
+                e.lower() for e in expected], (text, t.best.text)
+            for a in t.best.terms:
+                assert t.best.text[slice(*a.target_span)] == a.target
+            assert "%s" in t.best.text if "%s" in text else True
+
+
+def test_a_glossary_changes_only_its_own_texts(translator: Translator) -> None:
+    """Batch invariance: a text with a glossary, batched with texts without one, comes out
+    as it does alone; the texts without one come out as they do without any glossary."""
+    plain = translator.prepare(TEXTS)
+    with_terms = translator.prepare(TEXTS[:1], glossary=G)
+    together = translator.translate_prepared([*with_terms, *plain[1:]],
+                                             DecodeOptions(beam_size=4)).translations
+    alone = translator.translate_prepared(with_terms, DecodeOptions(beam_size=4)).translations
+    unglossed = translator.translate_prepared(plain, DecodeOptions(beam_size=4)).translations
+    assert together[0].best.token_ids == alone[0].best.token_ids
+    assert [t.best.text for t in together[1:]] == [t.best.text for t in unglossed[1:]]
+    assert together[0].best.terms and not any(t.best.terms for t in together[1:])
