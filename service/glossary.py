@@ -11,13 +11,20 @@ as often as the source has it, and the target term takes its place in the output
 
 from __future__ import annotations
 
+import csv
 import re
 from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import polib
+from defusedxml import DefusedXmlException, ElementTree
 
 from service.placeholders import PLACEHOLDER_RE, TermSpan
 
-MAX_ENTRIES = 256
+MAX_ENTRIES = 256  # in a request's own glossary
 MAX_TERM_CHARS = 100
+NAME_RE = re.compile(r"[A-Za-z0-9._-]+")
 
 
 class GlossaryError(ValueError):
@@ -27,10 +34,10 @@ class GlossaryError(ValueError):
 class Glossary:
     """Validated source -> target terms, and the expression that finds them."""
 
-    def __init__(self, entries: Mapping[str, str]) -> None:
-        if len(entries) > MAX_ENTRIES:
+    def __init__(self, entries: Mapping[str, str], max_entries: int = MAX_ENTRIES) -> None:
+        if len(entries) > max_entries:
             raise GlossaryError(f"the glossary has {len(entries)} entries; the limit is "
-                                f"{MAX_ENTRIES}")
+                                f"{max_entries}")
         terms: dict[str, tuple[str, str]] = {}  # by the source term, lower-cased
         for source, target in entries.items():
             for side, term in (("source", source), ("target", target)):
@@ -57,6 +64,13 @@ class Glossary:
     def __len__(self) -> int:
         return len(self.terms)
 
+    def merged(self, other: Glossary | None) -> Glossary:
+        """This glossary with ``other``'s entries added, ``other`` winning a shared term."""
+        if other is None:
+            return self
+        terms = {**self.terms, **other.terms}  # by the lower-cased source term
+        return Glossary(dict(terms.values()), max(len(terms), MAX_ENTRIES))
+
     def find(self, text: str) -> list[TermSpan]:
         """The terms in ``text``, left to right, none inside a placeholder."""
         if self._pattern is None:
@@ -69,3 +83,115 @@ class Glossary:
             source, target = self.terms[" ".join(m.group(0).split()).casefold()]
             found.append(TermSpan(m.start(), m.end(), source, target))
         return found
+
+
+# Named glossaries: files in SERVICE_GLOSSARY_DIR, by language pair.
+
+NAMED_MAX_ENTRIES = 20_000  # a named glossary may be a whole terminology base
+DEFAULT_NAME = "default"  # <dir>/<source>-<target>/default.*: applied to every request
+FORMATS = (".tbx", ".csv", ".tsv", ".po")
+_XML_LANG = "{http://www.w3.org/XML/1998/namespace}lang"
+
+
+def read_glossary(path: Path, source_lang: str, target_lang: str) -> dict[str, str]:
+    """Source -> target terms of a glossary file: TBX (TBX-Basic's ``termEntry`` or TBX
+    2019's ``conceptEntry``, parsed with defusedxml), CSV or TSV as Weblate exports them
+    (a header naming ``source`` and ``target``, else the first two columns), or a .po
+    catalog (translated, non-fuzzy entries). An entry without both languages is skipped."""
+    suffix = path.suffix.lower()
+    if suffix == ".tbx":
+        return _read_tbx(path, source_lang, target_lang)
+    if suffix in (".csv", ".tsv"):
+        return _read_table(path, "\t" if suffix == ".tsv" else ",")
+    if suffix == ".po":
+        catalog = polib.pofile(str(path))
+        return {e.msgid: e.msgstr for e in catalog
+                if e.msgstr and not e.obsolete and "fuzzy" not in e.flags}
+    raise GlossaryError(f"{path.name}: not a glossary format ({', '.join(FORMATS)})")
+
+
+def _read_tbx(path: Path, source_lang: str, target_lang: str) -> dict[str, str]:
+    def base(lang: str) -> str:
+        return lang.lower().replace("_", "-").split("-")[0]
+
+    try:
+        root = ElementTree.parse(path).getroot()
+    except (ElementTree.ParseError, DefusedXmlException) as exc:
+        raise GlossaryError(f"{path.name}: not a readable TBX file: {exc}") from exc
+    if root is None:
+        raise GlossaryError(f"{path.name}: an empty TBX file")
+    entries: dict[str, str] = {}
+    for concept in root.iter():
+        if _local(concept.tag) not in ("termEntry", "conceptEntry"):
+            continue
+        terms: dict[str, str] = {}
+        for lang_set in concept:
+            if _local(lang_set.tag) != "langSet":
+                continue
+            lang = base(lang_set.get(_XML_LANG) or lang_set.get("lang") or "")
+            term = next((t.text for t in lang_set.iter() if _local(t.tag) == "term" and t.text),
+                        None)
+            if term and lang not in terms:
+                terms[lang] = term.strip()
+        source, target = terms.get(base(source_lang)), terms.get(base(target_lang))
+        if source and target:
+            entries.setdefault(source, target)
+    return entries
+
+
+def _local(tag: str) -> str:
+    return tag.rsplit("}", 1)[-1]
+
+
+def _read_table(path: Path, delimiter: str) -> dict[str, str]:
+    with path.open(encoding="utf-8-sig", newline="") as f:
+        rows = list(csv.reader(f, delimiter=delimiter))
+    if not rows:
+        return {}
+    header = [cell.strip().lower() for cell in rows[0]]
+    if "source" in header and "target" in header:
+        s, t = header.index("source"), header.index("target")
+        rows = rows[1:]
+    else:
+        s, t = 0, 1
+    return {row[s].strip(): row[t].strip() for row in rows
+            if len(row) > max(s, t) and row[s].strip() and row[t].strip()}
+
+
+@dataclass(frozen=True)
+class NamedGlossary:
+    id: str
+    source: str
+    target: str
+    path: Path
+    glossary: Glossary
+
+    @property
+    def default(self) -> bool:
+        return self.id == DEFAULT_NAME
+
+
+def load_glossaries(directory: Path) -> dict[tuple[str, str], dict[str, NamedGlossary]]:
+    """Every glossary under ``directory``: ``<source>-<target>/<name>.<format>``, by pair and
+    name. A file that cannot be read or used raises :class:`GlossaryError` naming it."""
+    found: dict[tuple[str, str], dict[str, NamedGlossary]] = {}
+    if not directory.is_dir():
+        raise GlossaryError(f"glossary directory {directory} is not a directory")
+    for pair_dir in sorted(p for p in directory.iterdir() if p.is_dir()):
+        source, _, target = pair_dir.name.partition("-")
+        if not (source and target):
+            continue
+        for path in sorted(pair_dir.iterdir()):
+            if path.suffix.lower() not in FORMATS or not NAME_RE.fullmatch(path.stem):
+                continue
+            try:
+                entries = read_glossary(path, source, target)
+                glossary = Glossary(entries, NAMED_MAX_ENTRIES)
+            except (GlossaryError, OSError, ValueError) as exc:
+                raise GlossaryError(f"glossary {pair_dir.name}/{path.name}: {exc}") from exc
+            if path.stem in found.get((source, target), {}):
+                raise GlossaryError(f"glossary {pair_dir.name}/{path.stem} exists in two "
+                                    "formats")
+            found.setdefault((source, target), {})[path.stem] = NamedGlossary(
+                path.stem, source, target, path, glossary)
+    return found

@@ -7,6 +7,7 @@ from __future__ import annotations
 TRANSLATE = "/translate"
 MODEL = "/model"
 MODELS = "/models"
+GLOSSARIES = "/glossaries"
 METRICS = "/metrics"
 LIVE = "/health/live"
 READY = "/health/ready"
@@ -17,10 +18,11 @@ REDOC = "/redoc"
 OPENAPI = "/openapi.json"
 
 HEALTH = frozenset({LIVE, READY})  # answered even when the connection cap is reached
-LABELLED = (TRANSLATE, LIVE, READY, METRICS, MODEL, MODELS, PLAYGROUND)  # own metrics label
-KEYED = frozenset({TRANSLATE, MODEL, MODELS})  # need an API key when keys are set (METRICS
-# too with SERVICE_PROTECT_METRICS); MODELS/<id> too, the admin API has its own keys
-ADMIN_ACTIONS = ("load", "unload", "reload")  # POST MODELS/<id>/<action>
+LABELLED = (TRANSLATE, LIVE, READY, METRICS, MODEL, MODELS, GLOSSARIES,
+            PLAYGROUND)  # their own metrics label
+# Need an API key when keys are set (METRICS too with SERVICE_PROTECT_METRICS), and so does
+# MODELS/<id>; the admin actions below it (POST MODELS/<id>/load...) have keys of their own.
+KEYED = frozenset({TRANSLATE, MODEL, MODELS, GLOSSARIES})
 # First path segments the service itself answers: no other surface may be mounted there.
 OWN = tuple(sorted({"/" + p.split("/")[1] for p in (*LABELLED, STATIC, DOCS, REDOC, OPENAPI)
                     if p != PLAYGROUND}))

@@ -36,6 +36,10 @@ class Settings(BaseSettings):
                                "model or language pair (a repository of one: that model)")
     pinned_versions: str = Field("", description="comma-separated model=version pins, e.g. "
                                  "'en-fr=1'; other models serve their highest version")
+    glossary_dir: Path | None = Field(None, description="named glossaries: "
+                                      "<dir>/<source>-<target>/<name>.tbx|csv|tsv|po; a "
+                                      "glossary named default applies to every request of "
+                                      "its pair")
     on_demand: str = Field("", description="comma-separated model ids (or *) loaded at their "
                            "first request instead of at start")
     max_loaded_models: int = Field(0, ge=0, description="beyond this many loaded models, the "

@@ -15,12 +15,20 @@ import contextlib
 import enum
 import logging
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from service.batcher import Batcher, DecodeWorker
 from service.bundle import read_manifest
 from service.errors import InvalidOption, NotReady
+from service.glossary import (
+    DEFAULT_NAME,
+    Glossary,
+    GlossaryError,
+    NamedGlossary,
+    load_glossaries,
+)
 from service.metrics import Metrics
 from service.repository import Entry, Repository, RepositoryError
 from service.runtime import SessionOptions, resolve_provider
@@ -74,6 +82,7 @@ class ServiceState:
     metrics: Metrics = field(default_factory=Metrics)
     worker: DecodeWorker = field(default_factory=DecodeWorker)
     models: dict[str, Model] = field(default_factory=dict)  # by id: the one serving
+    glossaries: dict[tuple[str, str], dict[str, NamedGlossary]] = field(default_factory=dict)
     ready: bool = False  # what /health/ready says: off from the first signal of a shutdown
     accepting: bool = False  # takes work: until the drain begins (SERVICE_SHUTDOWN_DELAY_S)
     detail: str = "loading models"  # why the service is not ready
@@ -200,6 +209,25 @@ class ServiceState:
             self._evictions.add(task)
             task.add_done_callback(self._evictions.discard)
 
+    def glossary_for(self, model: Model, glossary_id: str | None,
+                     entries: Mapping[str, str] | None) -> Glossary | None:
+        """The glossary of a request to ``model``: the named one (``glossary_id``, else the
+        pair's default glossary, if any) with the request's own ``entries`` added, which win
+        a shared term. Raises :class:`InvalidOption` naming a bad entry or an unknown id."""
+        named = self.glossaries.get(model.pair or ("", ""), {})
+        base = named.get(glossary_id or DEFAULT_NAME)
+        if glossary_id is not None and base is None:
+            pair = " -> ".join(model.pair or ())
+            raise InvalidOption(f"glossary {glossary_id!r} is not loaded for {pair}; loaded: "
+                                f"{', '.join(sorted(named)) or 'none'} (GET /glossaries)")
+        try:
+            own = Glossary(entries) if entries else None
+        except GlossaryError as exc:
+            raise InvalidOption(str(exc)) from exc
+        if base is None:
+            return own
+        return base.glossary.merged(own)
+
     def default_model(self) -> Model:
         """``SERVICE_DEFAULT_MODEL``, or the only model."""
         if len(self.models) == 1:
@@ -226,8 +254,16 @@ class ServiceState:
     # Loading and unloading.
 
     async def load(self) -> None:
-        """Load every model of the repository; ready once all are (a failed one keeps the
-        service not ready and says why)."""
+        """Load the glossaries and every model of the repository; ready once all are (a
+        failed one keeps the service not ready and says why)."""
+        if self.settings.glossary_dir is not None:
+            try:
+                self.glossaries = await asyncio.to_thread(load_glossaries,
+                                                          self.settings.glossary_dir)
+            except GlossaryError as exc:
+                self.detail = f"{exc} (SERVICE_GLOSSARY_DIR)"
+                log.error(self.detail)
+                return
         try:
             ids = self.repository.ids()
         except (RepositoryError, OSError) as exc:

@@ -19,6 +19,8 @@ from service.api.schemas import (
     Alternative,
     AppliedTermOut,
     ErrorResponse,
+    GlossaryInfo,
+    GlossaryList,
     Health,
     ModelInfo,
     ModelList,
@@ -53,10 +55,12 @@ async def translate(body: TranslateRequest, state: StateDep, request: Request
                               attention=body.return_attention or body.return_alignment)
     model = await state.acquire(body.model, body.source, body.target)
     translator = model.translator
+    glossary = state.glossary_for(model, body.glossary_id, body.glossary)
     result = await translate_texts(request, model, state.settings, body.texts, options,
-                                   body.glossary)
+                                   glossary)
     assert translator is not None
-    outputs = [to_output(translator, t, body) for t in result.translations]
+    outputs = [to_output(translator, t, body, glossary is not None)
+               for t in result.translations]
     timing = Timing(total_ms=round(1000 * (time.perf_counter() - started), 2),
                     queue_ms=round(1000 * result.queue_seconds, 2),
                     decode_ms=round(1000 * result.decode_seconds, 2),
@@ -66,13 +70,14 @@ async def translate(body: TranslateRequest, state: StateDep, request: Request
                              translations=outputs, timing=timing)
 
 
-def to_output(translator: Translator, t: Translation, body: TranslateRequest) -> TranslationOut:
+def to_output(translator: Translator, t: Translation, body: TranslateRequest,
+              terms: bool = False) -> TranslationOut:
     best = t.best
     out = TranslationOut(text=best.text, score=round(best.score, 4))
     if body.n_best > 1:
         out.alternatives = [Alternative(text=c.text, score=round(c.score, 4))
                             for c in t.candidates]
-    if body.glossary is not None:
+    if terms:
         out.terms = [AppliedTermOut(source=a.source, target=a.target,
                                     source_start=a.source_span[0], source_end=a.source_span[1],
                                     target_start=a.target_span[0], target_end=a.target_span[1])
@@ -116,6 +121,15 @@ async def metrics(state: StateDep) -> Response:
 async def model(state: StateDep) -> ModelInfo:
     """The default model: manifest summary, test metrics and model card."""
     return model_info(state.model_for())
+
+
+@router.get(paths.GLOSSARIES, response_model=GlossaryList, tags=["translate"])
+async def glossaries(state: StateDep) -> GlossaryList:
+    """The named glossaries (SERVICE_GLOSSARY_DIR), by language pair."""
+    return GlossaryList(glossaries=[
+        GlossaryInfo(id=g.id, source=g.source, target=g.target, entries=len(g.glossary),
+                     default=g.default)
+        for named in state.glossaries.values() for g in named.values()])
 
 
 @router.get(paths.MODELS, response_model=ModelList, response_model_exclude_none=True,

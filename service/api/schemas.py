@@ -32,6 +32,10 @@ class TranslateRequest(BaseModel):
         None, description="source term -> target term (at most 256, terms of at most 100 "
         "characters): each term found in a text (whole words, any case, longest first, not "
         "inside placeholders) comes out as its target term, as often as the text has it")
+    glossary_id: str | None = Field(None, pattern=r"^[A-Za-z0-9._-]+$", max_length=128,
+                                    description="a named glossary of the model's language "
+                                    "pair (GET /glossaries) instead of its default one; "
+                                    "glossary entries are added to it")
 
     @property
     def texts(self) -> list[str]:
@@ -104,6 +108,19 @@ class Health(BaseModel):
     status: str
     detail: str | None = None
     models: dict[str, str] | None = Field(None, description="each model's state")
+
+
+class GlossaryInfo(BaseModel):
+    id: str
+    source: str
+    target: str
+    entries: int
+    default: bool = Field(description="applied to every request of its pair that names no "
+                          "other")
+
+
+class GlossaryList(BaseModel):
+    glossaries: list[GlossaryInfo]
 
 
 class ModelSummary(BaseModel):

@@ -5,7 +5,7 @@ running batch, dropped if the client disconnects."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Coroutine, Mapping
+from collections.abc import Coroutine
 from typing import Annotated, Any, TypeVar
 
 from fastapi import Depends, Request
@@ -67,7 +67,7 @@ def check_limits(texts: list[str], settings: Settings) -> None:
 
 async def translate_texts(request: Request, model: Model, settings: Settings,
                           texts: list[str], options: DecodeOptions,
-                          glossary: Mapping[str, str] | None = None) -> BatchResult:
+                          glossary: Glossary | None = None) -> BatchResult:
     """Check, tokenize and decode ``texts`` (their ``glossary`` terms masked, so that the
     search must emit them) in ``model``'s running batch; dropped if the client disconnects."""
     translator, batcher = model.translator, model.batcher
@@ -75,8 +75,7 @@ async def translate_texts(request: Request, model: Model, settings: Settings,
         raise NotReady(f"model {model.id} is {model.state.value}")
     check_limits(texts, settings)
     try:
-        terms = Glossary(glossary) if glossary else None
-        rows = translator.prepare(texts, settings.max_input_tokens, terms)
+        rows = translator.prepare(texts, settings.max_input_tokens, glossary)
     except GlossaryError as exc:
         raise InvalidOption(str(exc)) from exc
     except InputTooLong as exc:

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import polib
 import pytest
 
-from service.glossary import MAX_ENTRIES, Glossary, GlossaryError
+from service.glossary import MAX_ENTRIES, Glossary, GlossaryError, load_glossaries, read_glossary
 from service.placeholders import mask, unmask_terms
 from service.translator import DecodeOptions, Translator
 from tests.conftest import DEFAULT_BUNDLE
@@ -99,3 +102,78 @@ def test_a_glossary_changes_only_its_own_texts(translator: Translator) -> None:
     assert together[0].best.token_ids == alone[0].best.token_ids
     assert [t.best.text for t in together[1:]] == [t.best.text for t in unglossed[1:]]
     assert together[0].best.terms and not any(t.best.terms for t in together[1:])
+
+
+TBX_BASIC = """<?xml version="1.0" encoding="UTF-8"?>
+<martif type="TBX-Basic" xml:lang="en-US"><text><body>
+ <termEntry id="1">
+  <langSet xml:lang="en-US"><tig><term>Trash</term></tig></langSet>
+  <langSet xml:lang="de-DE"><tig><term>Papierkorb</term></tig><tig><term>Müll</term></tig></langSet>
+ </termEntry>
+ <termEntry id="2"><langSet xml:lang="en"><tig><term>only English</term></tig></langSet></termEntry>
+</body></text></martif>"""
+TBX_2019 = """<?xml version="1.0"?>
+<tbx xmlns="urn:iso:std:iso:30042:ed-2" type="TBX-Basic" style="dca" xml:lang="en"><text><body>
+ <conceptEntry id="c1">
+  <langSec xml:lang="en"><termSec><term>file manager</term></termSec></langSec>
+ </conceptEntry>
+ <conceptEntry id="c2">
+  <langSet xml:lang="en"><termSec><term>folder</term></termSec></langSet>
+  <langSet xml:lang="de"><termSec><term>Ordner</term></termSec></langSet>
+ </conceptEntry>
+</body></text></tbx>"""
+BOMB = """<?xml version="1.0"?><!DOCTYPE lolz [<!ENTITY lol "lol">
+<!ENTITY lol2 "&lol;&lol;&lol;&lol;">]><martif><text><body><termEntry>
+<langSet xml:lang="en"><tig><term>&lol2;</term></tig></langSet></termEntry></body></text></martif>"""
+
+
+def test_glossary_files_tbx_csv_tsv_and_po(tmp_path: Path) -> None:
+    (tmp_path / "a.tbx").write_text(TBX_BASIC, encoding="utf-8")
+    assert read_glossary(tmp_path / "a.tbx", "en", "de") == {"Trash": "Papierkorb"}
+    (tmp_path / "b.tbx").write_text(TBX_2019, encoding="utf-8")
+    assert read_glossary(tmp_path / "b.tbx", "en", "de") == {"folder": "Ordner"}
+    # Weblate's CSV export: a header, then the terms
+    (tmp_path / "c.csv").write_text('location,source,target,id,fuzzy,context\n'
+                                    ',Trash,Papierkorb,,False,\n,"Sort, then filter",'
+                                    '"Sortieren, dann filtern",,False,\n,empty,,,,\n',
+                                    encoding="utf-8")
+    assert read_glossary(tmp_path / "c.csv", "en", "de") == {
+        "Trash": "Papierkorb", "Sort, then filter": "Sortieren, dann filtern"}
+    (tmp_path / "d.tsv").write_text("Trash\tPapierkorb\nfolder\tOrdner\n", encoding="utf-8")
+    assert read_glossary(tmp_path / "d.tsv", "en", "de") == {"Trash": "Papierkorb",
+                                                             "folder": "Ordner"}
+    po = polib.POFile()
+    po.extend([polib.POEntry(msgid="Trash", msgstr="Papierkorb"),
+               polib.POEntry(msgid="Bin", msgstr="Tonne", flags=["fuzzy"]),
+               polib.POEntry(msgid="Empty", msgstr="")])
+    po.save(str(tmp_path / "e.po"))
+    assert read_glossary(tmp_path / "e.po", "en", "de") == {"Trash": "Papierkorb"}
+
+
+def test_xml_entities_are_refused_not_expanded(tmp_path: Path) -> None:
+    (tmp_path / "bomb.tbx").write_text(BOMB, encoding="utf-8")
+    with pytest.raises(GlossaryError, match="not a readable TBX file"):
+        read_glossary(tmp_path / "bomb.tbx", "en", "de")
+
+
+def test_named_glossaries_by_pair_and_name(tmp_path: Path) -> None:
+    (tmp_path / "en-de").mkdir()
+    (tmp_path / "en-de" / "default.tsv").write_text("Trash\tPapierkorb\n", encoding="utf-8")
+    (tmp_path / "en-de" / "gnome.tbx").write_text(TBX_BASIC, encoding="utf-8")
+    (tmp_path / "en-de" / "notes.txt").write_text("not a glossary")
+    (tmp_path / "en-fr").mkdir()
+    (tmp_path / "en-fr" / "default.tsv").write_text("Trash\tCorbeille\n", encoding="utf-8")
+    found = load_glossaries(tmp_path)
+    assert sorted(found) == [("en", "de"), ("en", "fr")]
+    assert sorted(found["en", "de"]) == ["default", "gnome"]
+    assert found["en", "de"]["default"].default and not found["en", "de"]["gnome"].default
+    (tmp_path / "en-fr" / "bad.tsv").write_text("Save %s\tEnregistrer %s\n", encoding="utf-8")
+    with pytest.raises(GlossaryError, match="en-fr/bad.tsv: .*contains a placeholder"):
+        load_glossaries(tmp_path)
+
+
+def test_a_requests_own_entries_win_over_the_named_glossary() -> None:
+    merged = Glossary({"Trash": "Papierkorb", "file": "Datei"}).merged(
+        Glossary({"trash": "Abfall"}))
+    assert [(t.source, t.target) for t in merged.find("trash file")] == [
+        ("trash", "Abfall"), ("file", "Datei")]

@@ -15,6 +15,7 @@ from starlette.formparsers import MultiPartException
 from service.api.middleware import presented_key
 from service.auth import check_key
 from service.errors import Forbidden, InvalidOption, Unauthorized
+from service.glossary import NAME_RE
 
 # English names of common codes, for /languages; other codes are named by their code.
 NAMES = {"ar": "Arabic", "cs": "Czech", "da": "Danish", "de": "German", "el": "Greek",
@@ -43,6 +44,8 @@ class TranslateCall:
     alternatives: int
     source: str  # the language code (auto resolved)
     target: str
+    glossary: dict[str, str] | None = None  # extensions: the native API's glossary fields
+    glossary_id: str | None = None
 
 
 async def read_fields(request: Request) -> Fields:
@@ -136,7 +139,37 @@ def translate_call(fields: Fields, pairs: Sequence[tuple[str, str]], max_alterna
         raise InvalidOption(f"{text_format} format is not supported: use text or html")
     return TranslateCall(texts, batch, source == "auto", text_format == "html",
                          alternatives(fields, max_alternatives),
-                         sources[0] if source == "auto" else source, target)
+                         sources[0] if source == "auto" else source, target,
+                         glossary_field(fields), glossary_id_field(fields))
+
+
+def glossary_id_field(fields: Fields) -> str | None:
+    """The ``glossary_id`` extension: a named glossary (GET /glossaries)."""
+    raw = fields.values.get("glossary_id")
+    if raw in (None, ""):
+        return None
+    if not isinstance(raw, str) or not NAME_RE.fullmatch(raw):
+        raise InvalidOption("Invalid request: glossary_id must be a glossary name "
+                            "(letters, digits, '.', '_', '-')")
+    return raw
+
+
+def glossary_field(fields: Fields) -> dict[str, str] | None:
+    """The ``glossary`` extension: a JSON object of source -> target terms (in a form, its
+    JSON text)."""
+    raw = fields.values.get("glossary")
+    if raw in (None, ""):
+        return None
+    if fields.form and isinstance(raw, str):
+        try:
+            raw = json.loads(raw)
+        except ValueError:
+            raw = None
+    if not isinstance(raw, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in raw.items()):
+        raise InvalidOption("Invalid request: glossary must be an object of source term: "
+                            "target term strings")
+    return raw
 
 
 def alternatives(fields: Fields, limit: int) -> int:

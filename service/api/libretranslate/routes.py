@@ -45,8 +45,9 @@ async def translate(request: Request, state: StateDep) -> Translated:
     # a beam wide enough for the best translation and call.alternatives others
     options = resolve_options(settings, n_best=call.alternatives + 1)
     model = await state.acquire(source=call.source, target=call.target)
+    glossary = state.glossary_for(model, call.glossary_id, call.glossary)
     result = await translate_texts(request, model, settings, [p.text for p in protected],
-                                   options)
+                                   options, glossary)
     return answer(call, result.translations, protected, call.source)
 
 

@@ -1,0 +1,84 @@
+"""Named glossaries over HTTP: loaded at start from SERVICE_GLOSSARY_DIR, a pair's default
+applied to every request, others by glossary_id, on both API surfaces."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.integration.conftest import Server, start_server
+
+TBX = """<?xml version="1.0" encoding="UTF-8"?>
+<martif type="TBX-Basic"><text><body>
+ <termEntry><langSet xml:lang="en"><tig><term>folder</term></tig></langSet>
+  <langSet xml:lang="de"><tig><term>Verzeichnis</term></tig></langSet></termEntry>
+</body></text></martif>"""
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    glossaries = tmp_path_factory.mktemp("glossaries")
+    (glossaries / "en-de").mkdir()
+    (glossaries / "en-de" / "default.csv").write_text(
+        "source,target\nTrash,Papierkorb\nfolder,Ordner\n", encoding="utf-8")
+    (glossaries / "en-de" / "legacy.tbx").write_text(TBX, encoding="utf-8")
+    srv = start_server(tmp_path_factory.mktemp("server"), SERVICE_GLOSSARY_DIR=str(glossaries))
+    try:
+        srv.wait("/health/ready", 200)
+        yield srv
+    finally:
+        srv.stop()
+
+
+def translate(server: Server, body: dict[str, object]) -> httpx.Response:
+    return httpx.post(server.url + "/translate", json=body, timeout=60)
+
+
+def test_glossaries_are_listed(server: Server) -> None:
+    listed = httpx.get(server.url + "/glossaries").json()["glossaries"]
+    assert sorted((g["id"], g["source"], g["target"], g["entries"], g["default"])
+                  for g in listed) == [("default", "en", "de", 2, True),
+                                       ("legacy", "en", "de", 1, False)]
+
+
+def test_the_default_glossary_applies_and_another_replaces_it(server: Server) -> None:
+    text = "Move the folder to the trash"
+    [default] = translate(server, {"text": text}).json()["translations"]
+    assert sorted(t["target"] for t in default["terms"]) == ["Ordner", "Papierkorb"]
+    [legacy] = translate(server, {"text": text, "glossary_id": "legacy"}).json()["translations"]
+    assert [t["target"] for t in legacy["terms"]] == ["Verzeichnis"]
+    [own] = translate(server, {"text": text, "glossary": {"trash": "Müll"}}).json()[
+        "translations"]  # the request's entries win over the default glossary's
+    assert sorted(t["target"] for t in own["terms"]) == ["Müll", "Ordner"]
+    unknown = translate(server, {"text": text, "glossary_id": "nope"})
+    assert unknown.status_code == 422
+    assert "glossary 'nope' is not loaded for en -> de; loaded: default, legacy" in unknown.text
+
+
+def test_libretranslate_takes_glossary_and_glossary_id(server: Server) -> None:
+    lt = server.url + "/libretranslate/translate"
+    plain = httpx.post(lt, json={"q": "Empty the trash", "source": "en", "target": "de"})
+    assert "Papierkorb" in plain.json()["translatedText"]  # the default glossary
+    own = httpx.post(lt, json={"q": "Empty the trash", "source": "en", "target": "de",
+                               "glossary": {"trash": "Abfalleimer"}})
+    assert "Abfalleimer" in own.json()["translatedText"]
+    bad = httpx.post(lt, json={"q": "x", "source": "en", "target": "de", "glossary": ["a"]})
+    assert bad.status_code == 400 and "glossary must be an object" in bad.text
+
+
+def test_a_bad_glossary_file_keeps_the_service_not_ready_saying_why(tmp_path: Path) -> None:
+    (tmp_path / "en-de").mkdir()
+    (tmp_path / "en-de" / "bad.tsv").write_text("Save %s\tSpeichern %s\n", encoding="utf-8")
+    srv = start_server(tmp_path, SERVICE_GLOSSARY_DIR=str(tmp_path))
+    try:
+        deadline = time.monotonic() + 30
+        while "loading" in (text := srv.wait("/health/ready", 503).text) and (
+                time.monotonic() < deadline):
+            time.sleep(0.1)
+        assert "en-de/bad.tsv" in text and "SERVICE_GLOSSARY_DIR" in text
+    finally:
+        srv.stop()
