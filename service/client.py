@@ -83,7 +83,7 @@ class TranslateResult:
 
 def _body(text: str | list[str], beam_size: int | None, n_best: int, max_length: int | None,
           return_attention: bool, return_alignment: bool, model: str | None,
-          target: str | None) -> dict[str, Any]:
+          target: str | None, glossary: dict[str, str] | None = None) -> dict[str, Any]:
     body: dict[str, Any] = {"text": text, "n_best": n_best,
                             "return_attention": return_attention,
                             "return_alignment": return_alignment}
@@ -91,6 +91,8 @@ def _body(text: str | list[str], beam_size: int | None, n_best: int, max_length:
         body["model"] = model
     if target is not None:
         body["target"] = target
+    if glossary:
+        body["glossary"] = glossary
     if beam_size is not None:
         body["beam_size"] = beam_size
     if max_length is not None:
@@ -163,11 +165,12 @@ class Client:
     def translate(self, text: str | list[str], *, beam_size: int | None = None, n_best: int = 1,
                   max_length: int | None = None, return_attention: bool = False,
                   return_alignment: bool = False, request_id: str | None = None,
-                  model: str | None = None, target: str | None = None) -> TranslateResult:
+                  model: str | None = None, target: str | None = None,
+                  glossary: dict[str, str] | None = None) -> TranslateResult:
         """``model`` (an id of ``models()``) or ``target`` (a language code) choose the
-        model; neither: the service's default model."""
+        model; neither: the service's default model. ``glossary``: source -> target terms."""
         body = _body(text, beam_size, n_best, max_length, return_attention, return_alignment,
-                     model, target)
+                     model, target, glossary)
         return _result(self._request("POST", "/translate", body, request_id))
 
     def model(self, model: str | None = None) -> dict[str, Any]:
@@ -230,9 +233,10 @@ class AsyncClient:
                         n_best: int = 1, max_length: int | None = None,
                         return_attention: bool = False, return_alignment: bool = False,
                         request_id: str | None = None, model: str | None = None,
-                        target: str | None = None) -> TranslateResult:
+                        target: str | None = None,
+                        glossary: dict[str, str] | None = None) -> TranslateResult:
         body = _body(text, beam_size, n_best, max_length, return_attention, return_alignment,
-                     model, target)
+                     model, target, glossary)
         return _result(await self._request("POST", "/translate", body, request_id))
 
     async def _request(self, method: str, path: str, body: dict[str, Any] | None,

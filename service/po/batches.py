@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from service.client import Client, TranslateError
+from service.glossary import MAX_ENTRIES, Glossary
 
 MAX_BUSY_RETRIES = 6  # consecutive 429 answers before giving up
 
@@ -25,10 +26,18 @@ class Outcome:
     requests: int = 0  # POST /translate calls, refused ones included
 
 
+def terms_in(glossary: Glossary | None, texts: Sequence[str]) -> dict[str, str] | None:
+    """The glossary entries the texts hold: what a request sends (a catalog's glossary may
+    be larger than a request's limit)."""
+    if glossary is None:
+        return None
+    return {t.source: t.target for text in texts for t in glossary.find(text)}
+
+
 def translate_all(client: Client, texts: Sequence[str], batch_size: int = 32,
                   beam_size: int | None = None, progress: Callable[[int], None] = lambda n: None,
                   sleep: Callable[[float], None] = time.sleep, backoff_s: float = 0.5,
-                  model: str | None = None) -> Outcome:
+                  model: str | None = None, glossary: Glossary | None = None) -> Outcome:
     """Translate each distinct text once; ``progress(n)`` after every n texts done.
 
     Raises :class:`TranslateError` for any other refusal (401, 422, 5xx after retries).
@@ -38,9 +47,14 @@ def translate_all(client: Client, texts: Sequence[str], batch_size: int = 32,
     size, busy = max(1, batch_size), 0
     while queue:
         batch = [queue.popleft() for _ in range(min(size, len(queue)))]
+        terms = terms_in(glossary, batch)
+        while terms is not None and len(terms) > MAX_ENTRIES and len(batch) > 1:
+            queue.extendleft(reversed(batch[len(batch) // 2:]))  # fewer texts, fewer terms
+            batch = batch[: len(batch) // 2]
+            terms = terms_in(glossary, batch)
         outcome.requests += 1
         try:
-            result = client.translate(batch, beam_size=beam_size, model=model)
+            result = client.translate(batch, beam_size=beam_size, model=model, glossary=terms)
         except TranslateError as exc:
             if exc.status == 429 and busy < MAX_BUSY_RETRIES:
                 sleep(backoff_s * 2**busy)

@@ -23,6 +23,7 @@ import polib
 from tqdm import tqdm
 
 from service.client import Client, TranslateError
+from service.glossary import NAMED_MAX_ENTRIES, Glossary, GlossaryError, read_glossary
 from service.po.batches import translate_all
 from service.po.catalog import fill, plan, render
 from service.po.text import MARKERS, detect_marker
@@ -49,6 +50,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         "Language header)")
     parser.add_argument("--model", help="the service's model id (GET /models); default: the "
                         "one translating English into the target language")
+    parser.add_argument("--glossary", type=Path, help="terms to keep: a .tbx, .csv, .tsv or "
+                        ".po glossary (English -> the target language)")
     parser.add_argument("--dry-run", action="store_true",
                         help="count what would be filled; contact no service, write nothing")
     parser.add_argument("--api-key", default=os.environ.get("ATTN_TRANSLATE_API_KEY"),
@@ -103,6 +106,16 @@ def choose_model(client: Client, url: str, target: str | None, model: str | None
         raise Failure(f"the translation service at {url} answered {exc}", 1) from exc
 
 
+def read_terms(path: Path, target: str | None) -> Glossary:
+    """The ``--glossary`` file's terms (English -> ``target``)."""
+    if not path.is_file():
+        raise Failure(f"{path}: no such file", 2)
+    try:
+        return Glossary(read_glossary(path, "en", target or ""), NAMED_MAX_ENTRIES)
+    except (GlossaryError, OSError, ValueError) as exc:
+        raise Failure(f"{path}: not a usable glossary: {exc}", 2) from exc
+
+
 def model_note(info: dict[str, Any]) -> str:
     """The translator comment naming the model."""
     return f"machine-translated by {info['model_id']} ({info['variant']}): review"
@@ -122,14 +135,17 @@ def run(args: argparse.Namespace) -> str:
                 f"translate; accelerator {marker or 'none'}); nothing written")
     if not tasks:
         return f"nothing to fill: all {total} entries are translated"
+    target = target_language(catalog, args.target)
+    glossary = read_terms(args.glossary, target) if args.glossary else None
     with Client(args.url, api_key=args.api_key, timeout=args.timeout) as client:
-        info = choose_model(client, args.url, target_language(catalog, args.target), args.model)
+        info = choose_model(client, args.url, target, args.model)
         note = model_note(info)
         with tqdm(total=len(texts), unit="line", desc="translating", file=sys.stderr,
                   disable=False) as bar:
             try:
                 outcome = translate_all(client, texts, args.batch_size, args.beam_size,
-                                        progress=bar.update, model=info.get("id"))
+                                        progress=bar.update, model=info.get("id"),
+                                        glossary=glossary)
             except httpx.TransportError as exc:
                 raise Failure(f"lost the translation service at {args.url}: {exc}", 1) from exc
             except TranslateError as exc:

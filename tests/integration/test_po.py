@@ -182,3 +182,25 @@ def test_clear_errors_for_a_bad_catalog_or_an_unreachable_server(tmp_path: Path)
         assert f"{path}: not a readable gettext catalog" in refused.stderr
     missing = run_tool(tmp_path / "none.po", "--url", "http://127.0.0.1:1")
     assert missing.returncode == 2 and "no such file" in missing.stderr
+
+
+def test_a_glossary_file_keeps_its_terms(server: Server, tmp_path: Path) -> None:
+    glossary = tmp_path / "terms.tsv"
+    glossary.write_text("game\tPartie\nboard\tSpielbrett\n", encoding="utf-8")
+    out = tmp_path / "out.po"
+    done = run_tool(DATA / "swell-foop.po", "--url", server.url, "--out", out,
+                    "--glossary", glossary)
+    assert done.returncode == 0, done.stderr
+    before, after = entries(DATA / "swell-foop.po"), entries(out)
+    checked = 0
+    for key, entry in after.items():
+        if not is_empty(before[key]) or not entry.msgstr:
+            continue
+        for term, target in (("game", "Partie"), ("board", "Spielbrett")):
+            if re.search(rf"\b{term}\b", ACCELERATOR.sub("", entry.msgid), re.IGNORECASE):
+                assert target.lower() in entry.msgstr.lower(), (entry.msgid, entry.msgstr)
+                checked += 1
+    assert checked >= 5
+    missing = run_tool(DATA / "swell-foop.po", "--url", server.url, "--out", out,
+                       "--glossary", tmp_path / "none.tbx")
+    assert missing.returncode == 2 and "none.tbx: no such file" in missing.stderr
