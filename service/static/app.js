@@ -72,7 +72,19 @@ function requestBody() {
   if ($("beam").value) body.beam_size = Number($("beam").value);
   if ($("nbest").value) body.n_best = Number($("nbest").value);
   if ($("models").value) body.model = $("models").value;
+  const glossary = glossaryEntries($("glossary").value);
+  if (Object.keys(glossary).length) body.glossary = glossary;
   return body;
+}
+
+// "source = target" (or a tab) per line; the service checks every entry.
+function glossaryEntries(text) {
+  const entries = {};
+  for (const line of text.split("\n")) {
+    const match = line.match(/^(.*?)\s*(?:=|\t)\s*(.*)$/);
+    if (match && match[1].trim()) entries[match[1].trim()] = match[2].trim();
+  }
+  return entries;
 }
 
 function setBusy(busy) {
@@ -131,7 +143,7 @@ function render(response) {
   const [t] = response.translations;
   const timing = response.timing, ms = (x) => `${x.toFixed(1)} ms`;
   const encoder = timing.encode_ms === undefined ? "" : ` (encoder ${ms(timing.encode_ms)})`;
-  $("translation").textContent = t.text;
+  renderTranslation(t.text, t.terms || []);
   $("meta").textContent = `score ${t.score.toFixed(3)} · ${ms(timing.total_ms)} total: `
     + `${ms(timing.queue_ms)} queued, ${ms(timing.decode_ms)} decoding${encoder}, `
     + `batch of ${timing.batch_size} · ${response.model}`;
@@ -141,6 +153,21 @@ function render(response) {
   $("error").hidden = true;
   $("result").hidden = false;
   $("app").dataset.state = "done";
+}
+
+// The translation, its glossary terms marked at the spans the service gives.
+function renderTranslation(text, terms) {
+  const parts = [];
+  let at = 0;
+  for (const term of [...terms].sort((a, b) => a.target_start - b.target_start)) {
+    parts.push(text.slice(at, term.target_start));
+    const mark = el("mark", "term", text.slice(term.target_start, term.target_end));
+    mark.title = `glossary: ${term.source} → ${term.target}`;
+    parts.push(mark);
+    at = term.target_end;
+  }
+  parts.push(text.slice(at));
+  $("translation").replaceChildren(...parts);
 }
 
 function renderAlternatives(alternatives) {

@@ -220,3 +220,18 @@ def test_the_model_picker_translates_with_the_model_chosen(browser: Browser,
             assert (page.text_content("#meta") or "").endswith("· en-fr")
     finally:
         repository.stop()
+
+
+def test_glossary_terms_are_sent_and_highlighted(page: Page, server: Server) -> None:
+    page.click("#glossary-box summary")
+    page.fill("#glossary", "trash = Papierkorb\nfile\tDatei\n")
+    submit(page, "Move the file to the trash", beam=4, n_best=1)
+    assert page.get_attribute("#app", "data-state") == "done"
+    marks = page.locator("#translation mark.term")
+    assert sorted(marks.all_text_contents()) == ["Datei", "Papierkorb"]
+    answer = httpx.post(server.url + "/translate", timeout=60, json={
+        "text": "Move the file to the trash", "beam_size": 4,
+        "glossary": {"trash": "Papierkorb", "file": "Datei"}}).json()
+    assert page.text_content("#translation") == answer["translations"][0]["text"]
+    assert "glossary: trash → Papierkorb" in [marks.nth(i).get_attribute("title")
+                                              for i in range(marks.count())]
