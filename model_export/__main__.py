@@ -121,6 +121,12 @@ def _parser() -> argparse.ArgumentParser:
     previous.add_argument("--data", type=Path, default=Path("work/data"))
     previous.add_argument("--eval-limit", type=int, default=0)
 
+    terms = sub.add_parser("terminology", help="term use, chrF, alignment and speed with and "
+                           "without a glossary, on the held-out applications' own terms")
+    terms.add_argument("--bundle", type=Path, required=True)
+    terms.add_argument("--data", type=Path, default=Path("work/data"))
+    terms.add_argument("--json", type=Path, help="write the result here")
+
     evaluate = sub.add_parser("evaluate", help="score a bundle on a split with ONNX Runtime")
     evaluate.add_argument("--bundle", type=Path, required=True)
     evaluate.add_argument("--data", type=Path, default=Path("work/data"))
@@ -291,6 +297,14 @@ def main(argv: list[str] | None = None) -> None:
 
         manifest = record_previous(args.bundle, args.previous, args.data, args.eval_limit)
         print(json.dumps(manifest.metrics["previous"]["scores"], indent=2))
+    elif args.command == "terminology":
+        from model_export.terminology import evaluate
+
+        result = evaluate(args.bundle, args.data)
+        if args.json:
+            args.json.write_text(json.dumps(result, ensure_ascii=False, indent=1) + "\n",
+                                 encoding="utf-8")
+        print(json.dumps({k: v for k, v in result.items() if k != "examples"}, indent=2))
     elif args.command == "evaluate":
         _evaluate(args)
     elif args.command == "import-opennmt":

@@ -124,7 +124,8 @@ TBX_2019 = """<?xml version="1.0"?>
 </body></text></tbx>"""
 BOMB = """<?xml version="1.0"?><!DOCTYPE lolz [<!ENTITY lol "lol">
 <!ENTITY lol2 "&lol;&lol;&lol;&lol;">]><martif><text><body><termEntry>
-<langSet xml:lang="en"><tig><term>&lol2;</term></tig></langSet></termEntry></body></text></martif>"""
+<langSet xml:lang="en"><tig><term>&lol2;</term></tig></langSet></termEntry>
+</body></text></martif>"""
 
 
 def test_glossary_files_tbx_csv_tsv_and_po(tmp_path: Path) -> None:
@@ -168,7 +169,7 @@ def test_named_glossaries_by_pair_and_name(tmp_path: Path) -> None:
     assert sorted(found["en", "de"]) == ["default", "gnome"]
     assert found["en", "de"]["default"].default and not found["en", "de"]["gnome"].default
     (tmp_path / "en-fr" / "bad.tsv").write_text("Save %s\tEnregistrer %s\n", encoding="utf-8")
-    with pytest.raises(GlossaryError, match="en-fr/bad.tsv: .*contains a placeholder"):
+    with pytest.raises(GlossaryError, match=r"en-fr/bad\.tsv: .*contains a placeholder"):
         load_glossaries(tmp_path)
 
 
