@@ -192,7 +192,7 @@ AdminDep = Depends(require_admin)
 async def load(model_id: str, state: StateDep) -> ModelSummary:
     """Load the model's served version (pinned, else the newest); answers when it is
     ready or has failed."""
-    return admin_summary(state, await admin(state.load_model, model_id))
+    return admin_summary(state, await admin(state.registry.load_model, model_id))
 
 
 @router.post(paths.MODELS + "/{model_id}/unload", response_model=ModelSummary,
@@ -201,7 +201,7 @@ async def load(model_id: str, state: StateDep) -> ModelSummary:
 async def unload(model_id: str, state: StateDep) -> ModelSummary:
     """Stop taking requests for the model (they get 503 while it drains, 422 after), let
     its admitted ones finish, and free it; answers when it is gone."""
-    return admin_summary(state, await admin(state.unload_model, model_id))
+    return admin_summary(state, await admin(state.registry.unload_model, model_id))
 
 
 @router.post(paths.MODELS + "/{model_id}/reload", response_model=ModelSummary,
@@ -211,7 +211,7 @@ async def reload(model_id: str, state: StateDep) -> ModelSummary:
     """Verify and warm the newest (or pinned) version beside the serving one, switch new
     requests to it, let the old one finish its admitted sentences, free it. A version that
     fails leaves the old one serving, and ``reason`` says why."""
-    return admin_summary(state, await admin(state.reload_model, model_id))
+    return admin_summary(state, await admin(state.registry.reload_model, model_id))
 
 
 async def admin(change: Callable[[str], Awaitable[Model]], model_id: str) -> Model:

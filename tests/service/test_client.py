@@ -10,7 +10,7 @@ import pytest
 
 from service.client import AsyncClient, Client, TranslateError
 
-OK = {"model": "m", "timing": {"total_ms": 1.0},
+OK = {"model": "m", "model_version": "1", "timing": {"total_ms": 1.0},
       "translations": [{"text": "Datei öffnen", "score": -0.5,
                         "alternatives": [{"text": "Datei öffnen", "score": -0.5}],
                         "source_tokens": ["▁Open", "</s>"], "target_tokens": ["▁Datei", "</s>"],

@@ -8,6 +8,7 @@ import httpx
 import pytest
 
 from service.client import Client, TranslateError
+from service.glossary import MAX_ENTRIES, Glossary
 from service.po.batches import translate_all
 
 
@@ -25,7 +26,7 @@ def server(max_texts: int, refuse: frozenset[str] = frozenset(), busy: int = 0
         if len(texts) > max_texts or refuse & set(texts):
             return httpx.Response(413, json={"error": {"code": "too_large",
                                                        "message": "over the limit"}})
-        return httpx.Response(200, json={"model": "m", "timing": {},
+        return httpx.Response(200, json={"model": "m", "model_version": "1", "timing": {},
                                          "translations": [{"text": t.upper(), "score": 0}
                                                           for t in texts]})
 
@@ -67,3 +68,26 @@ def test_other_refusals_raise() -> None:
     with Client("http://svc", transport=httpx.MockTransport(handle)) as client, \
             pytest.raises(TranslateError, match="401"):
         translate_all(client, ["a"])
+
+
+def test_each_request_carries_the_glossary_terms_its_texts_hold_within_the_limit() -> None:
+    bodies: list[dict[str, object]] = []
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        body = json.loads(request.content)
+        bodies.append(body)
+        return httpx.Response(200, json={"model": "m", "model_version": "1", "timing": {},
+                                         "translations": [{"text": t, "score": 0}
+                                                          for t in body["text"]]})
+
+    glossary = Glossary({f"term{i}": f"Begriff{i}" for i in range(400)}, 1000)
+    texts = [f"term{2 * i} and term{2 * i + 1}" for i in range(200)] + ["no terms here"]
+    with Client("http://svc", transport=httpx.MockTransport(handle)) as client:
+        outcome = translate_all(client, texts, batch_size=256, glossary=glossary)
+    assert len(outcome.translations) == len(texts)
+    sent = [body.get("glossary", {}) for body in bodies]
+    # 201 texts hold 400 terms, over the limit: 100 texts (200 terms), then the other 101
+    assert [len(body["text"]) for body in bodies] == [100, 101]  # type: ignore[arg-type]
+    assert all(len(g) <= MAX_ENTRIES for g in sent)
+    assert sent[0] == {f"term{i}": f"Begriff{i}" for i in range(200)}
+    assert sent[1] == {f"term{i}": f"Begriff{i}" for i in range(200, 400)}
