@@ -107,17 +107,22 @@ def aligned_terms(translator: Translator, cases: Sequence[Case],
     right = total = 0
     for case, t in zip(cases, translations, strict=True):
         source_pieces, target_pieces, weights = translator.attention_of(t)
-        links = align(source_pieces, target_pieces, weights)
+        links = align(source_pieces, target_pieces, weights, translator.term_pieces(t))
         for source_term, target_term in case.terms.items():
-            target_words = {w.casefold() for w in target_term.split()}
-            source_words = {w.casefold() for w in source_term.split()}
-            aligned = [link.source_word.casefold() for link in links
-                       if link.target_word.casefold().strip(".,:;!?") in target_words]
+            target_words, source_words = words(target_term), words(source_term)
+            aligned = [w for link in links if words(link.target_word) & target_words
+                       for w in words(link.source_word)]
             if not aligned:
                 continue
             total += 1
             right += all(w in source_words for w in aligned)
     return right, total
+
+
+def words(text: str) -> set[str]:
+    """Its words, lower-cased, without punctuation (a masked term is one piece of several
+    words; a word may carry a comma)."""
+    return {w.casefold() for w in _WORD.findall(text)}
 
 
 def heldout_catalogs(lang: str, cache: Path) -> list[Pair]:

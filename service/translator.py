@@ -266,6 +266,18 @@ class Translator:
         return (self.pieces(t.source_ids, t.masked, source=True),
                 self.pieces(best.token_ids + eos, t.masked), best.attention)
 
+    def term_pieces(self, t: Translation) -> dict[int, int]:
+        """Target piece -> source piece of each glossary term of the best candidate: the same
+        sentinel on both sides, matched in order (what :func:`service.alignment.align` takes
+        as known)."""
+        indices = {index for index, _, _ in t.masked.terms if index < self.sentinel_ids.size}
+        known: dict[int, int] = {}
+        for index in indices:
+            src = [i for i, x in enumerate(t.source_ids) if x == self.source_sentinel_ids[index]]
+            tgt = [i for i, x in enumerate(t.best.token_ids) if x == self.sentinel_ids[index]]
+            known.update(zip(tgt, src, strict=False))
+        return known
+
     def pieces(self, ids: Sequence[int], masked: Masked, source: bool = False) -> list[str]:
         """Subword strings of target (or ``source``) ids for display, sentinels shown as
         their placeholders (a glossary term's as its source or target term)."""

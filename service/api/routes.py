@@ -88,8 +88,9 @@ def to_output(translator: Translator, t: Translation, body: TranslateRequest,
             out.source_tokens, out.target_tokens = source, target
             out.attention = np.round(weights.astype(np.float64), 4).tolist()
         if body.return_alignment:
+            known = translator.term_pieces(t)  # a term's place is known, not guessed
             out.alignment = [AlignmentLink(**vars(link))
-                             for link in align(source, target, weights)]
+                             for link in align(source, target, weights, known)]
     return out
 
 

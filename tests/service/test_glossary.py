@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import polib
 import pytest
 
+from service.alignment import align
 from service.glossary import MAX_ENTRIES, Glossary, GlossaryError, load_glossaries, read_glossary
 from service.placeholders import mask, unmask_terms
 from service.translator import DecodeOptions, Translator
@@ -178,3 +180,22 @@ def test_a_requests_own_entries_win_over_the_named_glossary() -> None:
         Glossary({"trash": "Abfall"}))
     assert [(t.source, t.target) for t in merged.find("trash file")] == [
         ("trash", "Abfall"), ("file", "Datei")]
+
+
+def test_a_terms_alignment_is_its_sentinels_not_a_guess(translator: Translator) -> None:
+    texts = ["Equal size to all views", "Move the file to the trash"]
+    rows = translator.prepare(texts, glossary=Glossary({"Size": "Größe", "trash": "Papierkorb"}))
+    for t in translator.translate_prepared(rows, DecodeOptions(beam_size=4, attention=True)
+                                           ).translations:
+        source, target, weights = translator.attention_of(t)
+        links = align(source, target, weights, translator.term_pieces(t))
+        term = t.best.terms[0]
+        [link] = [link for link in links if link.target_word.strip(",.") == term.target]
+        assert link.source_word == term.source
+
+
+def test_known_links_override_the_attention() -> None:
+    source, target = ["▁a", "▁b", "</s>"], ["▁x", "▁y", "</s>"]
+    attention = np.array([[0.9, 0.1, 0.0], [0.8, 0.2, 0.0], [0.0, 0.0, 1.0]])
+    assert [link.source_word for link in align(source, target, attention)] == ["a", "a"]
+    assert [link.source_word for link in align(source, target, attention, {1: 1})] == ["a", "b"]
