@@ -225,8 +225,12 @@ def verify_bundle(bundle_dir: Path) -> Manifest:
     """Read the manifest and check that every listed file exists with its recorded sha256."""
     bundle_dir = Path(bundle_dir)
     manifest = read_manifest(bundle_dir)
+    inside = bundle_dir.resolve()
     for name, expected in sorted(manifest.files.items()):
         path = bundle_dir / name
+        if "/" in name or "\\" in name or not path.resolve().is_relative_to(inside):
+            raise BundleError(f"bundle file {name!r} is not a file of {bundle_dir}: a manifest "
+                              "names files in its own directory only")
         if not path.is_file():
             raise BundleError(f"bundle file {path} is missing")
         actual = sha256_file(path)

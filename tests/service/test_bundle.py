@@ -52,6 +52,19 @@ def test_missing_file_is_rejected(bundle_copy: Path) -> None:
         verify_bundle(bundle_copy)
 
 
+@pytest.mark.parametrize("name", ["../outside.txt", "sub/file", "link"])
+def test_a_manifest_never_reads_outside_its_bundle(bundle_copy: Path, name: str) -> None:
+    outside = bundle_copy.parent / "outside.txt"
+    outside.write_text("secret")
+    (bundle_copy / "link").symlink_to(outside)
+    path = bundle_copy / MANIFEST
+    data = json.loads(path.read_text())
+    data["files"][name] = sha256_file(outside)
+    path.write_text(json.dumps(data))
+    with pytest.raises(BundleError, match="names files in its own directory only"):
+        verify_bundle(bundle_copy)
+
+
 def test_unknown_format_version_is_rejected(bundle_copy: Path) -> None:
     path = bundle_copy / MANIFEST
     data = json.loads(path.read_text())
