@@ -8,6 +8,7 @@ the real image.
 
 from __future__ import annotations
 
+import fnmatch
 import json
 import os
 import re
@@ -247,3 +248,30 @@ def test_the_image_entry_point_serves_and_stops_on_sigterm(tmp_path: Path) -> No
         assert run_probe(stage, env) == 1
     finally:
         server.stop()
+
+
+def in_build_context(path: str) -> bool:
+    """Whether .dockerignore lets ``path`` (relative to the root) into the build context:
+    its patterns in order, the last that matches wins (``!`` admits), a directory pattern
+    covering everything under it."""
+    admitted = True
+    for line in (ROOT / ".dockerignore").read_text().splitlines():
+        pattern = line.strip()
+        if not pattern or pattern.startswith("#"):
+            continue
+        admit = pattern.startswith("!")
+        pattern = pattern.removeprefix("!").rstrip("/")
+        parts = Path(path).parts
+        prefixes = ["/".join(parts[:i]) for i in range(1, len(parts) + 1)]
+        if any(fnmatch.fnmatch(p, pattern) for p in prefixes) or fnmatch.fnmatch(path, pattern):
+            admitted = admit
+    return admitted
+
+
+def test_the_build_context_holds_every_shipped_model() -> None:
+    """The image serves the repository the Dockerfiles COPY: every bundle file gets in."""
+    for manifest in sorted((ROOT / "models").glob("*/manifest.json")):
+        for name in [manifest.name, *json.loads(manifest.read_text())["files"]]:
+            path = str((manifest.parent / name).relative_to(ROOT))
+            assert in_build_context(path), f"{path} is left out by .dockerignore"
+    assert not in_build_context("work/data/train.tsv") and not in_build_context(".venv/x")
