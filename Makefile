@@ -7,7 +7,7 @@ BUNDLE ?= models/en-de
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: serve test test-quick lint pytest tools model model-de model-fr model-es bench bench-ab bench-step bench-models \
+.PHONY: serve test test-quick lint pytest tools model model-de model-fr model-es ablation bench bench-ab bench-step bench-models \
 	bench-engine bench-opennmt opennmt-fixtures docker-check docs mutation clean
 
 $(VENV)/bin/python:
@@ -104,6 +104,26 @@ model-fr model-es: model-%: $(VENV)/.dev
 		--out work/bundle-full-$*
 	$(PY) -m model_export ship --bundle work/bundle-full-$* --variants int8 --out models/en-$*
 	$(PY) -m model_export shortlist --bundle models/en-$* --data work/data-$*
+
+# What one source of the recipe adds (#25): `make ablation LANG=fr WITHOUT=dictionary` (or
+# games) trains en-fr's schedule on the same corpus without that source's pairs (`train
+# --exclude`), bundles it as the model is shipped, and scores the shipped model beside it on
+# the same evaluation sets (the ablation's manifest keeps both; docs/ablations.md).
+WITHOUT := dictionary
+ABLATION := work/run-en-$(MODEL_LANG)-no-$(WITHOUT)
+ablation: $(VENV)/.dev
+	test -f work/data-$(MODEL_LANG)/train.tsv || \
+		$(PY) -m model_export corpus --lang $(MODEL_LANG) --data work/data-$(MODEL_LANG)
+	$(PY) -m model_export train --data work/data-$(MODEL_LANG) --run $(ABLATION) --max-steps 3200 \
+		--batch-tokens 4000 --eval-every 400 --dev-limit 1500 \
+		$(filter-out --oversample=train-$(WITHOUT).tsv:%,--oversample=train-games.tsv:2 \
+			--oversample=train-dictionary.tsv:1) --exclude train-$(WITHOUT).tsv
+	$(PY) -m model_export bundle --data work/data-$(MODEL_LANG) --run $(ABLATION) \
+		--target-lang $(MODEL_LANG) --out $(ABLATION)-bundle-full
+	$(PY) -m model_export ship --bundle $(ABLATION)-bundle-full --variants int8 --out $(ABLATION)-bundle
+	$(PY) -m model_export shortlist --bundle $(ABLATION)-bundle --data work/data-$(MODEL_LANG)
+	$(PY) -m model_export compare --bundle $(ABLATION)-bundle --previous models/en-$(MODEL_LANG) \
+		--data work/data-$(MODEL_LANG)
 
 # Benchmarks (needs `make model` first for the PyTorch baseline); see BENCHMARKS.md.
 bench: $(VENV)/.dev

@@ -49,6 +49,9 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
                    help="fine-tune: start from this run's final weights and tokenizer")
     p.add_argument("--oversample", action="append", default=[], metavar="FILE.tsv:N",
                    help="add the pairs of this file in the data dir N extra times (repeatable)")
+    p.add_argument("--exclude", action="append", default=[], metavar="FILE.tsv",
+                   help="ablation: train without the pairs of this file in the data dir "
+                   "(repeatable)")
     p.add_argument("--no-resume", action="store_true",
                    help="start over even if a checkpoint exists")
 
@@ -178,7 +181,8 @@ def _train(args: argparse.Namespace, data: Path, run: Path) -> None:
                       eval_every=args.eval_every, label_smoothing=args.label_smoothing,
                       lr=args.lr, seed=args.seed, max_steps=args.max_steps,
                       dev_limit=args.dev_limit, restart_lr=args.restart_lr,
-                      init_from=args.init_from, oversample=_oversample(args.oversample)),
+                      init_from=args.init_from, oversample=_oversample(args.oversample),
+                      exclude=args.exclude),
           resume=not args.no_resume)
 
 

@@ -57,6 +57,9 @@ class TrainConfig:
     init_from: Path | None = None
     # with these TSV files' pairs added to train.tsv, each the given number of extra times.
     oversample: dict[str, int] = field(default_factory=dict)
+    # Ablation: these TSV files' pairs are taken out of train.tsv (e.g. a corpus source's
+    # train-dictionary.tsv), so the run learns without that source.
+    exclude: list[str] = field(default_factory=list)
     seed: int = 1
     threads: int = 2
 
@@ -122,6 +125,11 @@ def train(cfg: TrainConfig, resume: bool = True) -> dict[str, Any]:
     torch.set_num_threads(cfg.threads)
     cfg.run_dir.mkdir(parents=True, exist_ok=True)
     train_pairs = load_split(cfg.data_dir / "train.tsv")
+    for name in cfg.exclude:
+        left_out = set(load_split(cfg.data_dir / name))
+        kept = [pair for pair in train_pairs if pair not in left_out]
+        log.info("--exclude %s: %d training pairs left out", name, len(train_pairs) - len(kept))
+        train_pairs = kept
     for name, times in cfg.oversample.items():
         train_pairs += load_split(cfg.data_dir / name) * times
     dev_pairs = load_split(cfg.data_dir / "dev.tsv")

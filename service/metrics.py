@@ -39,6 +39,12 @@ class Metrics:
         self.pending_sentences = Gauge(
             "translate_pending_sentences", "sentences accepted and not yet answered (queued or "
             "decoding): the per-pod load signal for autoscaling", registry=r)
+        self.model_queued = Gauge("translate_model_queued_sentences",
+                                  "the model's sentences waiting to join its running batch",
+                                  MODEL, registry=r)
+        self.model_pending = Gauge("translate_model_pending_sentences", "the model's sentences "
+                                   "accepted and not yet answered (queued or decoding)", MODEL,
+                                   registry=r)
         self.batch_size = Histogram("translate_batch_size",
                                     "sentences in the running batch, per decoder step",
                                     MODEL, buckets=BATCH_BUCKETS, registry=r)

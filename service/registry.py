@@ -112,21 +112,26 @@ class Registry:
                 and source in (None, s) and target in (None, t)]
         return fits[0] if len(fits) == 1 else None
 
-    def on_disk_pairs(self) -> dict[str, tuple[str, str]]:
-        """The language pairs of the on-demand models in the repository (from their
-        manifests, read once per bundle)."""
-        found: dict[str, tuple[str, str]] = {}
+    def on_disk(self) -> dict[str, tuple[str, str, str]]:
+        """The on-demand models of the repository: their served version and language pair
+        (from their manifests, read once per bundle)."""
+        found: dict[str, tuple[str, str, str]] = {}
         if not self.settings.on_demand_ids():
             return found
-        for model_id in self.repository.ids():
+        repository = self.repository
+        for model_id in repository.ids():
             if not self.on_demand(model_id):
                 continue
-            path = self.repository.entry(model_id).path
-            if path not in self._pairs:
-                manifest = read_manifest(path)
-                self._pairs[path] = (manifest.source_lang, manifest.target_lang)
-            found[model_id] = self._pairs[path]
+            entry = repository.entry(model_id)
+            if entry.path not in self._pairs:
+                manifest = read_manifest(entry.path)
+                self._pairs[entry.path] = (manifest.source_lang, manifest.target_lang)
+            found[model_id] = (entry.version, *self._pairs[entry.path])
         return found
+
+    def on_disk_pairs(self) -> dict[str, tuple[str, str]]:
+        """The language pairs of the on-demand models in the repository."""
+        return {i: (s, t) for i, (_, s, t) in self.on_disk().items()}
 
     def evict(self, keep: Model) -> None:
         limit = self.settings.max_loaded_models
@@ -200,6 +205,11 @@ class Registry:
                                 s.max_batch_tokens, s.max_request_tokens, self.worker,
                                 s.max_queue_sentences, s.queue_timeout_s, s.max_step_cost)
         model.batcher.start()
+        counts = model.batcher.queue_counts  # read when /metrics is scraped
+        self.metrics.model_queued.labels(model.id, model.version).set_function(
+            lambda: counts()[1])
+        self.metrics.model_pending.labels(model.id, model.version).set_function(
+            lambda: counts()[2])
         manifest = model.translator.manifest
         model.size_mb = round(sum(_size(model.entry.path / f) for f in manifest.files) / 2**20, 1)
         model.state, model.loaded_at, model.reason = ModelState.READY, time.time(), ""
@@ -218,7 +228,8 @@ class Registry:
         if model.batcher is not None:
             await model.batcher.close()  # its admitted and queued sentences finish first
         model.batcher = model.translator = None  # the sessions go with the last reference
-        for series in (self.metrics.model_ready, self.metrics.model, self.metrics.model_load):
+        for series in (self.metrics.model_ready, self.metrics.model, self.metrics.model_load,
+                       self.metrics.model_queued, self.metrics.model_pending):
             with contextlib.suppress(KeyError):  # never set
                 series.remove(model.id, model.version)
 

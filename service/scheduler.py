@@ -142,7 +142,8 @@ class Scheduler(Generic[Row, Options]):
                                 "(SERVICE_MAX_REQUEST_TOKENS): send fewer or shorter texts, "
                                 "or a smaller beam_size")
         if self.closing:
-            raise Overloaded("the service is shutting down")
+            raise Overloaded("no longer taking requests: the model is unloading or the service "
+                             "is shutting down")
         queued = self.queued_sentences
         if queued + len(job.waiting) > self.max_queue_sentences:
             raise Overloaded(f"the queue holds {queued} sentences; the limit is "

@@ -39,6 +39,7 @@ from service.state import Model, ServiceState
 from service.translator import Translation, Translator
 
 router = APIRouter()
+UNLOADED = "unloaded"  # an on-demand model of the repository, not loaded now
 ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": ErrorResponse} for code in (400, 401, 403, 413, 422, 500, 503)}
 
@@ -136,10 +137,16 @@ async def glossaries(state: StateDep) -> GlossaryList:
 @router.get(paths.MODELS, response_model=ModelList, response_model_exclude_none=True,
             tags=["model"])
 async def models(state: StateDep) -> ModelList:
-    """Every model the service holds, with its state."""
+    """Every model the service holds, with its state, and the on-demand models of the
+    repository not loaded now (state ``unloaded``: they load at their first request)."""
     default = state.settings.default_model if len(state.models) > 1 else None
-    return ModelList(models=[summary(m, default in (None, m.id))
-                             for m in sorted(state.models.values(), key=lambda m: m.id)])
+    held = [summary(m, default in (None, m.id)) for m in state.models.values()]
+    waiting = [ModelSummary(id=model_id, version=version, state=UNLOADED, source=source,
+                            target=target, reason="loads at its first request "
+                            "(SERVICE_ON_DEMAND)", default=default == model_id)
+               for model_id, (version, source, target) in state.registry.on_disk().items()
+               if model_id not in state.models]
+    return ModelList(models=sorted(held + waiting, key=lambda m: m.id))
 
 
 @router.get(paths.MODELS + "/{model_id}", response_model=ModelInfo, responses=ERRORS,

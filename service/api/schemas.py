@@ -126,7 +126,8 @@ class GlossaryList(BaseModel):
 class ModelSummary(BaseModel):
     id: str
     version: str
-    state: str = Field(description="loading | ready | unloading | failed")
+    state: str = Field(description="loading | ready | unloading | failed, or unloaded: "
+                       "an on-demand model that loads at its first request")
     reason: str | None = Field(None, description="why it failed, or why its last reload did")
     source: str | None = None
     target: str | None = None

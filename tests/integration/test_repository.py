@@ -4,6 +4,7 @@ pair, with the admin API loading, unloading and reloading versions while request
 from __future__ import annotations
 
 import functools
+import re
 import shutil
 import subprocess
 import sys
@@ -19,7 +20,7 @@ import pytest
 
 from service.translator import DecodeOptions, Translator
 from tests.conftest import ROOT
-from tests.integration.conftest import Server, metric, start_server
+from tests.integration.conftest import Server, start_server
 
 ADMIN = {"Authorization": "Bearer admin-secret"}
 TEXTS = ["Open the file", "Save the document before closing?"]
@@ -43,6 +44,13 @@ def served_here(model: str, texts: list[str]) -> list[str]:
     """What the shipped model gives in this process (beam 4, as the server's default): the
     server must give the same, on this CPU."""
     return [t.best.text for t in _translator(model).translate(texts, DecodeOptions(beam_size=4))]
+
+
+def model_pending(server: Server, model: str) -> float:
+    """The model's own gauge of accepted, unanswered sentences (summed over versions)."""
+    text = httpx.get(server.url + "/metrics", timeout=5).text
+    return sum(float(v) for v in re.findall(
+        rf'^translate_model_pending_sentences{{model="{model}",[^}}]*}} (\S+)$', text, re.M))
 
 
 def copy_bundle(name: str, to: Path) -> Path:
@@ -170,10 +178,12 @@ def test_unload_lets_admitted_requests_finish_then_the_model_is_gone(server: Ser
         running = [pool.submit(translate, server, {"text": TEXTS * 16, "model": "en-fr"},
                                **API) for _ in range(3)]
         deadline = time.monotonic() + 30
-        while not metric(server, "translate_pending_sentences") and time.monotonic() < deadline:
-            time.sleep(0.005)  # until sentences are queued or running
+        while not (pending := model_pending(server, "en-fr")) and time.monotonic() < deadline:
+            time.sleep(0.005)  # until en-fr's sentences are queued or running
         unloaded = admin(server, "en-fr", "unload")
         answers = [r.result() for r in running]
+    assert pending > 0 and model_pending(server, "en-de") == 0  # its own gauge, not en-de's
+    assert 'pending_sentences{model="en-fr"' not in httpx.get(server.url + "/metrics").text
     assert unloaded.status_code == 200 and unloaded.json()["state"] == "unloading"
     # every request admitted before the unload was answered; any that came after was refused
     assert {a.status_code for a in answers} <= {200, 422, 503}
@@ -221,11 +231,16 @@ def test_on_demand_models_load_at_their_first_request_and_the_least_recent_goes(
         assert fr.status_code == 200 and fr.json()["translations"][0]["text"] == (
             served_here("en-fr", TEXTS[:1])[0])
         assert "loading on-demand model en-fr" in srv.log()
+        listed = {m["id"]: m for m in httpx.get(srv.url + "/models").json()["models"]}
+        assert (listed["en-es"]["state"], listed["en-es"]["target"]) == ("unloaded", "es")
+        assert "first request" in listed["en-es"]["reason"] and listed["en-fr"]["state"] == (
+            "ready")
         es = translate(srv, {"text": TEXTS[0], "target": "es"})  # by pair: loads en-es
         assert es.status_code == 200 and es.json()["model"] == "en-es"
         deadline = time.monotonic() + 30  # en-fr, least recently used, is unloaded
         while time.monotonic() < deadline:
-            ids = [m["id"] for m in httpx.get(srv.url + "/models").json()["models"]]
+            ids = [m["id"] for m in httpx.get(srv.url + "/models").json()["models"]
+                   if m["state"] != "unloaded"]
             if ids == ["en-de", "en-es"]:
                 break
             time.sleep(0.05)

@@ -96,6 +96,25 @@ def test_fine_tuning_starts_from_the_parent_and_oversamples(
         main(["train", "--run", str(run), "--oversample", "train-focus.tsv", *args])
 
 
+def test_an_ablation_trains_without_the_excluded_pairs(
+        tmp_path: Path, tiny_run: tuple[Path, Path, Path], caplog: pytest.LogCaptureFixture
+) -> None:
+    data, _, _ = tiny_run
+    train = (data / "train.tsv").read_text(encoding="utf-8").splitlines()
+    charts = [line for line in train if "chart" in line]
+    (data / "train-charts.tsv").write_text("\n".join(charts) + "\n", encoding="utf-8")
+    caplog.set_level("INFO", logger="model_export.train")
+    main(["train", "--data", str(data), "--run", str(tmp_path / "ablation"), "--vocab-size",
+          "400", "--emb-dim", "16", "--enc-hidden", "16", "--dec-hidden", "24", "--attn-dim",
+          "8", "--max-steps", "1", "--batch-tokens", "200", "--dev-limit", "4",
+          "--exclude", "train-charts.tsv"])
+    assert 0 < len(charts) < len(train)
+    assert f"--exclude train-charts.tsv: {len(charts)} training pairs left out" in caplog.text
+    assert f"of {len(train) - len(charts)} pairs" in caplog.text
+    config = json.loads((tmp_path / "ablation" / "config.json").read_text())
+    assert config["exclude"] == ["train-charts.tsv"]
+
+
 def test_bundle_is_complete_and_consistent(tiny_run: tuple[Path, Path, Path]) -> None:
     _, _, out = tiny_run
     manifest = verify_bundle(out)

@@ -124,7 +124,8 @@ def test_limits_are_inclusive_and_refusals_say_what_to_do() -> None:
     s.closing = True
     with pytest.raises(Overloaded) as closing:
         s.submit(job(1))
-    assert str(closing.value) == "the service is shutting down"
+    assert str(closing.value) == ("no longer taking requests: the model is unloading or the "
+                                   "service is shutting down")
 
 
 def test_a_sentence_that_exactly_fills_the_budget_joins() -> None:
