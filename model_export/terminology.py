@@ -13,6 +13,10 @@ term's translation is a test case, as in the WMT 2021 terminology task. Measured
 - alignment: the share of term occurrences whose target words are aligned (from attention)
   to the source term's words only;
 - speed: beam 4 with a 20-term glossary per string against none, side by side, median ratio.
+
+Both ways of honouring a glossary are measured side by side: masking the terms like
+placeholders ("mask") and lexically constrained beam search ("constrain", dynamic beam
+allocation; :mod:`service.decoding.lexical`).
 """
 
 from __future__ import annotations
@@ -39,7 +43,7 @@ from model_export.metrics import score
 from service.alignment import align
 from service.glossary import Glossary
 from service.placeholders import PLACEHOLDER_RE
-from service.translator import DecodeOptions, Translation, Translator
+from service.translator import GLOSSARY_METHODS, DecodeOptions, Translation, Translator
 
 log = logging.getLogger(__name__)
 
@@ -142,11 +146,12 @@ def evaluate(bundle: Path, data_dir: Path, beam_size: int = 4, rounds: int = 3,
     sources = [c.source for c in cases]
     references = [c.reference for c in cases]
     plain_rows = translator.prepare(sources)
-    glossed_rows = [translator.prepare([c.source], glossary=Glossary(c.terms))[0]
-                    for c in cases]
+    glossed_rows = {method: [translator.prepare([c.source], glossary=Glossary(c.terms),
+                                                method=method)[0] for c in cases]
+                    for method in GLOSSARY_METHODS}
     # 20 terms a string for the speed test: its own, then others of the glossary
     others = sorted(entries.items())
-    speed_rows = []
+    twenty_terms = []
     for i, case in enumerate(cases):
         twenty = dict(case.terms)
         for source, target in others[i % len(others):] + others:
@@ -154,14 +159,19 @@ def evaluate(bundle: Path, data_dir: Path, beam_size: int = 4, rounds: int = 3,
                 break
             if source.casefold() not in {s.casefold() for s in twenty}:
                 twenty[source] = target
-        speed_rows.append(translator.prepare([case.source], glossary=Glossary(twenty))[0])
+        twenty_terms.append(Glossary(twenty))
+    speed_rows = {"none": plain_rows, **{
+        method: [translator.prepare([c.source], glossary=g, method=method)[0]
+                 for c, g in zip(cases, twenty_terms, strict=True)]
+        for method in GLOSSARY_METHODS}}
 
     plain = translator.translate_prepared(plain_rows, options).translations
-    glossed = translator.translate_prepared(glossed_rows, options).translations
-    timings: dict[str, list[float]] = {"none": [], "twenty": []}
+    glossed = {method: translator.translate_prepared(rows, options).translations
+               for method, rows in glossed_rows.items()}
+    timings: dict[str, list[float]] = {name: [] for name in speed_rows}
     fast = DecodeOptions(beam_size=beam_size)
     for _ in range(rounds):  # interleaved, as served (no attention)
-        for name, rows in (("none", plain_rows), ("twenty", speed_rows)):
+        for name, rows in speed_rows.items():
             started = time.perf_counter()
             translator.translate_running(rows, fast)
             timings[name].append(time.perf_counter() - started)
@@ -175,15 +185,18 @@ def evaluate(bundle: Path, data_dir: Path, beam_size: int = 4, rounds: int = 3,
                 "aligned_occurrences": found,
                 **score(sources, outputs, references).as_dict()}
 
+    none = statistics.median(timings["none"])
     result = {"bundle": str(bundle), "glossary_entries": len(entries), "strings": len(cases),
-              "without": report(plain), "with": report(glossed),
+              "without": report(plain),
+              "with": {method: report(glossed[method]) for method in GLOSSARY_METHODS},
               "seconds": {k: [round(v, 3) for v in vs] for k, vs in timings.items()},
-              "speed_ratio_20_terms": round(statistics.median(timings["twenty"])
-                                            / statistics.median(timings["none"]), 3),
+              "speed_ratio_20_terms": {method: round(statistics.median(timings[method]) / none, 3)
+                                       for method in GLOSSARY_METHODS},
               "examples": [{"source": c.source, "reference": c.reference, "terms": c.terms,
-                            "without": p.best.text, "with": g.best.text}
-                           for c, p, g in list(zip(cases, plain, glossed, strict=True))[:: max(
-                               1, len(cases) // 12)][:12]]}
+                            "without": plain[i].best.text,
+                            **{method: glossed[method][i].best.text
+                               for method in GLOSSARY_METHODS}}
+                           for i, c in list(enumerate(cases))[:: max(1, len(cases) // 12)][:12]]}
     log.info("terminology: %s", {k: result[k] for k in ("strings", "without", "with",
                                                          "speed_ratio_20_terms")})
     return result

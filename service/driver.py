@@ -121,7 +121,7 @@ class Driver:
             return
         for sid, hyps in finished.items():
             s = self._running.pop(sid)
-            c.finished.append((s, self.translator.candidates(hyps, s.data.masked)))
+            c.finished.append((s, self.translator.candidates(hyps, s.data)))
         with self.lock:
             for s, _ in c.finished:
                 self.scheduler.finished(s)

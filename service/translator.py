@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -21,7 +22,15 @@ from service.decoding import (
 )
 from service.driver import Driver
 from service.glossary import Glossary, GlossaryError
-from service.placeholders import SENTINELS, AppliedTerm, Masked, mask, unmask, unmask_terms
+from service.placeholders import (
+    SENTINELS,
+    AppliedTerm,
+    Masked,
+    TermSpan,
+    mask,
+    unmask,
+    unmask_terms,
+)
 from service.runtime import OnnxSeq2Seq, SessionOptions
 from service.scheduler import Job, Scheduler
 from service.shortlist import Shortlist, ShortlistError
@@ -83,12 +92,19 @@ class Decoded:
     stats: DecodeStats
 
 
+GLOSSARY_METHODS = ("mask", "constrain")
+
+
 @dataclass
 class Prepared:
     """A tokenized request row, ready to be batched with others."""
 
     masked: Masked
     ids: list[int]  # source ids (+ EOS where the model wants it); empty for an empty text
+    # Glossary terms the search must emit as they are (the "constrain" method): where each
+    # is in the source, and its target pieces
+    terms: tuple[TermSpan, ...] = ()
+    constraints: tuple[tuple[int, ...], ...] = ()
 
 
 class Translator:
@@ -123,24 +139,38 @@ class Translator:
         known = [(src, tgt) for src, tgt in pairs if src is not None and tgt is not None]
         self.source_sentinel_ids = np.array([src for src, _ in known], dtype=np.int64)
         self.sentinel_ids = np.array([tgt for _, tgt in known], dtype=np.int64)
+        # Target pieces that continue a word (no leading "▁", a letter or digit first)
+        pieces = [self.tokenizer.piece(i) for i in range(self.manifest.architecture.vocab_size)]
+        self.continuation = np.array([p[:1].isalnum() for p in pieces], dtype=bool)
 
     def prepare(self, texts: Sequence[str], max_tokens: int | None = None,
-                glossary: Glossary | None = None) -> list[Prepared]:
-        """Mask (if the model was trained so; ``glossary`` terms too) and tokenize; raise
-        :class:`InputTooLong` naming the first offending text."""
+                glossary: Glossary | None = None, method: str = "mask") -> list[Prepared]:
+        """Mask (if the model was trained so) and tokenize; raise :class:`InputTooLong`
+        naming the first offending text. ``glossary`` terms are masked like placeholders
+        (``method`` "mask": the search must keep their sentinels) or become lexical
+        constraints ("constrain": the search must emit their target pieces)."""
         limit = min(max_tokens or self.manifest.max_source_tokens,
                     self.manifest.max_source_tokens)
-        if glossary is not None and not self.manifest.placeholders:
+        if method not in GLOSSARY_METHODS:
+            raise ValueError(f"unknown glossary method {method!r}: valid are "
+                             f"{', '.join(GLOSSARY_METHODS)}")
+        masking = method == "mask"
+        if glossary is not None and masking and not self.manifest.placeholders:
             raise GlossaryError(f"model {self.manifest.model_id} takes no glossary: it was not "
                                 "trained with placeholder sentinels, which carry the terms")
         rows = []
         for i, text in enumerate(texts):
             terms = glossary.find(text) if glossary is not None else []
-            masked = mask(text, terms) if self.manifest.placeholders else Masked(text, ())
+            masked = (mask(text, terms if masking else ()) if self.manifest.placeholders
+                      else Masked(text, ()))
             ids = self.tokenizer.encode(masked.text) if text.strip() else []
             if len(ids) > limit:
                 raise InputTooLong(i, len(ids), limit)
-            rows.append(Prepared(masked, ids))
+            if masking or not terms:
+                rows.append(Prepared(masked, ids))
+                continue
+            constraints = tuple(tuple(self.tokenizer.target_ids(t.target)) for t in terms)
+            rows.append(Prepared(masked, ids, tuple(terms), constraints))
         return rows
 
     @property
@@ -201,7 +231,8 @@ class Translator:
     def engine(self, max_step_cost: int = 0) -> Engine:
         """An empty running batch over this model (see :mod:`service.decoding.engine`)."""
         return Engine(self.model, self.special.bos, self.special.eos,
-                      self.sentinel_ids, self.shortlist is not None, max_step_cost)
+                      self.sentinel_ids, self.shortlist is not None, max_step_cost,
+                      self.continuation)
 
     def encode_rows(self, rows: Sequence[Prepared]) -> EncodedBatch:
         """Run the encoder over non-empty rows."""
@@ -218,19 +249,24 @@ class Translator:
         required = None
         if options.keep_placeholders and self.sentinel_ids.size:
             required = self._sentinels_in(row.ids)
-        candidates = self.candidates_of(row.ids) if self.shortlist is not None else None
+        candidates = None
+        if self.shortlist is not None:
+            candidates = self.candidates_of(row.ids, [t for c in row.constraints for t in c])
         alpha = d.length_penalty if options.length_penalty is None else options.length_penalty
         beam, n_best = options.beam_size, options.n_best
         if beam == 1 and d.beam_rule == "gnmt":
             alpha = 0.0  # greedy scores are plain log-probabilities
         return Search(int(limit), beam, n_best if beam > 1 else 1, alpha, required,
-                      d.beam_rule, candidates, options.attention)
+                      d.beam_rule, candidates, options.attention, row.constraints)
 
-    def candidates_of(self, source_ids: Sequence[int]) -> np.ndarray:
-        """The shortlist's target ids for a source, with EOS, its placeholders and (one
-        vocabulary for both sides) its own pieces, which names, acronyms and numbers copy."""
+    def candidates_of(self, source_ids: Sequence[int], forced: Sequence[int] = ()
+                      ) -> np.ndarray:
+        """The shortlist's target ids for a source, with EOS, its placeholders, ``forced``
+        (a glossary's constraints) and (one vocabulary for both sides) its own pieces, which
+        names, acronyms and numbers copy."""
         assert self.shortlist is not None
-        forced = [self.special.eos, *self.sentinel_ids[self._sentinels_in(source_ids) > 0]]
+        forced = [self.special.eos, *self.sentinel_ids[self._sentinels_in(source_ids) > 0],
+                  *forced]
         if self._joint_vocabulary:
             forced += source_ids
         return self.shortlist.for_source(source_ids, forced)
@@ -239,20 +275,22 @@ class Translator:
         """(P,) how often each sentinel occurs in the source."""
         return (np.array(source_ids)[:, None] == self.source_sentinel_ids[None, :]).sum(axis=0)
 
-    def candidates(self, hyps: Sequence[Hypothesis], masked: Masked) -> list[Candidate]:
-        return [self._candidate(h, masked) for h in hyps]
+    def candidates(self, hyps: Sequence[Hypothesis], row: Prepared) -> list[Candidate]:
+        return [self._candidate(h, row) for h in hyps]
 
     @staticmethod
     def empty_candidate() -> Candidate:
         """The translation of an empty text."""
         return Candidate("", 0.0, [], np.zeros((0, 0), np.float32), True)
 
-    def _candidate(self, hyp: Hypothesis, masked: Masked) -> Candidate:
-        text, terms = self.tokenizer.decode(hyp.tokens), list[AppliedTerm]()
+    def _candidate(self, hyp: Hypothesis, row: Prepared) -> Candidate:
+        text, terms, masked = self.tokenizer.decode(hyp.tokens), list[AppliedTerm](), row.masked
         if masked.terms:
             text, terms = unmask_terms(text, masked)
         elif self.manifest.placeholders:
             text = unmask(text, masked.placeholders)
+        if row.terms:
+            text, terms = find_terms(text, row.terms)
         return Candidate(text, hyp.score, hyp.tokens, hyp.attention, hyp.ended, terms)
 
     def attention_of(self, t: Translation) -> tuple[list[str], list[str], np.ndarray]:
@@ -293,6 +331,23 @@ class Translator:
             masked_piece = self.manifest.placeholders and "<ph" in text
             out.append(unmask(text, tuple(shown)) if masked_piece else text)
         return out
+
+
+def find_terms(text: str, terms: Sequence[TermSpan]) -> tuple[str, list[AppliedTerm]]:
+    """Where the constrained search put each term (in source order, each occurrence once);
+    a term that starts the output gets a capital first letter, as a masked one does."""
+    applied, taken = [], set[int]()
+    for term in terms:
+        for match in re.finditer(rf"(?<!\w){re.escape(term.target)}(?!\w)", text):
+            if match.start() not in taken:
+                taken.add(match.start())
+                if not text[: match.start()].strip():
+                    text = text[: match.start()] + text[match.start()].upper() + text[
+                        match.start() + 1:]
+                applied.append(AppliedTerm(term.source, text[match.start():match.end()],
+                                           (term.start, term.end), match.span()))
+                break
+    return text, applied
 
 
 def translate_corpus(translator: Translator, texts: Sequence[str], options: DecodeOptions,

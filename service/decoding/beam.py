@@ -23,13 +23,15 @@ hypothesis ends unfinished.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Protocol
 
 import numpy as np
 
+from service.decoding import lexical
 from service.decoding.constraints import emitted
+from service.decoding.lexical import Constraints, Progress
 from service.decoding.types import Hypothesis, StepOutput
 
 RULES = ("gnmt", "opennmt")
@@ -70,8 +72,10 @@ class Traced(Protocol):
 @dataclass
 class Group:
     """The live hypotheses of N sentences that share a beam size K, a length penalty, a
-    rule, whether placeholders are constrained and whether attention is kept; row
-    ``n * K + k`` is sentence n's slot k."""
+    rule, whether placeholders are constrained, whether attention is kept and whether they
+    have lexical constraints (glossary terms: :mod:`service.decoding.lexical`, which then
+    chooses the live hypotheses instead of the rule); row ``n * K + k`` is sentence n's
+    slot k."""
 
     beam: int
     alpha: float
@@ -84,13 +88,18 @@ class Group:
     max_len: np.ndarray  # (N,) steps allowed, EOS included
     steps: np.ndarray  # (N,) steps taken
     missing: np.ndarray | None  # (N, K, P) sentinels each hypothesis still owes
+    # With lexical constraints: each sentence's, and each hypothesis' progress through them
+    constraints: list[Constraints] | None = None  # N
+    progress: list[list[Progress]] | None = None  # N x K
 
     @staticmethod
-    def empty(beam: int, alpha: float, constrained: bool, rule: str, attention: bool) -> Group:
+    def empty(beam: int, alpha: float, constrained: bool, rule: str, attention: bool,
+              lexical: bool = False) -> Group:
         none = np.zeros(0, np.int64)
         return Group(beam, alpha, rule, attention, none, np.zeros((0, beam)),
                      np.zeros((0, beam), np.int64), np.zeros((0, 0), np.float32), none, none,
-                     np.zeros((0, beam, 0), np.int64) if constrained else None)
+                     np.zeros((0, beam, 0), np.int64) if constrained else None,
+                     [] if lexical else None, [] if lexical else None)
 
     @property
     def size(self) -> int:
@@ -101,7 +110,7 @@ class Group:
         return self.ids.size * self.beam
 
     def add(self, ids: np.ndarray, hidden: np.ndarray, max_len: np.ndarray, bos: int,
-            required: np.ndarray | None) -> None:
+            required: np.ndarray | None, constraints: Sequence[Constraints] = ()) -> None:
         """Start sentences: K copies of the initial state, only the first one expanded."""
         n, K = ids.size, self.beam
         scores = np.full((n, K), -np.inf)
@@ -116,6 +125,9 @@ class Group:
         if self.missing is not None and required is not None:
             owed = np.repeat(required[:, None, :], K, axis=1)
             self.missing = np.concatenate([self.missing, owed]) if self.missing.size else owed
+        if self.constraints is not None and self.progress is not None:
+            self.constraints += constraints
+            self.progress += [[Progress.start(c)] * K for c in constraints]
 
     def remove(self, ids: set[int]) -> None:
         if ids and self.size:
@@ -128,6 +140,9 @@ class Group:
         self.max_len, self.steps = self.max_len[keep], self.steps[keep]
         if self.missing is not None:
             self.missing = self.missing[keep]
+        if self.constraints is not None and self.progress is not None:
+            self.constraints = [c for c, k in zip(self.constraints, keep, strict=True) if k]
+            self.progress = [p for p, k in zip(self.progress, keep, strict=True) if k]
 
     def split(self, chosen: np.ndarray) -> Group:
         """Move the sentences where ``chosen`` (N,) is True into a new group with the same
@@ -146,41 +161,49 @@ class Group:
         self.steps = np.concatenate([self.steps, part.steps])
         if self.missing is not None and part.missing is not None:
             self.missing = np.concatenate([self.missing, part.missing])
+        if self.constraints is not None and part.constraints is not None:
+            assert self.progress is not None and part.progress is not None
+            self.constraints = self.constraints + part.constraints
+            self.progress = self.progress + part.progress
+
+    def allowed(self) -> list[set[int]] | None:
+        """Per row, the tokens that advance a lexical constraint (None: no constraints)."""
+        if self.constraints is None or self.progress is None:
+            return None
+        return [p.allowed(c) for c, row in zip(self.constraints, self.progress, strict=True)
+                for p in row]
+
+    def unmet(self) -> np.ndarray | None:
+        """(R,) rows that may not end yet: a lexical constraint is not met."""
+        if self.progress is None:
+            return None
+        return np.array([not p.complete for row in self.progress for p in row], dtype=bool)
 
     def advance(self, out: StepOutput, eos: int, sentinel_ids: np.ndarray,
-                sentences: Mapping[int, Traced]) -> list[int]:
+                sentences: Mapping[int, Traced], continuation: np.ndarray | None = None
+                ) -> list[int]:
         """Expand every live hypothesis by one token, finish those ending in EOS, keep K;
         returns the ids of the sentences now done, which leave the group."""
         N, K = self.scores.shape
-        opennmt = self.rule == "opennmt"
-        top_scores, top_beam, top_token = select(self.scores, out.top_log_probs, out.top_ids,
-                                                 K if opennmt else 2 * K)
         attention = None if out.attention is None else out.attention.reshape(N, K, -1)
         running = [sentences[int(i)] for i in self.ids]
 
-        # Only EOS among the K best candidates finishes a hypothesis.
-        ends = (top_token[:, :K] == eos) & np.isfinite(top_scores[:, :K])
-        for n, j in zip(*np.nonzero(ends), strict=True):
-            b, sentence = int(top_beam[n, j]), running[n]
+        def finish(n: int, b: int, score: float) -> None:
+            sentence = running[n]
             tokens, rows = sentence.trace(b)
             lp = length_penalty(int(self.steps[n]) + 1, self.alpha, self.rule)
             weights = None
             if attention is not None and rows is not None:
                 weights = np.stack([*rows, attention[n, b, : sentence.length]])
-            sentence.finished.append(Hypothesis(tokens, float(top_scores[n, j] / lp), weights,
-                                                ended=True))
+            sentence.finished.append(Hypothesis(tokens, score / lp, weights, ended=True))
 
         n = np.arange(N)[:, None]
-        if opennmt:  # the K best stay, a finished one as an empty slot
-            live = np.broadcast_to(np.arange(K), (N, K))
-            scores = np.where(ends, -np.inf, top_scores)
-            complete = ends[:, 0] & np.array([len(s.finished) >= s.n_best for s in running],
-                                             dtype=bool)
-        else:  # the first K that are not EOS
-            live = np.argsort(top_token == eos, axis=1, kind="stable")[:, :K]
-            scores = top_scores[n, live]
-            complete = np.array([len(s.finished) >= K for s in running], dtype=bool)
-        beam, token = top_beam[n, live], top_token[n, live]  # (N, K)
+        if self.constraints is not None:
+            assert continuation is not None, "lexical constraints need the continuation pieces"
+            scores, beam, token, complete = self._choose_lexical(out, eos, finish, running,
+                                                                 continuation)
+        else:
+            scores, beam, token, complete = self._choose(out, eos, finish, running)
         record = Record(token, beam, None if attention is None else attention[n, beam])
         for row, sentence in enumerate(running):
             sentence.track.append((record, row))
@@ -196,8 +219,11 @@ class Group:
         for i in np.nonzero(at_limit)[0]:  # out of steps: live hypotheses end unfinished
             out_of_steps = running[i]
             lp = length_penalty(int(self.steps[i]), self.alpha, self.rule)
-            for slot in np.nonzero(np.isfinite(self.scores[i]))[0]:
-                tokens, rows = out_of_steps.trace(int(slot))
+            slots = [int(slot) for slot in np.nonzero(np.isfinite(self.scores[i]))[0]]
+            if self.progress is not None:  # those holding every term, if any do (Sockeye)
+                slots = [b for b in slots if self.progress[i][b].complete] or slots
+            for slot in slots:
+                tokens, rows = out_of_steps.trace(slot)
                 out_of_steps.finished.append(Hypothesis(
                     tokens, float(self.scores[i, slot] / lp),
                     None if rows is None else np.stack(rows), ended=False))
@@ -207,6 +233,78 @@ class Group:
         finished = [int(i) for i in self.ids[done]]
         self.keep(~done)
         return finished
+
+
+    def _choose(self, out: StepOutput, eos: int, finish: Callable[[int, int, float], None],
+                running: Sequence[Traced]) -> tuple[np.ndarray, ...]:
+        """The rule's choice: (scores, slot extended, token) of the K live hypotheses of
+        each sentence, and which sentences are complete; finished ones go to ``finish``."""
+        N, K = self.scores.shape
+        opennmt = self.rule == "opennmt"
+        top_scores, top_beam, top_token = select(self.scores, out.top_log_probs, out.top_ids,
+                                                 K if opennmt else 2 * K)
+        # Only EOS among the K best candidates finishes a hypothesis.
+        ends = (top_token[:, :K] == eos) & np.isfinite(top_scores[:, :K])
+        for n, j in zip(*np.nonzero(ends), strict=True):
+            finish(int(n), int(top_beam[n, j]), float(top_scores[n, j]))
+        n = np.arange(N)[:, None]
+        if opennmt:  # the K best stay, a finished one as an empty slot
+            live = np.broadcast_to(np.arange(K), (N, K))
+            scores = np.where(ends, -np.inf, top_scores)
+            complete = ends[:, 0] & np.array([len(s.finished) >= s.n_best for s in running],
+                                             dtype=bool)
+        else:  # the first K that are not EOS
+            live = np.argsort(top_token == eos, axis=1, kind="stable")[:, :K]
+            scores = top_scores[n, live]
+            complete = np.array([len(s.finished) >= K for s in running], dtype=bool)
+        return scores, top_beam[n, live], top_token[n, live], complete
+
+    def _settled(self, n: int, live: np.ndarray, sentence: Traced) -> bool:
+        """No live hypothesis of sentence ``n`` can still beat its ``n_best`` finished ones:
+        log-probabilities only fall, so the best a live one can reach is its score over the
+        largest length penalty it may yet get (the search would end with the same results
+        if it went on)."""
+        if len(sentence.finished) < sentence.n_best:
+            return False
+        kept = sorted((h.score for h in sentence.finished), reverse=True)[sentence.n_best - 1]
+        longest = int(self.max_len[n])
+        lp = max(length_penalty(int(self.steps[n]) + 2, self.alpha, self.rule),
+                 length_penalty(longest, self.alpha, self.rule))
+        return bool(np.all(live / lp < kept))
+
+    def _choose_lexical(self, out: StepOutput, eos: int,
+                        finish: Callable[[int, int, float], None], running: Sequence[Traced],
+                        continuation: np.ndarray) -> tuple[np.ndarray, ...]:
+        """Dynamic beam allocation (:func:`service.decoding.lexical.choose`) for every
+        sentence; complete once K hypotheses, each holding every term, have finished."""
+        assert self.constraints is not None and self.progress is not None
+        N, K = self.scores.shape
+        allowed = self.allowed()
+        assert allowed is not None
+        log_probs, lifted = lexical.unlift(out.top_log_probs, out.top_ids, allowed)
+        k = out.top_ids.shape[1]
+        totals = self.scores[:, :, None] + log_probs.reshape(N, K, k)
+        ids = out.top_ids.reshape(N, K, k)
+        positions = lexical.offered(totals, ids, lifted.reshape(N, K, k))
+        flat_totals, flat_ids = totals.reshape(N, -1), ids.reshape(N, -1)
+        scores, beam = np.full((N, K), -np.inf), np.zeros((N, K), np.int64)
+        token, complete = np.full((N, K), eos, np.int64), np.zeros(N, dtype=bool)
+        for n in range(N):
+            at = positions[n]
+            ranked = list(zip(flat_totals[n, at].tolist(), (at // k).tolist(),
+                              flat_ids[n, at].tolist(), strict=True))
+            choice = lexical.choose(ranked, K, self.progress[n], self.constraints[n], eos,
+                                    continuation)
+            for b, score in choice.finished:
+                finish(n, b, score)
+            progress = [Progress.start(self.constraints[n])] * K
+            for slot, (b, t, score, after) in enumerate(choice.live):
+                beam[n, slot], token[n, slot], scores[n, slot], progress[slot] = (
+                    b, t, score, after)
+            self.progress[n] = progress
+            complete[n] = len(running[n].finished) >= K or self._settled(
+                n, scores[n], running[n])
+        return scores, beam, token, complete
 
 
 def select(scores: np.ndarray, top_log_probs: np.ndarray, top_ids: np.ndarray, k: int

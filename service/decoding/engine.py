@@ -15,6 +15,7 @@ joined a running one at step 17.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from itertools import count
@@ -23,10 +24,12 @@ import numpy as np
 
 from service.decoding.beam import RULES, Group, Record
 from service.decoding.constraints import penalty
+from service.decoding.lexical import BONUS, Constraints
 from service.decoding.types import EncodedBatch, Hypothesis, StepModel, StepOutput, TokenPenalty
 from service.decoding.vocabulary import VocabularyBuilder
 
-GroupKey = tuple[int, float, bool, str, bool]  # beam, alpha, constrained, rule, attention
+# beam, alpha, placeholders constrained, rule, attention, lexically constrained
+GroupKey = tuple[int, float, bool, str, bool, bool]
 
 
 @dataclass(frozen=True)
@@ -45,11 +48,13 @@ class Search:
     # None: the whole vocabulary. An engine takes either kind only.
     candidates: np.ndarray | None = None
     attention: bool = True  # keep each hypothesis' attention rows
+    # Token sequences the output must hold (glossary terms): see service.decoding.lexical
+    constraints: Constraints = ()
 
     @property
     def group(self) -> GroupKey:
         return (self.beam_size, self.alpha, self.required is not None, self.rule,
-                self.attention)
+                self.attention, bool(self.constraints))
 
     def __post_init__(self) -> None:
         if not 1 <= self.n_best <= self.beam_size:
@@ -95,8 +100,11 @@ class Engine:
 
     def __init__(self, model: StepModel, bos: int, eos: int,
                  sentinel_ids: np.ndarray | None = None, shortlist: bool = False,
-                 max_step_cost: int = 0) -> None:
+                 max_step_cost: int = 0, continuation: np.ndarray | None = None) -> None:
         self.model, self.bos, self.eos = model, bos, eos
+        # (V,) bool: the target pieces that go on with the word before them (lexical
+        # constraints need it: a term's last word must end where the term does)
+        self.continuation = continuation
         self.max_step_cost = max_step_cost  # rows x source positions per step; 0: no ceiling
         self.sentinel_ids = np.zeros(0, np.int64) if sentinel_ids is None else sentinel_ids
         # The penalized ids (EOS, sentinels) are columns of every restricted step.
@@ -137,7 +145,8 @@ class Engine:
             if key[2]:
                 required = np.stack([searches[i].required for i in members])  # type: ignore[misc]
             group.add(np.array([ids[i] for i in members]), encoded.hidden[members],
-                      np.array([searches[i].max_len for i in members]), self.bos, required)
+                      np.array([searches[i].max_len for i in members]), self.bos, required,
+                      [searches[i].constraints for i in members])
         return ids
 
     def drop(self, ids: Iterable[int]) -> None:
@@ -167,20 +176,24 @@ class Engine:
                 tuple(running), [self._candidates(s) for s in running],
                 [g.beam for g in groups for _ in range(g.size)])
         attention = any(g.attention for g in groups)
+        step_penalty, lifted = self._penalty(groups)
+        width = vocab.columns.shape[1] if vocab is not None else sys.maxsize
+        top_k = {id(g): min(2 * g.beam + lifted * (g.constraints is not None), width)
+                 for g in groups}
         out = self.model.step(np.concatenate([g.last.reshape(-1) for g in groups]),
                               np.concatenate([g.hidden for g in groups]), self.store, slots,
-                              max(2 * g.beam for g in groups), self._penalty(groups), vocab,
-                              attention)
+                              max(top_k.values()), step_penalty, vocab, attention)
         self.steps += 1
         done: dict[int, list[Hypothesis]] = {}
         at = 0
         for g in groups:
-            k, rows = 2 * g.beam, slice(at, at + g.rows)
+            k, rows = top_k[id(g)], slice(at, at + g.rows)
             at += g.rows
             kept = out.attention[rows] if g.attention and out.attention is not None else None
             part = StepOutput(out.top_log_probs[rows, :k], out.top_ids[rows, :k],
                               out.hidden[rows], kept)
-            for sid in g.advance(part, self.eos, self.sentinel_ids, self.sentences):
+            for sid in g.advance(part, self.eos, self.sentinel_ids, self.sentences,
+                                 self.continuation):
                 done[sid] = self.sentences[sid].results()
                 self._leave(sid)
         for group, stepped in parts:
@@ -222,21 +235,35 @@ class Engine:
         del self.sentences[sid]
         self._free.append(self.slot_of.pop(sid))
 
-    def _penalty(self, groups: Sequence[Group]) -> TokenPenalty:
-        """One penalty for all rows: the placeholder constraint where a group has one, zeros
-        (which change no score) elsewhere."""
+    def _penalty(self, groups: Sequence[Group]) -> tuple[TokenPenalty, int]:
+        """One penalty for all rows: the placeholder constraint where a group has one; where
+        a group has lexical constraints, EOS forbidden until they are met and :data:`BONUS`
+        on the tokens that advance them (which puts them in the row's top-k); zeros (which
+        change no score) elsewhere. Also returns the most tokens a row lifts, which the
+        top-k of lexically constrained rows must make room for."""
         rows = sum(g.rows for g in groups)
-        if not any(g.missing is not None for g in groups):
-            return TokenPenalty.none(rows)
-        token_ids = np.append(self.sentinel_ids, self.eos).astype(np.int64)
-        values = np.zeros((rows, token_ids.size), np.float32)
+        allowed = [g.allowed() for g in groups]
+        if not any(g.missing is not None for g in groups) and not any(allowed):
+            return TokenPenalty.none(rows), 0
+        fixed = np.append(self.sentinel_ids, self.eos).astype(np.int64)
+        lifted = np.array(sorted({t for sets in allowed if sets for row in sets for t in row}
+                                 - set(fixed.tolist())), dtype=np.int64)
+        values = np.zeros((rows, fixed.size + lifted.size), np.float32)
+        column = {int(t): fixed.size + i for i, t in enumerate(lifted)}
         at = 0
-        for g in groups:
+        for g, sets in zip(groups, allowed, strict=True):
+            part = values[at : at + g.rows]
             if g.missing is not None:
-                values[at : at + g.rows] = penalty(g.missing.reshape(g.rows, -1),
-                                                   self.sentinel_ids, self.eos).values
+                part[:, : fixed.size] = penalty(g.missing.reshape(g.rows, -1),
+                                                self.sentinel_ids, self.eos).values
+            unmet = g.unmet()
+            if sets is not None and unmet is not None:
+                part[unmet, fixed.size - 1] = -np.inf  # EOS
+                for r, row in enumerate(sets):  # never a sentinel or EOS
+                    part[r, [column[t] for t in row if t in column]] = BONUS
             at += g.rows
-        return TokenPenalty(token_ids, values)
+        room = max((len(row) for sets in allowed if sets for row in sets), default=0)
+        return TokenPenalty(np.concatenate([fixed, lifted]), values), room
 
     def _store(self, encoded: EncodedBatch) -> list[int]:
         """Write ``encoded`` into free slots of the store (growing it by doubling, so an

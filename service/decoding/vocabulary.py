@@ -72,12 +72,31 @@ class Vocabulary:
 
     def penalty_columns_of(self, token_ids: np.ndarray) -> np.ndarray:
         """(R, P) packed positions of the penalized ``token_ids`` (the engine's penalty:
-        sentinels then EOS, as :attr:`penalized`), or (R, 0) without a penalty."""
+        sentinels then EOS, as :attr:`penalized`, then any tokens lexical constraints lift),
+        or (R, 0) without a penalty."""
         if not token_ids.size:
             return np.zeros((self.columns.shape[0], 0), np.int64)
-        if not np.array_equal(token_ids, self.penalized):
+        P = self.penalized.size
+        if not np.array_equal(token_ids[:P], self.penalized):
             raise ValueError("the step penalizes other tokens than its vocabulary located")
-        return self.penalty_columns
+        if token_ids.size == P:
+            return self.penalty_columns
+        return np.concatenate([self.penalty_columns, self.locate(token_ids[P:])], axis=1)
+
+    def locate(self, token_ids: np.ndarray) -> np.ndarray:
+        """(R, T) where each token sits in each row's packed candidates (W - 1, a padding
+        column, where the row's sentence does not have it)."""
+        R, W = self.columns.shape
+        C = self.ids.size
+        union = self.positions(token_ids)  # (T,)
+        # Rows are ascending (padded with C): offset row r by r * (C + 1), and one sorted
+        # search over the flattened rows finds every (row, token) at once.
+        offset = np.arange(R, dtype=np.int64)[:, None] * (C + 1)
+        flat = (self.columns + offset).ravel()
+        wanted = union[None, :] + offset  # (R, T)
+        at = np.minimum(np.searchsorted(flat, wanted), flat.size - 1)
+        found = flat[at] == wanted
+        return np.where(found, at - np.arange(R)[:, None] * W, W - 1).astype(np.int64)
 
     def restrict(self, log_probs: np.ndarray) -> np.ndarray:
         """Full-vocabulary log-probabilities (R, V) -> (R, C), each row renormalized over its

@@ -106,6 +106,30 @@ def test_a_glossary_changes_only_its_own_texts(translator: Translator) -> None:
     assert together[0].best.terms and not any(t.best.terms for t in together[1:])
 
 
+def test_the_constrained_search_emits_each_term_and_leaves_other_texts_alone(
+        translator: Translator) -> None:
+    """The lexically constrained alternative (``method="constrain"``, what the terminology
+    evaluation compares with masking): every term's pieces in the output, found and
+    reported; a constrained text comes out as it does alone; the others as without it."""
+    rows = translator.prepare(TEXTS, glossary=G, method="constrain")
+    assert all(row.masked.terms == () for row in rows)  # nothing masked: the search does it
+    together = translator.translate_prepared(rows[:1] + translator.prepare(TEXTS[1:]),
+                                             DecodeOptions(beam_size=4)).translations
+    alone = translator.translate_prepared(rows[:1], DecodeOptions(beam_size=4)).translations
+    assert together[0].best.token_ids == alone[0].best.token_ids
+    assert [t.best.text for t in together[1:]] == [
+        t.best.text for t in translator.translate(TEXTS[1:])]
+    decoded = translator.translate_prepared(rows, DecodeOptions(beam_size=4)).translations
+    assert all(t.best.ended for t in decoded)
+    for text, t in zip(TEXTS, decoded, strict=True):
+        expected = sorted(target for _, target in found(text))
+        assert sorted(a.target.lower() for a in t.best.terms) == [e.lower() for e in expected]
+        for a in t.best.terms:
+            assert t.best.text[slice(*a.target_span)] == a.target
+    with pytest.raises(ValueError, match="unknown glossary method 'regex'"):
+        translator.prepare(TEXTS, glossary=G, method="regex")
+
+
 TBX_BASIC = """<?xml version="1.0" encoding="UTF-8"?>
 <martif type="TBX-Basic" xml:lang="en-US"><text><body>
  <termEntry id="1">

@@ -1,0 +1,168 @@
+"""Lexically constrained beam search: dynamic beam allocation (Post & Vilar, 2018).
+
+A sentence brings *constraints*, token sequences its output must contain (a glossary term's
+target pieces, once per occurrence in the source). Every hypothesis carries a
+:class:`Progress`: which constraints it has met, and the one it is in the middle of. At each
+step a hypothesis may go on with its best tokens, with the next token of the constraint it
+is in, or with the first token of any constraint it has not met; of all these expansions
+the beam keeps the best of each *bank* (hypotheses that have met as many constraint tokens),
+each bank getting an equal share of the ``K`` slots (a bank with too few candidates gives
+its share to the next lower one). EOS is allowed only once every constraint is met, so every
+finished hypothesis holds every term. As in Sockeye's ``lexical_constraints.py``, a
+hypothesis that breaks off a constraint half-way has not met it.
+
+The step model scores the tokens a hypothesis may take next even when they are not among its
+best: the engine adds :data:`BONUS` to their log-probabilities in the step (which lifts them
+into the row's top-k) and :func:`unlift` takes it off again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+Constraints = tuple[tuple[int, ...], ...]  # a sentence's: each a token sequence
+BONUS = 64.0  # lifts a token with log-probability above -64 over every unlifted one
+
+
+@dataclass(frozen=True)
+class Progress:
+    """What one hypothesis has done of its sentence's constraints."""
+
+    met: tuple[bool, ...]
+    current: tuple[int, int] | None = None  # (constraint, tokens of it emitted so far)
+    # The constraint the last token completed: met only if the next token does not go on
+    # with its last word ("Müll" + "e" is not the term "Müll")
+    just_met: int | None = None
+
+    @staticmethod
+    def start(constraints: Constraints) -> Progress:
+        return Progress((False,) * len(constraints))
+
+    def allowed(self, constraints: Constraints) -> set[int]:
+        """The tokens that advance a constraint: the next one of the constraint it is in,
+        else the first of every constraint not met."""
+        if self.current is not None:
+            c, j = self.current
+            return {constraints[c][j]}
+        return {constraints[c][0] for c, met in enumerate(self.met) if not met}
+
+    def tokens_met(self, constraints: Constraints) -> int:
+        """Its bank: constraint tokens emitted (met constraints whole, the current one so
+        far)."""
+        done = sum(len(constraints[c]) for c, met in enumerate(self.met) if met)
+        return done + (self.current[1] if self.current is not None else 0)
+
+    @property
+    def complete(self) -> bool:
+        return all(self.met)
+
+    def advance(self, token: int, constraints: Constraints,
+                continues_word: bool = False) -> Progress:
+        """After emitting ``token`` (``continues_word``: a piece that goes on with the word
+        before it)."""
+        met = list(self.met)
+        if self.just_met is not None and continues_word:
+            met[self.just_met] = False  # the word went on: not the term after all
+        if self.current is not None:
+            c, j = self.current
+            if token == constraints[c][j]:
+                if j + 1 == len(constraints[c]):
+                    met[c] = True
+                    return Progress(tuple(met), just_met=c)
+                return Progress(tuple(met), (c, j + 1))
+            # broken off: that constraint is not met; the token may start another one
+        for c, done in enumerate(met):
+            if not done and constraints[c][0] == token:
+                if len(constraints[c]) == 1:
+                    met[c] = True
+                    return Progress(tuple(met), just_met=c)
+                return Progress(tuple(met), (c, 1))
+        return Progress(tuple(met))
+
+
+def bank_sizes(banks: int, beam: int, counts: Sequence[int]) -> list[int]:
+    """Slots per bank: ``beam`` shared equally, the remainder to the highest bank; then,
+    from the highest down, what a bank cannot fill goes to the next lower one (and from the
+    lowest to the highest), as in Sockeye's ``get_bank_sizes``."""
+    size, remainder = divmod(beam, banks)
+    assigned = [size] * banks
+    assigned[-1] += remainder
+    for i in reversed(range(banks)):
+        overfill = assigned[i] - counts[i]
+        if overfill > 0:
+            assigned[i] -= overfill
+            assigned[(i - 1) % banks] += overfill
+    return assigned
+
+
+def unlift(top_log_probs: np.ndarray, top_ids: np.ndarray, allowed: Sequence[set[int]]
+           ) -> tuple[np.ndarray, np.ndarray]:
+    """The rows' log-probabilities without the :data:`BONUS` the step added to their
+    allowed tokens, and where those are. :param top_log_probs: (R, k), top_ids (R, k),
+    allowed: R sets"""
+    width = max((len(row) for row in allowed), default=0)
+    wanted = np.full((len(allowed), max(width, 1)), -1, np.int64)  # padded with -1
+    for r, row in enumerate(allowed):
+        wanted[r, : len(row)] = sorted(row)
+    lifted = (top_ids[:, :, None] == wanted[:, None, :]).any(axis=2)
+    return np.where(lifted, top_log_probs - np.float32(BONUS), top_log_probs), lifted
+
+
+def offered(totals: np.ndarray, ids: np.ndarray, lifted: np.ndarray) -> list[np.ndarray]:
+    """Each sentence's expansions worth considering, best first (ties to the lower slot,
+    then the lower token): its ``2K`` best, each slot's best, and every one that advances a
+    constraint of its slot (``lifted``).
+
+    :param totals: (N, K, k) slot scores plus token log-probabilities; ids, lifted alike
+    :return: per sentence, the flat (slot * k + j) positions of those expansions, in order
+    """
+    N, K, k = totals.shape
+    flat = totals.reshape(N, K * k)
+    slot = np.broadcast_to(np.repeat(np.arange(K), k), (N, K * k))
+    order = np.lexsort((ids.reshape(N, -1), slot, -flat), axis=1)
+    rank = np.empty_like(order)
+    np.put_along_axis(rank, order, np.arange(K * k)[None, :], axis=1)
+    best = rank.reshape(N, K, k) == rank.reshape(N, K, k).min(axis=2, keepdims=True)
+    keep = (rank < 2 * K) | best.reshape(N, -1) | lifted.reshape(N, -1)
+    keep &= np.isfinite(flat)
+    return [o[m[o]] for o, m in zip(order, keep, strict=True)]
+
+
+@dataclass(frozen=True)
+class Choice:
+    """One sentence's step: the hypotheses that finish (slot, score) and the live ones
+    (slot they extend, token, score, progress), at most ``K``, best first."""
+
+    finished: list[tuple[int, float]]
+    live: list[tuple[int, int, float, Progress]]
+
+
+def choose(ranked: Sequence[tuple[float, int, int]], K: int, progress: Sequence[Progress],
+           constraints: Constraints, eos: int, continuation: np.ndarray) -> Choice:
+    """Dynamic beam allocation for one sentence of ``K`` slots.
+
+    :param ranked: the expansions :func:`offered` keeps, best first: (score, slot, token)
+    :param continuation: (V,) bool, the pieces that go on with the word before them
+    """
+    # EOS among the K best finishes a hypothesis (the step allowed it only to those that
+    # met every constraint); the others compete for the K live slots, by bank
+    finished = [(b, score) for score, b, token in ranked[:K] if token == eos]
+    live = []
+    for score, b, token in ranked:
+        if token != eos:
+            after = progress[b].advance(token, constraints, bool(continuation[token]))
+            live.append((b, token, score, after, after.tokens_met(constraints)))
+    banks = sum(len(c) for c in constraints) + 1
+    counts = [0] * banks
+    for *_, bank in live:
+        counts[bank] += 1
+    room = bank_sizes(banks, K, counts)
+    kept = []
+    for b, token, score, after, bank in live:
+        if room[bank] > 0:
+            room[bank] -= 1
+            kept.append((b, token, score, after))
+    return Choice(finished, kept[:K])
