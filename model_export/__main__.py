@@ -129,6 +129,8 @@ def _parser() -> argparse.ArgumentParser:
     terms.add_argument("--bundle", type=Path, required=True)
     terms.add_argument("--data", type=Path, default=Path("work/data"))
     terms.add_argument("--json", type=Path, help="write the result here")
+    terms.add_argument("--record", action="store_true",
+                       help="keep the result in the bundle's manifest and model card")
 
     evaluate = sub.add_parser("evaluate", help="score a bundle on a split with ONNX Runtime")
     evaluate.add_argument("--bundle", type=Path, required=True)
@@ -305,6 +307,10 @@ def main(argv: list[str] | None = None) -> None:
         from model_export.terminology import evaluate
 
         result = evaluate(args.bundle, args.data)
+        if args.record:
+            from model_export.package import record_terminology
+
+            record_terminology(args.bundle, result)
         if args.json:
             args.json.write_text(json.dumps(result, ensure_ascii=False, indent=1) + "\n",
                                  encoding="utf-8")

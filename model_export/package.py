@@ -16,7 +16,7 @@ import numpy as np
 import onnxruntime as ort
 import torch
 
-from model_export.card import write_card
+from model_export.card import rewrite_card, write_card
 from model_export.corpus import DEV_SENTENCES, Pair, load_split, sample
 from model_export.export import OPSET, export_onnx, parity
 from model_export.metrics import score
@@ -302,6 +302,16 @@ def ship(bundle: Path, out_dir: Path, variants: Sequence[str]) -> Manifest:
     manifest = replace(manifest, variants=kept)
     write_card(out_dir, manifest)
     return write_manifest(out_dir, manifest)
+
+
+def record_terminology(bundle: Path, result: dict[str, Any]) -> Manifest:
+    """Keep a terminology evaluation (:func:`model_export.terminology.evaluate`) in the
+    bundle's manifest and card."""
+    manifest = verify_bundle(bundle)
+    kept = {k: v for k, v in result.items() if k not in ("bundle", "examples", "seconds")}
+    manifest = replace(manifest, metrics={**manifest.metrics, "terminology": kept})
+    rewrite_card(bundle, manifest)
+    return write_manifest(bundle, manifest)
 
 
 def record_previous(bundle: Path, previous: Path, data_dir: Path, eval_limit: int = 0,

@@ -115,6 +115,31 @@ def test_an_ablation_trains_without_the_excluded_pairs(
     assert config["exclude"] == ["train-charts.tsv"]
 
 
+def test_a_terminology_evaluation_is_kept_in_the_manifest_and_the_card(
+        tmp_path: Path, tiny_run: tuple[Path, Path, Path]) -> None:
+    from model_export.package import record_terminology
+
+    bundle = tmp_path / "bundle"
+    shutil.copytree(tiny_run[2], bundle)
+
+    def scores(term_use: float, chrf: float) -> dict[str, float | None]:
+        return {"term_use": term_use, "chrf": chrf, "bleu": 20.0, "placeholders_kept": 1.0,
+                "alignment_right": None}
+
+    result = {"bundle": str(bundle), "glossary_entries": 9, "strings": 4,
+              "without": scores(0.5, 50.0), "seconds": {"none": [1.0]},
+              "with": {"mask": scores(1.0, 49.0), "constrain": scores(0.75, 51.0)},
+              "speed_ratio_20_terms": {"mask": 0.95, "constrain": 2.5}, "examples": []}
+    manifest = record_terminology(bundle, result)
+    assert verify_bundle(bundle) == manifest  # the card changed, and its hash with it
+    assert manifest.metrics["terminology"]["with"]["constrain"]["chrf"] == 51.0
+    assert "examples" not in manifest.metrics["terminology"]
+    card = (bundle / "README.md").read_text()
+    assert "| masked terms (what the service does) | 100.0% | 49.0 | 20.0 | 100.0% | – | " \
+           "0.95× |" in card
+    assert "| constrained beam search (library only) | 75.0% | 51.0 |" in card
+
+
 def test_bundle_is_complete_and_consistent(tiny_run: tuple[Path, Path, Path]) -> None:
     _, _, out = tiny_run
     manifest = verify_bundle(out)
