@@ -72,6 +72,25 @@ def models_table() -> str:
     return "\n".join(rows)
 
 
+def shortlist_sentence() -> str:
+    """What serving with the shortlist changes on the models table's sets, from each
+    manifest's shortlist quality table: the largest BLEU and chrF moves."""
+    moves: dict[str, tuple[float, str]] = {}
+    for path, manifest in bundles():
+        quality = (manifest.get("shortlist") or {}).get("quality") or {}
+        for name, q in quality.items():
+            for metric in ("bleu", "chrf"):
+                delta = q["shortlist"][metric] - q["full"][metric]
+                if abs(delta) > abs(moves.get(metric, (0.0, ""))[0]):
+                    moves[metric] = (delta, f"{path.name} {name}")
+    if not moves:
+        return "No shipped model has a shortlist."
+    bleu, chrf = moves.get("bleu", (0.0, "none")), moves.get("chrf", (0.0, "none"))
+    return (f"Served with the shortlist (the default), beam-search BLEU and chrF on each "
+            f"model's evaluation sets move by at most {abs(bleu[0]):.2f} BLEU ({bleu[1]}, "
+            f"{bleu[0]:+.2f}) and {abs(chrf[0]):.2f} chrF ({chrf[1]}, {chrf[0]:+.2f}).")
+
+
 def _steps(training: dict[str, Any]) -> str:
     if "fine_tuned_from" in training:
         return f"{training['fine_tuned_from']['steps']:,} + {training['steps']:,}"
@@ -132,6 +151,7 @@ def main() -> None:
     parser.add_argument("--no-screenshot", action="store_true")
     args = parser.parse_args()
     text = replace_block(README.read_text("utf-8"), "models", models_table())
+    text = replace_block(text, "shortlist", shortlist_sentence())
     with tempfile.TemporaryDirectory() as tmp:
         server = start_server(Path(tmp))  # the default settings, as `make serve` runs it
         try:

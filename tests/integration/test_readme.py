@@ -21,6 +21,8 @@ README = (ROOT / "README.md").read_text("utf-8")
 
 def test_the_models_table_is_the_manifests() -> None:
     assert make_docs.block(README, "models") == make_docs.models_table(), "run `make docs`"
+    assert make_docs.block(README, "shortlist") == make_docs.shortlist_sentence(), (
+        "run `make docs`")
 
 
 def test_the_quick_start_shows_what_the_service_answers(server: Server) -> None:
