@@ -30,7 +30,7 @@ from typing import Protocol
 import numpy as np
 
 from service.decoding import lexical
-from service.decoding.constraints import emitted
+from service.decoding.constraints import emitted, eos_as_owed
 from service.decoding.lexical import Constraints, Progress
 from service.decoding.types import Hypothesis, StepOutput
 
@@ -187,6 +187,10 @@ class Group:
         N, K = self.scores.shape
         attention = None if out.attention is None else out.attention.reshape(N, K, -1)
         running = [sentences[int(i)] for i in self.ids]
+        if self.missing is not None:  # rows bring one token more for this (see the engine)
+            log_probs, ids = eos_as_owed(out.top_log_probs, out.top_ids,
+                                         self.missing.reshape(N * K, -1), sentinel_ids, eos)
+            out = replace(out, top_log_probs=log_probs, top_ids=ids)
 
         def finish(n: int, b: int, score: float) -> None:
             sentence = running[n]

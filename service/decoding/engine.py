@@ -178,8 +178,10 @@ class Engine:
         attention = any(g.attention for g in groups)
         step_penalty, lifted = self._penalty(groups)
         width = vocab.columns.shape[1] if vocab is not None else sys.maxsize
-        top_k = {id(g): min(2 * g.beam + lifted * (g.constraints is not None), width)
-                 for g in groups}
+        # 2K per row (the search's candidates), plus the tokens lexical constraints lift,
+        # plus one where EOS may turn into an owed placeholder (constraints.eos_as_owed)
+        top_k = {id(g): min(2 * g.beam + lifted * (g.constraints is not None)
+                            + (g.missing is not None), width) for g in groups}
         out = self.model.step(np.concatenate([g.last.reshape(-1) for g in groups]),
                               np.concatenate([g.hidden for g in groups]), self.store, slots,
                               max(top_k.values()), step_penalty, vocab, attention)

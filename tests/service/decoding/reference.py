@@ -23,9 +23,14 @@ class Placeholders:
 
 def constrain(log_probs: np.ndarray, missing: np.ndarray, sentinel_ids: np.ndarray, eos: int
               ) -> np.ndarray:
+    """Sentinels not owed get -inf; where one is owed, the first owed one scores the better
+    of itself and EOS, and EOS -inf."""
     out = log_probs.copy()
     out[:, sentinel_ids] = np.where(missing > 0, out[:, sentinel_ids], -np.inf)
-    out[:, eos] = np.where((missing > 0).any(axis=1), -np.inf, out[:, eos])
+    owing = np.flatnonzero((missing > 0).any(axis=1))
+    first = sentinel_ids[(missing[owing] > 0).argmax(axis=1)]
+    out[owing, first] = np.maximum(out[owing, first], out[owing, eos])
+    out[owing, eos] = -np.inf
     return out
 
 

@@ -3,21 +3,36 @@
 
 import numpy as np
 
-from service.decoding.constraints import emitted, penalty
+from service.decoding.constraints import emitted, eos_as_owed, penalty
 
 SENTINELS = np.array([7, 8, 9], np.int64)
 EOS = 3
 
 
-def test_owed_sentinels_stay_open_and_eos_waits_for_them() -> None:
-    missing = np.array([[1, 0, 0],   # <ph0> still owed: EOS forbidden
-                        [0, 0, 0],   # nothing owed: every sentinel forbidden, EOS allowed
+def test_owed_sentinels_stay_open_and_the_others_are_forbidden() -> None:
+    missing = np.array([[1, 0, 0],   # <ph0> still owed
+                        [0, 0, 0],   # nothing owed: every sentinel forbidden
                         [0, 2, 1]])
     p = penalty(missing, SENTINELS, EOS)
     assert p.token_ids.dtype == np.int64 and p.token_ids.tolist() == [7, 8, 9, EOS]
     assert p.values.dtype == np.float32 and p.values.shape == (3, 4)
     inf = -np.inf
-    assert p.values.tolist() == [[0, inf, inf, inf], [inf, inf, inf, 0], [inf, 0, 0, inf]]
+    assert p.values.tolist() == [[0, inf, inf, 0], [inf, inf, inf, 0], [inf, 0, 0, 0]]
+
+
+def test_eos_turns_into_the_first_owed_sentinel() -> None:
+    ids = np.array([[EOS, 5, 7, 6],    # owes <ph0> (7): EOS's -0.1 beats its own -0.9
+                    [EOS, 5, 6, 4],    # owes nothing: EOS stays
+                    [5, EOS, 4, 6],    # owes <ph1> and <ph2>: the first, 8, takes EOS's place
+                    [5, 6, 4, 2]])     # owes, but no EOS among its best
+    log_probs = np.array([[-0.1, -0.5, -0.9, -2.0], [-0.1, -0.5, -0.9, -2.0],
+                          [-0.3, -0.4, -1.0, -3.0], [-0.3, -0.4, -1.0, -3.0]], np.float32)
+    missing = np.array([[1, 0, 0], [0, 0, 0], [0, 1, 1], [1, 0, 0]])
+    lp, out = eos_as_owed(log_probs, ids, missing, SENTINELS, EOS)
+    inf = -np.inf
+    assert out.tolist() == [[7, 5, 6, 7], [EOS, 5, 6, 4], [5, 8, 4, 6], [5, 6, 4, 2]]
+    np.testing.assert_array_equal(lp, np.array([[-0.1, -0.5, -2.0, inf], log_probs[1],
+                                                log_probs[2], log_probs[3]], np.float32))
 
 
 def test_emitted_counts_each_rows_sentinel_as_an_integer() -> None:
