@@ -31,6 +31,21 @@ def test_whole_words_any_case_longest_first_multi_word_and_punctuation() -> None
                                              ("file", "Datei")]
 
 
+def test_merged_glossaries_match_as_one() -> None:
+    """A request's own entries on a named glossary find what one glossary of both would:
+    the longest term at each position, the own entry winning a shared term, and a term that
+    starts inside another glossary's match found once that match is superseded."""
+    base = Glossary({"a b": "AB", "b c d": "BCD", "Trash": "Papierkorb", "ß-Taste": "Eszett"})
+    own = Glossary({"x a": "XA", "trash": "Müll"})
+    both = Glossary({"a b": "AB", "b c d": "BCD", "x a": "XA", "trash": "Müll",
+                     "ß-Taste": "Eszett"})
+    for text in ("x a b c d", "a b c d", "Empty the Trash", "x  A b", "Die ß-TASTE"):
+        assert base.merged(own).find(text) == both.find(text), text
+    assert [t.target for t in base.merged(own).find("x a b c d")] == ["XA", "BCD"]
+    assert [t.target for t in base.merged(own).find("the trash")] == ["Müll"]
+    assert len(base.merged(own)) == 5
+
+
 def test_text_inside_placeholders_never_matches() -> None:
     assert found('<a href="file">file</a> ${file} {file} $(file)') == [("file", "Datei")]
     assert found("Trash%s") == [("Trash", "Papierkorb")]  # next to a placeholder: matches
