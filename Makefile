@@ -7,7 +7,7 @@ BUNDLE ?= models/en-de
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: serve test test-quick lint pytest tools model model-de model-fr model-es ablation bench bench-ab bench-step bench-models \
+.PHONY: serve test test-quick lint pytest tools model model-de model-fr model-es ablation bench bench-ab bench-step bench-models bench-glossary \
 	bench-engine bench-opennmt opennmt-fixtures docker-check docs mutation clean
 
 $(VENV)/bin/python:
@@ -147,6 +147,10 @@ bench-ab: $(VENV)/.dev
 
 bench-step: $(VENV)/.dev
 	$(PY) -m bench.step
+
+# Finding glossary terms by glossary size, and merging a request's own entries (bench/glossary.md)
+bench-glossary: $(VENV)/.dev
+	$(PY) -m bench.glossary
 
 # Several models in one service: does a busy model starve another? (bench/models.md)
 bench-models: $(VENV)/.dev
