@@ -124,6 +124,16 @@ def _parser() -> argparse.ArgumentParser:
     previous.add_argument("--data", type=Path, default=Path("work/data"))
     previous.add_argument("--eval-limit", type=int, default=0)
 
+    ablation = sub.add_parser("ablation", help="what one corpus source adds: score the bundle "
+                              "and the same schedule trained without that source side by side "
+                              "as served; keep both in the bundle's manifest and card")
+    ablation.add_argument("--bundle", type=Path, required=True)
+    ablation.add_argument("--ablation", type=Path, required=True,
+                          help="the bundle trained with `train --exclude`")
+    ablation.add_argument("--without", required=True, help="the source left out, e.g. games")
+    ablation.add_argument("--data", type=Path, default=Path("work/data"))
+    ablation.add_argument("--eval-limit", type=int, default=0)
+
     terms = sub.add_parser("terminology", help="term use, chrF, alignment and speed with and "
                            "without a glossary, on the held-out applications' own terms")
     terms.add_argument("--bundle", type=Path, required=True)
@@ -303,6 +313,12 @@ def main(argv: list[str] | None = None) -> None:
 
         manifest = record_previous(args.bundle, args.previous, args.data, args.eval_limit)
         print(json.dumps(manifest.metrics["previous"]["scores"], indent=2))
+    elif args.command == "ablation":
+        from model_export.package import record_ablation
+
+        manifest = record_ablation(args.bundle, args.ablation, args.without, args.data,
+                                   args.eval_limit)
+        print(json.dumps(manifest.metrics["ablations"][args.without], indent=2))
     elif args.command == "terminology":
         from model_export.terminology import evaluate
 

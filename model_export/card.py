@@ -118,6 +118,7 @@ def write_card(out_dir: Path, manifest: Manifest) -> None:
     lines += _shortlist_lines(manifest)
     lines += _previous_lines(manifest)
     lines += _terminology_lines(manifest)
+    lines += _ablation_lines(manifest)
     p = manifest.parity
     lines += [
         "## ONNX parity with PyTorch",
@@ -233,6 +234,29 @@ def _terminology_lines(manifest: Manifest) -> list[str]:
     lines += ["", "The glossary's terms are catalog labels (\"Entfernen\", \"Öffnen\"); "
               "forced into a sentence as written, their case and the words around them often "
               "differ from the human translation, which costs BLEU more than chrF.", ""]
+    return lines
+
+
+def _ablation_lines(manifest: Manifest) -> list[str]:
+    """What each corpus source adds: this model against the same schedule without it."""
+    ablations = manifest.metrics.get("ablations")
+    if not ablations:
+        return []
+    lines = ["## What each source adds", "",
+             "The same schedule trained again without one source's pairs "
+             "(`make ablation WITHOUT=<source>`: `train --exclude`), both scored as served "
+             "(beam 4) on this model's evaluation sets in one run:", ""]
+    for source, a in ablations.items():
+        lines += [f"### Without {source} ({a['excluded_pairs']:,} training pairs left out)", "",
+                  "| set | BLEU with → without | chrF with → without | placeholders kept |",
+                  "|---|---|---|---|"]
+        for name, with_ in a["with"].items():
+            without = a["without"][name]
+            lines.append(f"| {name} ({with_['sentences']}) | {with_['bleu']:.1f} → "
+                         f"{without['bleu']:.1f} | {with_['chrf']:.1f} → {without['chrf']:.1f} "
+                         f"| {with_['placeholders_kept']:.1%} → "
+                         f"{without['placeholders_kept']:.1%} |")
+        lines.append("")
     return lines
 
 

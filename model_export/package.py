@@ -74,10 +74,11 @@ def provenance() -> dict[str, Any]:
 
 
 def fine_tuning(run_dir: Path) -> dict[str, Any]:
-    """The oversampled slices, and the parent run if ``run_dir`` fine-tuned another run."""
+    """The oversampled (or excluded) slices, and the parent run if ``run_dir`` fine-tuned
+    another run."""
     config = json.loads((run_dir / "config.json").read_text())
-    if not config.get("init_from"):
-        return {"oversample": config["oversample"]} if config.get("oversample") else {}
+    if not config.get("init_from"):  # and an ablation's excluded slices
+        return {k: config[k] for k in ("oversample", "exclude") if config.get(k)}
     parent = Path(config["init_from"])
     summary = json.loads((parent / "summary.json").read_text())
     return {"fine_tuned_from": {"run": parent.name, "epochs": summary["epoch"],
@@ -314,6 +315,38 @@ def record_terminology(bundle: Path, result: dict[str, Any]) -> Manifest:
     return write_manifest(bundle, manifest)
 
 
+def served_scores(bundle: Path, data_dir: Path, eval_limit: int = 0, beam_size: int = 4
+                  ) -> dict[str, dict[str, Any]]:
+    """``bundle`` as the service runs it (its variant and shortlist), beam search, on every
+    evaluation set of ``data_dir``."""
+    translator = Translator(bundle)
+    scores = {}
+    for name, pairs in evaluation_sets(data_dir, eval_limit).items():
+        sources, references = [s for s, _ in pairs], [t for _, t in pairs]
+        hyps = translate_corpus(translator, sources, DecodeOptions(beam_size=beam_size))
+        scores[name] = score(sources, hyps, references).as_dict()
+        log.info("%s on %s: %s", bundle, name, scores[name])
+    return scores
+
+
+def record_ablation(bundle: Path, ablation: Path, source: str, data_dir: Path,
+                    eval_limit: int = 0, beam_size: int = 4) -> Manifest:
+    """What one corpus source adds: ``bundle`` and ``ablation`` (the same schedule trained
+    without ``source``'s pairs: ``train --exclude``) scored side by side as served on the
+    bundle's evaluation sets, kept in the bundle's manifest and card."""
+    manifest = verify_bundle(bundle)
+    without = verify_bundle(ablation)
+    excluded = without.training.get("exclude", [])
+    ablations = {**manifest.metrics.get("ablations", {}), source: {
+        "excluded": excluded, "beam_size": beam_size,
+        "excluded_pairs": sum(len(load_split(data_dir / name)) for name in excluded),
+        "with": served_scores(bundle, data_dir, eval_limit, beam_size),
+        "without": served_scores(ablation, data_dir, eval_limit, beam_size)}}
+    manifest = replace(manifest, metrics={**manifest.metrics, "ablations": ablations})
+    rewrite_card(bundle, manifest)
+    return write_manifest(bundle, manifest)
+
+
 def record_previous(bundle: Path, previous: Path, data_dir: Path, eval_limit: int = 0,
                     beam_size: int = 4) -> Manifest:
     """Score ``previous`` (the bundle this one replaces, as it is served) on this bundle's
@@ -322,13 +355,7 @@ def record_previous(bundle: Path, previous: Path, data_dir: Path, eval_limit: in
     manifest = verify_bundle(bundle)
     old = verify_bundle(previous)
     translator = Translator(previous)
-    sets = evaluation_sets(data_dir, eval_limit)
-    scores = {}
-    for name, pairs in sets.items():
-        sources, references = [s for s, _ in pairs], [t for _, t in pairs]
-        hyps = translate_corpus(translator, sources, DecodeOptions(beam_size=beam_size))
-        scores[name] = score(sources, hyps, references).as_dict()
-        log.info("previous model on %s: %s", name, scores[name])
+    scores = served_scores(previous, data_dir, eval_limit, beam_size)
     training = old.training
     corpus = training.get("corpus", {})
     metrics = {**manifest.metrics, "previous": {

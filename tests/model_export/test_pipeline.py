@@ -140,6 +140,25 @@ def test_a_terminology_evaluation_is_kept_in_the_manifest_and_the_card(
     assert "| constrained beam search (library only) | 75.0% | 51.0 |" in card
 
 
+def test_an_ablation_is_scored_beside_the_bundle_and_kept_in_its_card(
+        tmp_path: Path, tiny_run: tuple[Path, Path, Path]) -> None:
+    from model_export.package import record_ablation
+
+    data, _, out = tiny_run
+    bundle = tmp_path / "bundle"
+    shutil.copytree(out, bundle)
+    manifest = record_ablation(bundle, out, "charts", data, eval_limit=6)
+    assert verify_bundle(bundle) == manifest
+    entry = manifest.metrics["ablations"]["charts"]
+    assert entry["with"] == entry["without"]  # the same model both sides: the same scores
+    assert set(entry["with"]) >= {"test"} and entry["with"]["test"]["sentences"] == 6
+    card = (bundle / "README.md").read_text()
+    assert "### Without charts (0 training pairs left out)" in card
+    test = entry["with"]["test"]
+    assert (f"| test (6) | {test['bleu']:.1f} → {test['bleu']:.1f} | {test['chrf']:.1f} → "
+            f"{test['chrf']:.1f} |") in card
+
+
 def test_bundle_is_complete_and_consistent(tiny_run: tuple[Path, Path, Path]) -> None:
     _, _, out = tiny_run
     manifest = verify_bundle(out)
