@@ -139,9 +139,12 @@ class Translator:
         known = [(src, tgt) for src, tgt in pairs if src is not None and tgt is not None]
         self.source_sentinel_ids = np.array([src for src, _ in known], dtype=np.int64)
         self.sentinel_ids = np.array([tgt for _, tgt in known], dtype=np.int64)
-        # Target pieces that continue a word (no leading "▁", a letter or digit first)
+        # Target pieces that continue a word: SentencePiece marks a word's first piece with
+        # "▁", so a piece starting with a letter or digit goes on with the word before it
+        # (a vocabulary without the marker: none is known to)
         pieces = [self.tokenizer.piece(i) for i in range(self.manifest.architecture.vocab_size)]
-        self.continuation = np.array([p[:1].isalnum() for p in pieces], dtype=bool)
+        marked = any(p.startswith("▁") for p in pieces)
+        self.continuation = np.array([marked and p[:1].isalnum() for p in pieces], dtype=bool)
 
     def prepare(self, texts: Sequence[str], max_tokens: int | None = None,
                 glossary: Glossary | None = None, method: str = "mask") -> list[Prepared]:
@@ -305,11 +308,21 @@ class Translator:
                 self.pieces(best.token_ids + eos, t.masked), best.attention)
 
     def term_pieces(self, t: Translation) -> dict[int, int]:
-        """Target piece -> source piece of each glossary term of the best candidate: the same
-        sentinel on both sides, matched in order (what :func:`service.alignment.align` takes
-        as known)."""
-        indices = {index for index, _, _ in t.masked.terms if index < self.sentinel_ids.size}
+        """Target piece -> source piece of each glossary term of the best candidate (what
+        :func:`service.alignment.align` takes as known): a masked term's sentinel on both
+        sides, matched in order; a constrained term's target pieces to the pieces of the
+        source term, in proportion."""
         known: dict[int, int] = {}
+        if not t.masked.terms:
+            source = [self.tokenizer.source_piece(i) for i in t.source_ids]
+            target = [self.tokenizer.piece(i) for i in t.best.token_ids]
+            for term in t.best.terms:
+                src, tgt = _pieces_of(source, term.source), _pieces_of(target, term.target)
+                if src and tgt:
+                    known.update({tgt[0] + j: src[0] + j * len(src) // len(tgt)
+                                  for j in range(len(tgt))})
+            return known
+        indices = {index for index, _, _ in t.masked.terms if index < self.sentinel_ids.size}
         for index in indices:
             src = [i for i, x in enumerate(t.source_ids) if x == self.source_sentinel_ids[index]]
             tgt = [i for i, x in enumerate(t.best.token_ids) if x == self.sentinel_ids[index]]
@@ -331,6 +344,23 @@ class Translator:
             masked_piece = self.manifest.placeholders and "<ph" in text
             out.append(unmask(text, tuple(shown)) if masked_piece else text)
         return out
+
+
+def _pieces_of(pieces: Sequence[str], term: str) -> list[int]:
+    """The first run of ``pieces`` that spells ``term`` (any case, any spacing)."""
+    wanted = " ".join(term.split()).casefold()
+    for start, first in enumerate(pieces):
+        if not first.strip("▁"):
+            continue
+        text = ""
+        for end in range(start, len(pieces)):
+            text = (text + pieces[end].replace("▁", " ")).casefold()
+            spelled = " ".join(text.split())
+            if spelled == wanted:
+                return list(range(start, end + 1))
+            if not wanted.startswith(spelled):
+                break
+    return []
 
 
 def find_terms(text: str, terms: Sequence[TermSpan]) -> tuple[str, list[AppliedTerm]]:

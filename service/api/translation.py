@@ -68,14 +68,17 @@ def check_limits(texts: list[str], settings: Settings) -> None:
 async def translate_texts(request: Request, model: Model, settings: Settings,
                           texts: list[str], options: DecodeOptions,
                           glossary: Glossary | None = None) -> BatchResult:
-    """Check, tokenize and decode ``texts`` (their ``glossary`` terms masked, so that the
-    search must emit them) in ``model``'s running batch; dropped if the client disconnects."""
+    """Check, tokenize and decode ``texts`` (the search must emit their ``glossary`` terms:
+    ``SERVICE_GLOSSARY_METHOD``) in ``model``'s running batch; dropped if the client
+    disconnects."""
     translator, batcher = model.translator, model.batcher
     if translator is None or batcher is None:
         raise NotReady(f"model {model.id} is {model.state.value}")
     check_limits(texts, settings)
+    # dynamic beam allocation needs a beam: greedy decoding masks the terms
+    method = settings.glossary_method if options.beam_size > 1 else "mask"
     try:
-        rows = translator.prepare(texts, settings.max_input_tokens, glossary)
+        rows = translator.prepare(texts, settings.max_input_tokens, glossary, method)
     except GlossaryError as exc:
         raise InvalidOption(str(exc)) from exc
     except InputTooLong as exc:

@@ -173,12 +173,6 @@ class Group:
         return [p.allowed(c) for c, row in zip(self.constraints, self.progress, strict=True)
                 for p in row]
 
-    def unmet(self) -> np.ndarray | None:
-        """(R,) rows that may not end yet: a lexical constraint is not met."""
-        if self.progress is None:
-            return None
-        return np.array([not p.complete for row in self.progress for p in row], dtype=bool)
-
     def advance(self, out: StepOutput, eos: int, sentinel_ids: np.ndarray,
                 sentences: Mapping[int, Traced], continuation: np.ndarray | None = None
                 ) -> list[int]:

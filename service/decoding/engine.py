@@ -239,10 +239,10 @@ class Engine:
 
     def _penalty(self, groups: Sequence[Group]) -> tuple[TokenPenalty, int]:
         """One penalty for all rows: the placeholder constraint where a group has one; where
-        a group has lexical constraints, EOS forbidden until they are met and :data:`BONUS`
-        on the tokens that advance them (which puts them in the row's top-k); zeros (which
-        change no score) elsewhere. Also returns the most tokens a row lifts, which the
-        top-k of lexically constrained rows must make room for."""
+        a group has lexical constraints, :data:`BONUS` on the tokens that advance them (which
+        puts them in the row's top-k); zeros (which change no score) elsewhere. Also returns
+        the most tokens a row lifts, which the top-k of lexically constrained rows must make
+        room for."""
         rows = sum(g.rows for g in groups)
         allowed = [g.allowed() for g in groups]
         if not any(g.missing is not None for g in groups) and not any(allowed):
@@ -258,9 +258,7 @@ class Engine:
             if g.missing is not None:
                 part[:, : fixed.size] = penalty(g.missing.reshape(g.rows, -1),
                                                 self.sentinel_ids, self.eos).values
-            unmet = g.unmet()
-            if sets is not None and unmet is not None:
-                part[unmet, fixed.size - 1] = -np.inf  # EOS
+            if sets is not None:
                 for r, row in enumerate(sets):  # never a sentinel or EOS
                     part[r, [column[t] for t in row if t in column]] = BONUS
             at += g.rows

@@ -7,9 +7,11 @@ step a hypothesis may go on with its best tokens, with the next token of the con
 is in, or with the first token of any constraint it has not met; of all these expansions
 the beam keeps the best of each *bank* (hypotheses that have met as many constraint tokens),
 each bank getting an equal share of the ``K`` slots (a bank with too few candidates gives
-its share to the next lower one). EOS is allowed only once every constraint is met, so every
-finished hypothesis holds every term. As in Sockeye's ``lexical_constraints.py``, a
-hypothesis that breaks off a constraint half-way has not met it.
+its share to the next lower one). Only a hypothesis that has met every constraint ends: where
+another would end, it emits the next token of a constraint instead (a term the model will not
+place comes last, as an owed placeholder does), so every finished hypothesis holds every
+term. As in Sockeye's ``lexical_constraints.py``, a hypothesis that breaks off a constraint
+half-way has not met it.
 
 The step model scores the tokens a hypothesis may take next even when they are not among its
 best: the engine adds :data:`BONUS` to their log-probabilities in the step (which lifts them
@@ -147,8 +149,10 @@ def choose(ranked: Sequence[tuple[float, int, int]], K: int, progress: Sequence[
     :param ranked: the expansions :func:`offered` keeps, best first: (score, slot, token)
     :param continuation: (V,) bool, the pieces that go on with the word before them
     """
-    # EOS among the K best finishes a hypothesis (the step allowed it only to those that
-    # met every constraint); the others compete for the K live slots, by bank
+    if any(token == eos and not progress[b].complete for _, b, token in ranked):
+        ranked = _eos_as_owed(ranked, progress, constraints, eos)
+    # EOS among the K best finishes a hypothesis (one that met every constraint); the
+    # others compete for the K live slots, by bank
     finished = [(b, score) for score, b, token in ranked[:K] if token == eos]
     live = []
     for score, b, token in ranked:
@@ -166,3 +170,19 @@ def choose(ranked: Sequence[tuple[float, int, int]], K: int, progress: Sequence[
             room[bank] -= 1
             kept.append((b, token, score, after))
     return Choice(finished, kept[:K])
+
+
+def _eos_as_owed(ranked: Sequence[tuple[float, int, int]], progress: Sequence[Progress],
+                 constraints: Constraints, eos: int) -> list[tuple[float, int, int]]:
+    """Where a hypothesis that has not met every constraint would end, it takes the tokens
+    that advance one instead, with EOS's score if that is better: a term the model will not
+    place comes last, as an owed placeholder does, instead of rambling to the length limit."""
+    scores = {(b, token): score for score, b, token in ranked}
+    for score, b, token in ranked:
+        if token == eos and not progress[b].complete:
+            del scores[(b, token)]
+            for owed in progress[b].allowed(constraints):
+                if score > scores.get((b, owed), -np.inf):
+                    scores[(b, owed)] = score
+    return sorted(((score, b, token) for (b, token), score in scores.items()),
+                  key=lambda e: (-e[0], e[1], e[2]))

@@ -10,6 +10,9 @@ from pathlib import Path
 import httpx
 import pytest
 
+from service.glossary import Glossary
+from service.translator import DecodeOptions, Translator
+from tests.conftest import ROOT
 from tests.integration.conftest import Server, start_server
 
 TBX = """<?xml version="1.0" encoding="UTF-8"?>
@@ -57,6 +60,35 @@ def test_the_default_glossary_applies_and_another_replaces_it(server: Server) ->
     unknown = translate(server, {"text": text, "glossary_id": "nope"})
     assert unknown.status_code == 422
     assert "glossary 'nope' is not loaded for en -> de; loaded: default, legacy" in unknown.text
+
+
+def test_a_beam_search_constrains_the_terms_and_greedy_decoding_masks_them(
+        server: Server, tmp_path: Path) -> None:
+    """SERVICE_GLOSSARY_METHOD (constrain by default) for beam search; greedy always masks:
+    the server answers what the library gives for each method."""
+    texts = ["Move the file to the trash", "Empty the trash folder"]
+    glossary = {"trash": "Müll", "file": "Akte"}
+    translator = Translator(ROOT / "models" / "en-de")
+
+    def local(method: str, beam: int, entries: dict[str, str]) -> list[str]:
+        rows = translator.prepare(texts, glossary=Glossary(entries), method=method)
+        return [t.best.text for t in translator.translate_prepared(
+            rows, DecodeOptions(beam_size=beam)).translations]
+
+    with_default = {"folder": "Ordner", **glossary}  # the request's "trash" wins the default's
+    def served(beam: int, srv: Server = server) -> list[str]:
+        answer = translate(srv, {"text": texts, "glossary": glossary, "beam_size": beam})
+        return [t["text"] for t in answer.json()["translations"]]
+
+    assert served(4) == local("constrain", 4, with_default)
+    assert served(1) == local("mask", 1, with_default)
+    masking = start_server(tmp_path, SERVICE_GLOSSARY_METHOD="mask")  # no named glossaries
+    try:
+        masking.wait("/health/ready", 200)
+        assert served(4, masking) == local("mask", 4, glossary) != local("constrain", 4,
+                                                                          glossary)
+    finally:
+        masking.stop()
 
 
 def test_libretranslate_takes_glossary_and_glossary_id(server: Server) -> None:
