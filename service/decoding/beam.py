@@ -174,10 +174,11 @@ class Group:
                 for p in row]
 
     def advance(self, out: StepOutput, eos: int, sentinel_ids: np.ndarray,
-                sentences: Mapping[int, Traced], continuation: np.ndarray | None = None
-                ) -> list[int]:
+                sentences: Mapping[int, Traced], continuation: np.ndarray | None = None,
+                allowed: list[set[int]] | None = None) -> list[int]:
         """Expand every live hypothesis by one token, finish those ending in EOS, keep K;
-        returns the ids of the sentences now done, which leave the group."""
+        returns the ids of the sentences now done, which leave the group. (``allowed``:
+        :meth:`allowed` before the step, if the caller has it.)"""
         N, K = self.scores.shape
         attention = None if out.attention is None else out.attention.reshape(N, K, -1)
         running = [sentences[int(i)] for i in self.ids]
@@ -198,8 +199,8 @@ class Group:
         n = np.arange(N)[:, None]
         if self.constraints is not None:
             assert continuation is not None, "lexical constraints need the continuation pieces"
-            scores, beam, token, complete = self._choose_lexical(out, eos, finish, running,
-                                                                 continuation)
+            scores, beam, token, complete = self._choose_lexical(
+                out, eos, finish, running, continuation, allowed or self.allowed() or [])
         else:
             scores, beam, token, complete = self._choose(out, eos, finish, running)
         record = Record(token, beam, None if attention is None else attention[n, beam])
@@ -272,13 +273,12 @@ class Group:
 
     def _choose_lexical(self, out: StepOutput, eos: int,
                         finish: Callable[[int, int, float], None], running: Sequence[Traced],
-                        continuation: np.ndarray) -> tuple[np.ndarray, ...]:
+                        continuation: np.ndarray, allowed: list[set[int]]
+                        ) -> tuple[np.ndarray, ...]:
         """Dynamic beam allocation (:func:`service.decoding.lexical.choose`) for every
         sentence; complete once K hypotheses, each holding every term, have finished."""
         assert self.constraints is not None and self.progress is not None
         N, K = self.scores.shape
-        allowed = self.allowed()
-        assert allowed is not None
         log_probs, lifted = lexical.unlift(out.top_log_probs, out.top_ids, allowed)
         k = out.top_ids.shape[1]
         totals = self.scores[:, :, None] + log_probs.reshape(N, K, k)

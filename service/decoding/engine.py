@@ -176,7 +176,8 @@ class Engine:
                 tuple(running), [self._candidates(s) for s in running],
                 [g.beam for g in groups for _ in range(g.size)])
         attention = any(g.attention for g in groups)
-        step_penalty, lifted = self._penalty(groups)
+        allowed = {id(g): g.allowed() for g in groups}  # what each lexical row may advance by
+        step_penalty, lifted = self._penalty(groups, allowed)
         width = vocab.columns.shape[1] if vocab is not None else sys.maxsize
         # 2K per row (the search's candidates), plus the tokens lexical constraints lift,
         # plus one where EOS may turn into an owed placeholder (constraints.eos_as_owed)
@@ -195,7 +196,7 @@ class Engine:
             part = StepOutput(out.top_log_probs[rows, :k], out.top_ids[rows, :k],
                               out.hidden[rows], kept)
             for sid in g.advance(part, self.eos, self.sentinel_ids, self.sentences,
-                                 self.continuation):
+                                 self.continuation, allowed[id(g)]):
                 done[sid] = self.sentences[sid].results()
                 self._leave(sid)
         for group, stepped in parts:
@@ -237,14 +238,15 @@ class Engine:
         del self.sentences[sid]
         self._free.append(self.slot_of.pop(sid))
 
-    def _penalty(self, groups: Sequence[Group]) -> tuple[TokenPenalty, int]:
+    def _penalty(self, groups: Sequence[Group], allowed_of: dict[int, list[set[int]] | None]
+                 ) -> tuple[TokenPenalty, int]:
         """One penalty for all rows: the placeholder constraint where a group has one; where
         a group has lexical constraints, :data:`BONUS` on the tokens that advance them (which
         puts them in the row's top-k); zeros (which change no score) elsewhere. Also returns
         the most tokens a row lifts, which the top-k of lexically constrained rows must make
         room for."""
         rows = sum(g.rows for g in groups)
-        allowed = [g.allowed() for g in groups]
+        allowed = [allowed_of[id(g)] for g in groups]
         if not any(g.missing is not None for g in groups) and not any(allowed):
             return TokenPenalty.none(rows), 0
         fixed = np.append(self.sentinel_ids, self.eos).astype(np.int64)

@@ -38,6 +38,7 @@ class Progress:
     # The constraint the last token completed: met only if the next token does not go on
     # with its last word ("Müll" + "e" is not the term "Müll")
     just_met: int | None = None
+    tokens: int = 0  # its bank: constraint tokens emitted (met ones whole, the current so far)
 
     @staticmethod
     def start(constraints: Constraints) -> Progress:
@@ -51,12 +52,6 @@ class Progress:
             return {constraints[c][j]}
         return {constraints[c][0] for c, met in enumerate(self.met) if not met}
 
-    def tokens_met(self, constraints: Constraints) -> int:
-        """Its bank: constraint tokens emitted (met constraints whole, the current one so
-        far)."""
-        done = sum(len(constraints[c]) for c, met in enumerate(self.met) if met)
-        return done + (self.current[1] if self.current is not None else 0)
-
     @property
     def complete(self) -> bool:
         return all(self.met)
@@ -65,24 +60,25 @@ class Progress:
                 continues_word: bool = False) -> Progress:
         """After emitting ``token`` (``continues_word``: a piece that goes on with the word
         before it)."""
-        met = list(self.met)
+        met, tokens = list(self.met), self.tokens
         if self.just_met is not None and continues_word:
             met[self.just_met] = False  # the word went on: not the term after all
+            tokens -= len(constraints[self.just_met])
         if self.current is not None:
             c, j = self.current
             if token == constraints[c][j]:
                 if j + 1 == len(constraints[c]):
                     met[c] = True
-                    return Progress(tuple(met), just_met=c)
-                return Progress(tuple(met), (c, j + 1))
-            # broken off: that constraint is not met; the token may start another one
+                    return Progress(tuple(met), None, c, tokens + 1)
+                return Progress(tuple(met), (c, j + 1), None, tokens + 1)
+            tokens -= j  # broken off: not met; the token may start another one
         for c, done in enumerate(met):
             if not done and constraints[c][0] == token:
                 if len(constraints[c]) == 1:
                     met[c] = True
-                    return Progress(tuple(met), just_met=c)
-                return Progress(tuple(met), (c, 1))
-        return Progress(tuple(met))
+                    return Progress(tuple(met), None, c, tokens + 1)
+                return Progress(tuple(met), (c, 1), None, tokens + 1)
+        return Progress(tuple(met), tokens=tokens)
 
 
 def bank_sizes(banks: int, beam: int, counts: Sequence[int]) -> list[int]:
@@ -158,7 +154,7 @@ def choose(ranked: Sequence[tuple[float, int, int]], K: int, progress: Sequence[
     for score, b, token in ranked:
         if token != eos:
             after = progress[b].advance(token, constraints, bool(continuation[token]))
-            live.append((b, token, score, after, after.tokens_met(constraints)))
+            live.append((b, token, score, after, after.tokens))
     banks = sum(len(c) for c in constraints) + 1
     counts = [0] * banks
     for *_, bank in live:

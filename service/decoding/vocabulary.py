@@ -20,6 +20,8 @@ class Vocabulary:
     columns: np.ndarray  # (R, W) int64: each row's candidates as columns, ascending; C pads
     penalized: np.ndarray  # (P,) int64: the tokens penalty_columns locates
     penalty_columns: np.ndarray  # (R, P) int64: their packed positions (W - 1 if absent)
+    set_columns: np.ndarray  # (N, W): ``columns`` once per sentence (candidate set)
+    rows: np.ndarray  # (N,) rows of each sentence (columns repeats set_columns so)
 
     @staticmethod
     def build(ids: np.ndarray, own: Sequence[np.ndarray], rows: Sequence[int],
@@ -45,7 +47,7 @@ class Vocabulary:
         positions[sentence[hit], which[flat[hit]]] = position[hit]
         repeat = np.asarray(rows)
         return Vocabulary(ids, np.repeat(columns, repeat, axis=0), penalized,
-                          np.repeat(positions, repeat, axis=0))
+                          np.repeat(positions, repeat, axis=0), columns, repeat)
 
     @staticmethod
     def of(candidate_sets: list[np.ndarray], penalized: np.ndarray | None = None
@@ -86,17 +88,19 @@ class Vocabulary:
     def locate(self, token_ids: np.ndarray) -> np.ndarray:
         """(R, T) where each token sits in each row's packed candidates (W - 1, a padding
         column, where the row's sentence does not have it)."""
-        R, W = self.columns.shape
+        N, W = self.set_columns.shape
         C = self.ids.size
         union = self.positions(token_ids)  # (T,)
-        # Rows are ascending (padded with C): offset row r by r * (C + 1), and one sorted
-        # search over the flattened rows finds every (row, token) at once.
-        offset = np.arange(R, dtype=np.int64)[:, None] * (C + 1)
-        flat = (self.columns + offset).ravel()
-        wanted = union[None, :] + offset  # (R, T)
+        # Sets are ascending (padded with C): offset set n by n * (C + 1), and one sorted
+        # search over the flattened sets finds every (set, token) at once; then each set's
+        # answer for each of its rows.
+        offset = np.arange(N, dtype=np.int64)[:, None] * (C + 1)
+        flat = (self.set_columns + offset).ravel()
+        wanted = union[None, :] + offset  # (N, T)
         at = np.minimum(np.searchsorted(flat, wanted), flat.size - 1)
         found = flat[at] == wanted
-        return np.where(found, at - np.arange(R)[:, None] * W, W - 1).astype(np.int64)
+        where = np.where(found, at - np.arange(N)[:, None] * W, W - 1).astype(np.int64)
+        return np.repeat(where, self.rows, axis=0)
 
     def restrict(self, log_probs: np.ndarray) -> np.ndarray:
         """Full-vocabulary log-probabilities (R, V) -> (R, C), each row renormalized over its

@@ -67,19 +67,21 @@ def occurrences(tokens: list[int], sequence: tuple[int, ...]) -> int:
 def test_progress_follows_each_constraint_token_by_token() -> None:
     constraints = ((5, 6), (7,))
     p = Progress.start(constraints)
-    assert p.allowed(constraints) == {5, 7} and p.tokens_met(constraints) == 0
+    assert p.allowed(constraints) == {5, 7} and p.tokens == 0
     p = p.advance(5, constraints)
     assert p.current == (0, 1) and p.allowed(constraints) == {6}
-    assert p.tokens_met(constraints) == 1
+    assert p.tokens == 1
     broken = p.advance(9, constraints)  # broken off half-way: not met
     assert broken == Progress((False, False)) and broken.allowed(constraints) == {5, 7}
+    assert broken.tokens == 0
     switched = p.advance(7, constraints)  # breaks the first, meets the second
-    assert switched.met == (False, True) and switched.just_met == 1
+    assert switched.met == (False, True) and switched.just_met == 1 and switched.tokens == 1
     p = p.advance(6, constraints)
-    assert p.met == (True, False) and p.just_met == 0 and p.tokens_met(constraints) == 2
-    assert p.advance(27, constraints, continues_word=True).met == (False, False)  # "Mülle"
+    assert p.met == (True, False) and p.just_met == 0 and p.tokens == 2
+    mulle = p.advance(27, constraints, continues_word=True)  # "Müll" + "e": not the term
+    assert mulle.met == (False, False) and mulle.tokens == 0
     p = p.advance(3, constraints).advance(7, constraints)
-    assert p.complete and p.allowed(constraints) == set()
+    assert p.complete and p.allowed(constraints) == set() and p.tokens == 3
     twice = ((4,), (4,))
     assert Progress.start(twice).advance(4, twice).advance(4, twice).complete
 
