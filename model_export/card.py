@@ -213,10 +213,10 @@ def _terminology_lines(manifest: Manifest) -> list[str]:
     if not t:
         return []
     speed = t["speed_ratio_20_terms"]
-    rows = [("no glossary", t["without"], 1.0), ("masked terms (what the service does)",
-            t["with"]["mask"], speed["mask"]),
-            ("constrained beam search (library only)", t["with"]["constrain"],
-             speed["constrain"])]
+    rows = [("no glossary", t["without"], 1.0),
+            ("masked terms (the default)", t["with"]["mask"], speed["mask"]),
+            ("constrained beam search (`SERVICE_GLOSSARY_METHOD=constrain`)",
+             t["with"]["constrain"], speed["constrain"])]
     lines = ["## Glossaries", "",
              f"`python -m model_export terminology`: {t['strings']} strings of the held-out "
              "applications whose human translation uses one of those applications' own one- "
@@ -233,7 +233,11 @@ def _terminology_lines(manifest: Manifest) -> list[str]:
                      f"{r['placeholders_kept']:.1%} | {aligned} | {ratio:.2f}× |")
     lines += ["", "The glossary's terms are catalog labels (\"Entfernen\", \"Öffnen\"); "
               "forced into a sentence as written, their case and the words around them often "
-              "differ from the human translation, which costs BLEU more than chrF.", ""]
+              "differ from the human translation, which costs BLEU more than chrF. Masked, a "
+              "term sits where the source had it but the words around it may not agree with "
+              "it; constrained, the model places the term's own pieces, but where it words the "
+              "term differently (\"hinzufügen\" for \"Hinzufügen\") the term comes a second "
+              "time, often last.", ""]
     return lines
 
 

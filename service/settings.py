@@ -40,11 +40,12 @@ class Settings(BaseSettings):
                                       "<dir>/<source>-<target>/<name>.tbx|csv|tsv|po; a "
                                       "glossary named default applies to every request of "
                                       "its pair")
-    glossary_method: Literal["constrain", "mask"] = Field(
-        "constrain", description="how a beam search honours glossary terms: constrain = "
-        "lexically constrained beam search (the term's own pieces, placed by the model); mask "
-        "= the term masked like a placeholder (faster, less fluent); greedy decoding always "
-        "masks")
+    glossary_method: Literal["mask", "constrain"] = Field(
+        "mask", description="how the search honours glossary terms: mask = each term masked "
+        "like a placeholder, its target term put in its place; constrain = lexically "
+        "constrained beam search (the term's own pieces, placed by the model: higher chrF, "
+        "but a term the model words differently can come twice; beam search only, greedy "
+        "decoding masks)")
     on_demand: str = Field("", description="comma-separated model ids (or *) loaded at their "
                            "first request instead of at start")
     max_loaded_models: int = Field(0, ge=0, description="beyond this many loaded models, the "

@@ -76,7 +76,7 @@ async def translate_texts(request: Request, model: Model, settings: Settings,
         raise NotReady(f"model {model.id} is {model.state.value}")
     check_limits(texts, settings)
     # dynamic beam allocation needs a beam: greedy decoding masks the terms
-    method = settings.glossary_method if options.beam_size > 1 else "mask"
+    method = "mask" if options.beam_size == 1 else settings.glossary_method
     try:
         rows = translator.prepare(texts, settings.max_input_tokens, glossary, method)
     except GlossaryError as exc:

@@ -300,8 +300,9 @@ class Group:
                 beam[n, slot], token[n, slot], scores[n, slot], progress[slot] = (
                     b, t, score, after)
             self.progress[n] = progress
-            complete[n] = len(running[n].finished) >= K or self._settled(
-                n, scores[n], running[n])
+            done = running[n].finished
+            complete[n] = len(done) >= K or self._settled(n, scores[n], running[n]) or (
+                choice.best_finished and len(done) >= running[n].n_best)
         return scores, beam, token, complete
 
 

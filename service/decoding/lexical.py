@@ -136,6 +136,7 @@ class Choice:
 
     finished: list[tuple[int, float]]
     live: list[tuple[int, int, float, Progress]]
+    best_finished: bool  # the best expansion of the step ended the sentence
 
 
 def choose(ranked: Sequence[tuple[float, int, int]], K: int, progress: Sequence[Progress],
@@ -165,7 +166,7 @@ def choose(ranked: Sequence[tuple[float, int, int]], K: int, progress: Sequence[
         if room[bank] > 0:
             room[bank] -= 1
             kept.append((b, token, score, after))
-    return Choice(finished, kept[:K])
+    return Choice(finished, kept[:K], bool(ranked) and ranked[0][2] == eos)
 
 
 def _eos_as_owed(ranked: Sequence[tuple[float, int, int]], progress: Sequence[Progress],

@@ -62,10 +62,10 @@ def test_the_default_glossary_applies_and_another_replaces_it(server: Server) ->
     assert "glossary 'nope' is not loaded for en -> de; loaded: default, legacy" in unknown.text
 
 
-def test_a_beam_search_constrains_the_terms_and_greedy_decoding_masks_them(
+def test_terms_are_masked_and_a_setting_constrains_the_beam_search_instead(
         server: Server, tmp_path: Path) -> None:
-    """SERVICE_GLOSSARY_METHOD (constrain by default) for beam search; greedy always masks:
-    the server answers what the library gives for each method."""
+    """SERVICE_GLOSSARY_METHOD: mask by default; constrain for beam search (greedy decoding
+    still masks). The server answers what the library gives for each method."""
     texts = ["Move the file to the trash", "Empty the trash folder"]
     glossary = {"trash": "Müll", "file": "Akte"}
     translator = Translator(ROOT / "models" / "en-de")
@@ -75,20 +75,20 @@ def test_a_beam_search_constrains_the_terms_and_greedy_decoding_masks_them(
         return [t.best.text for t in translator.translate_prepared(
             rows, DecodeOptions(beam_size=beam)).translations]
 
-    with_default = {"folder": "Ordner", **glossary}  # the request's "trash" wins the default's
     def served(beam: int, srv: Server = server) -> list[str]:
         answer = translate(srv, {"text": texts, "glossary": glossary, "beam_size": beam})
         return [t["text"] for t in answer.json()["translations"]]
 
-    assert served(4) == local("constrain", 4, with_default)
-    assert served(1) == local("mask", 1, with_default)
-    masking = start_server(tmp_path, SERVICE_GLOSSARY_METHOD="mask")  # no named glossaries
+    with_default = {"folder": "Ordner", **glossary}  # the request's "trash" wins the default's
+    assert served(4) == local("mask", 4, with_default)
+    constraining = start_server(tmp_path, SERVICE_GLOSSARY_METHOD="constrain")  # no named ones
     try:
-        masking.wait("/health/ready", 200)
-        assert served(4, masking) == local("mask", 4, glossary) != local("constrain", 4,
-                                                                          glossary)
+        constraining.wait("/health/ready", 200)
+        assert served(4, constraining) == local("constrain", 4, glossary) != local(
+            "mask", 4, glossary)
+        assert served(1, constraining) == local("mask", 1, glossary)
     finally:
-        masking.stop()
+        constraining.stop()
 
 
 def test_libretranslate_takes_glossary_and_glossary_id(server: Server) -> None:

@@ -135,9 +135,9 @@ def test_a_terminology_evaluation_is_kept_in_the_manifest_and_the_card(
     assert manifest.metrics["terminology"]["with"]["constrain"]["chrf"] == 51.0
     assert "examples" not in manifest.metrics["terminology"]
     card = (bundle / "README.md").read_text()
-    assert "| masked terms (what the service does) | 100.0% | 49.0 | 20.0 | 100.0% | – | " \
-           "0.95× |" in card
-    assert "| constrained beam search (library only) | 75.0% | 51.0 |" in card
+    assert "| masked terms (the default) | 100.0% | 49.0 | 20.0 | 100.0% | – | 0.95× |" in card
+    assert "| constrained beam search (`SERVICE_GLOSSARY_METHOD=constrain`) | 75.0% | 51.0 |" \
+        in card
 
 
 def test_an_ablation_is_scored_beside_the_bundle_and_kept_in_its_card(
