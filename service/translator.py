@@ -316,8 +316,10 @@ class Translator:
         if not t.masked.terms:
             source = [self.tokenizer.source_piece(i) for i in t.source_ids]
             target = [self.tokenizer.piece(i) for i in t.best.token_ids]
-            for term in t.best.terms:
-                src, tgt = _pieces_of(source, term.source), _pieces_of(target, term.target)
+            for term in t.best.terms:  # the term as constrained, else a case variant
+                src = _pieces_of(source, term.source)
+                tgt = _pieces_of(target, term.target, exact=True) or _pieces_of(target,
+                                                                                 term.target)
                 if src and tgt:
                     known.update({tgt[0] + j: src[0] + j * len(src) // len(tgt)
                                   for j in range(len(tgt))})
@@ -346,15 +348,19 @@ class Translator:
         return out
 
 
-def _pieces_of(pieces: Sequence[str], term: str) -> list[int]:
-    """The first run of ``pieces`` that spells ``term`` (any case, any spacing)."""
-    wanted = " ".join(term.split()).casefold()
+def _pieces_of(pieces: Sequence[str], term: str, exact: bool = False) -> list[int]:
+    """The first run of ``pieces`` that spells ``term`` (any spacing; any case unless
+    ``exact``)."""
+    def fold(text: str) -> str:
+        return text if exact else text.casefold()
+
+    wanted = fold(" ".join(term.split()))
     for start, first in enumerate(pieces):
         if not first.strip("▁"):
             continue
         text = ""
         for end in range(start, len(pieces)):
-            text = (text + pieces[end].replace("▁", " ")).casefold()
+            text = fold(text + pieces[end].replace("▁", " "))
             spelled = " ".join(text.split())
             if spelled == wanted:
                 return list(range(start, end + 1))

@@ -141,6 +141,14 @@ def test_the_constrained_search_emits_each_term_and_leaves_other_texts_alone(
         assert sorted(a.target.lower() for a in t.best.terms) == [e.lower() for e in expected]
         for a in t.best.terms:
             assert t.best.text[slice(*a.target_span)] == a.target
+    [first] = translator.translate_prepared(rows[:1], DecodeOptions(
+        beam_size=4, attention=True)).translations  # each term's place known, not guessed
+    source, target, _ = translator.attention_of(first)
+    known = translator.term_pieces(first)
+    spelled = " ".join(a.target for a in first.best.terms)
+    assert known and all(target[i].strip("▁") in spelled for i in known)
+    assert all(source[j].strip("▁").lower() in {w.lower() for a in first.best.terms
+                                                for w in a.source.split()} for j in known.values())
     with pytest.raises(ValueError, match="unknown glossary method 'regex'"):
         translator.prepare(TEXTS, glossary=G, method="regex")
 
