@@ -153,6 +153,10 @@ def _training_lines(t: dict[str, Any]) -> list[str]:
                       for name, times in t.get("oversample", {}).items())
     if not parent:
         added = f" with {extra} added (oversampled)" if extra else ""
+        left_out = ", ".join(f"`{name}`" for name in t.get("exclude", []))
+        if left_out:
+            count = f"{t['excluded_pairs']:,} " if "excluded_pairs" in t else ""
+            added += f", without the {count}pairs of {left_out} (`train --exclude`)"
         return [f"- {run}{added}; best dev BLEU (greedy) {t['best_dev_bleu']}."]
     return [f"- Trained on every package for {parent['epochs']} epochs ({parent['steps']} "
             f"updates, {parent['train_seconds'] / 60:.0f} min), then fine-tuned from that model "

@@ -78,7 +78,11 @@ def fine_tuning(run_dir: Path) -> dict[str, Any]:
     another run."""
     config = json.loads((run_dir / "config.json").read_text())
     if not config.get("init_from"):  # and an ablation's excluded slices
-        return {k: config[k] for k in ("oversample", "exclude") if config.get(k)}
+        out = {k: config[k] for k in ("oversample", "exclude") if config.get(k)}
+        if config.get("exclude"):
+            out["excluded_pairs"] = sum(len(load_split(Path(config["data_dir"]) / name))
+                                        for name in config["exclude"])
+        return out
     parent = Path(config["init_from"])
     summary = json.loads((parent / "summary.json").read_text())
     return {"fine_tuned_from": {"run": parent.name, "epochs": summary["epoch"],

@@ -63,7 +63,8 @@ def models_table() -> str:
         rows.append(
             f"| [`{path.name}`](models/{path.name}/README.md) "
             f"{manifest['source_lang']}→{manifest['target_lang']} "
-            f"| {corpus['splits']['train']:,} / {corpus['splits']['test']:,} "
+            f"| {corpus['splits']['train'] - training.get('excluded_pairs', 0):,} / "
+            f"{corpus['splits']['test']:,} "
             f"| {_steps(training)} updates, {minutes:.0f} min on {training['threads']} CPU "
             f"threads | {variant}, {size:.0f} MB "
             f"| {beam['bleu']:.1f} / {greedy['bleu']:.1f} | {beam['chrf']:.1f} "
