@@ -139,6 +139,8 @@ def _parser() -> argparse.ArgumentParser:
     terms.add_argument("--bundle", type=Path, required=True)
     terms.add_argument("--data", type=Path, default=Path("work/data"))
     terms.add_argument("--json", type=Path, help="write the result here")
+    terms.add_argument("--rounds", type=int, default=3,
+                       help="interleaved timing rounds (the speed ratio is their median)")
     terms.add_argument("--record", action="store_true",
                        help="keep the result in the bundle's manifest and model card")
 
@@ -322,7 +324,7 @@ def main(argv: list[str] | None = None) -> None:
     elif args.command == "terminology":
         from model_export.terminology import evaluate
 
-        result = evaluate(args.bundle, args.data)
+        result = evaluate(args.bundle, args.data, rounds=args.rounds)
         if args.record:
             from model_export.package import record_terminology
 
