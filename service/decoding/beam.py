@@ -233,7 +233,6 @@ class Group:
         self.keep(~done)
         return finished
 
-
     def _choose(self, out: StepOutput, eos: int, finish: Callable[[int, int, float], None],
                 running: Sequence[Traced]) -> tuple[np.ndarray, ...]:
         """The rule's choice: (scores, slot extended, token) of the K live hypotheses of
@@ -258,25 +257,13 @@ class Group:
             complete = np.array([len(s.finished) >= K for s in running], dtype=bool)
         return scores, top_beam[n, live], top_token[n, live], complete
 
-    def _settled(self, n: int, live: np.ndarray, sentence: Traced) -> bool:
-        """No live hypothesis of sentence ``n`` can still beat its ``n_best`` finished ones:
-        log-probabilities only fall, so the best a live one can reach is its score over the
-        largest length penalty it may yet get (the search would end with the same results
-        if it went on)."""
-        if len(sentence.finished) < sentence.n_best:
-            return False
-        kept = sorted((h.score for h in sentence.finished), reverse=True)[sentence.n_best - 1]
-        longest = int(self.max_len[n])
-        lp = max(length_penalty(int(self.steps[n]) + 2, self.alpha, self.rule),
-                 length_penalty(longest, self.alpha, self.rule))
-        return bool(np.all(live / lp < kept))
-
     def _choose_lexical(self, out: StepOutput, eos: int,
                         finish: Callable[[int, int, float], None], running: Sequence[Traced],
                         continuation: np.ndarray, allowed: list[set[int]]
                         ) -> tuple[np.ndarray, ...]:
         """Dynamic beam allocation (:func:`service.decoding.lexical.choose`) for every
-        sentence; complete once K hypotheses, each holding every term, have finished."""
+        sentence; complete once K hypotheses (each holding every term) have finished, or
+        ``n_best`` have and the best expansion of the step was one of them."""
         assert self.constraints is not None and self.progress is not None
         N, K = self.scores.shape
         log_probs, lifted = lexical.unlift(out.top_log_probs, out.top_ids, allowed)
@@ -301,8 +288,8 @@ class Group:
                     b, t, score, after)
             self.progress[n] = progress
             done = running[n].finished
-            complete[n] = len(done) >= K or self._settled(n, scores[n], running[n]) or (
-                choice.best_finished and len(done) >= running[n].n_best)
+            complete[n] = len(done) >= K or (choice.best_finished
+                                              and len(done) >= running[n].n_best)
         return scores, beam, token, complete
 
 
