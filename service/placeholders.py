@@ -128,7 +128,8 @@ class AppliedTerm:
 
 def unmask_terms(text: str, masked: Masked) -> tuple[str, list[AppliedTerm]]:
     """:func:`unmask`, also saying where each glossary term went. A term that starts the
-    output gets a capital first letter (the target term's case otherwise)."""
+    output gets a capital first letter (the target term's case otherwise), and a space where
+    the model put it against a word or number (as it may an owed term it appends last)."""
     terms: dict[int, list[tuple[str, tuple[int, int]]]] = {}
     for index, source, span in masked.terms:
         terms.setdefault(index, []).append((source, span))
@@ -142,10 +143,16 @@ def unmask_terms(text: str, masked: Masked) -> tuple[str, list[AppliedTerm]]:
         i = int(match.group(1))
         value = masked.placeholders[i] if i < len(masked.placeholders) else ""
         if terms.get(i):
-            if not "".join(parts).strip():
+            before = "".join(parts)
+            if not before.strip():
                 value = value[:1].upper() + value[1:]
             source, span = terms[i].pop(0)
-            applied.append(AppliedTerm(source, value, span, (length, length + len(value))))
+            # a term is whole words: never glued to a word or number next to it
+            lead = " " if before[-1:].isalnum() else ""
+            trail = " " if text[at:at + 1].isalnum() else ""
+            start = length + len(lead)
+            applied.append(AppliedTerm(source, value, span, (start, start + len(value))))
+            value = lead + value + trail
         parts.append(value)
         length += len(value)
     parts.append(text[at:])

@@ -85,6 +85,20 @@ def test_a_term_starting_the_output_gets_a_capital() -> None:
     assert unmask_terms("den <ph0> leeren", masked)[0] == "den papierkorb leeren"
 
 
+def test_a_term_is_never_glued_to_a_word_or_number() -> None:
+    """An owed term appended last may come right after a placeholder or word."""
+    masked = mask("Saving failed.\n%1", Glossary({"Saving": "Enregistrement"}).find(
+        "Saving failed.\n%1"))
+    text, [term] = unmask_terms("Échec.<ph1><ph2><ph0>", masked)
+    assert text == "Échec.\n%1 Enregistrement"
+    assert text[slice(*term.target_span)] == "Enregistrement"
+    text, [term] = unmask_terms("a<ph0>b", mask("Saving", Glossary({"Saving": "E"}).find(
+        "Saving")))
+    assert (text, term.target_span) == ("a E b", (2, 3))
+    assert unmask_terms("(<ph0>).", mask("Saving", Glossary({"Saving": "E"}).find(
+        "Saving")))[0] == "(E)."  # punctuation stays where it was
+
+
 TEXTS = ["Move the file to the trash", "Empty Trash", "Open the file manager",
          "Delete the file %s and the file %d?", "The trash is full."]
 
