@@ -319,17 +319,16 @@ def record_terminology(bundle: Path, result: dict[str, Any]) -> Manifest:
     return write_manifest(bundle, manifest)
 
 
-def served_scores(bundle: Path, data_dir: Path, eval_limit: int = 0, beam_size: int = 4
-                  ) -> dict[str, dict[str, Any]]:
-    """``bundle`` as the service runs it (its variant and shortlist), beam search, on every
+def served_scores(translator: Translator, data_dir: Path, eval_limit: int = 0,
+                  beam_size: int = 4) -> dict[str, dict[str, Any]]:
+    """A bundle as the service runs it (its variant and shortlist), beam search, on every
     evaluation set of ``data_dir``."""
-    translator = Translator(bundle)
     scores = {}
     for name, pairs in evaluation_sets(data_dir, eval_limit).items():
         sources, references = [s for s, _ in pairs], [t for _, t in pairs]
         hyps = translate_corpus(translator, sources, DecodeOptions(beam_size=beam_size))
         scores[name] = score(sources, hyps, references).as_dict()
-        log.info("%s on %s: %s", bundle, name, scores[name])
+        log.info("%s on %s: %s", translator.bundle_dir, name, scores[name])
     return scores
 
 
@@ -344,8 +343,8 @@ def record_ablation(bundle: Path, ablation: Path, source: str, data_dir: Path,
     ablations = {**manifest.metrics.get("ablations", {}), source: {
         "excluded": excluded, "beam_size": beam_size,
         "excluded_pairs": sum(len(load_split(data_dir / name)) for name in excluded),
-        "with": served_scores(bundle, data_dir, eval_limit, beam_size),
-        "without": served_scores(ablation, data_dir, eval_limit, beam_size)}}
+        "with": served_scores(Translator(bundle), data_dir, eval_limit, beam_size),
+        "without": served_scores(Translator(ablation), data_dir, eval_limit, beam_size)}}
     manifest = replace(manifest, metrics={**manifest.metrics, "ablations": ablations})
     rewrite_card(bundle, manifest)
     return write_manifest(bundle, manifest)
@@ -359,7 +358,7 @@ def record_previous(bundle: Path, previous: Path, data_dir: Path, eval_limit: in
     manifest = verify_bundle(bundle)
     old = verify_bundle(previous)
     translator = Translator(previous)
-    scores = served_scores(previous, data_dir, eval_limit, beam_size)
+    scores = served_scores(translator, data_dir, eval_limit, beam_size)
     training = old.training
     corpus = training.get("corpus", {})
     metrics = {**manifest.metrics, "previous": {

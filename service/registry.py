@@ -108,7 +108,7 @@ class Registry:
         if model is not None:
             return model if (model not in self.models and self.on_demand(model)
                              and model in self.repository.ids()) else None
-        fits = [i for i, (s, t) in self.on_disk_pairs().items() if i not in self.models
+        fits = [i for i, (_, s, t) in self.on_disk().items() if i not in self.models
                 and source in (None, s) and target in (None, t)]
         return fits[0] if len(fits) == 1 else None
 
@@ -128,10 +128,6 @@ class Registry:
                 self._pairs[entry.path] = (manifest.source_lang, manifest.target_lang)
             found[model_id] = (entry.version, *self._pairs[entry.path])
         return found
-
-    def on_disk_pairs(self) -> dict[str, tuple[str, str]]:
-        """The language pairs of the on-demand models in the repository."""
-        return {i: (s, t) for i, (_, s, t) in self.on_disk().items()}
 
     def evict(self, keep: Model) -> None:
         limit = self.settings.max_loaded_models

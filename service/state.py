@@ -147,7 +147,7 @@ class ServiceState:
             raise NotReady(f"service not ready: {self.detail}")
         ready = {m.pair for m in self.models.values()
                  if m.state is ModelState.READY and m.pair is not None}
-        return sorted(ready | set(self.registry.on_disk_pairs().values()))
+        return sorted(ready | {(s, t) for _, s, t in self.registry.on_disk().values()})
 
     # Loading and unloading.
 

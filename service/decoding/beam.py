@@ -178,7 +178,7 @@ class Group:
                 allowed: list[set[int]] | None = None) -> list[int]:
         """Expand every live hypothesis by one token, finish those ending in EOS, keep K;
         returns the ids of the sentences now done, which leave the group. (``allowed``:
-        :meth:`allowed` before the step, if the caller has it.)"""
+        :meth:`allowed` before the step, with lexical constraints.)"""
         N, K = self.scores.shape
         attention = None if out.attention is None else out.attention.reshape(N, K, -1)
         running = [sentences[int(i)] for i in self.ids]
@@ -198,9 +198,9 @@ class Group:
 
         n = np.arange(N)[:, None]
         if self.constraints is not None:
-            assert continuation is not None, "lexical constraints need the continuation pieces"
+            assert continuation is not None and allowed is not None
             scores, beam, token, complete = self._choose_lexical(
-                out, eos, finish, running, continuation, allowed or self.allowed() or [])
+                out, eos, finish, running, continuation, allowed)
         else:
             scores, beam, token, complete = self._choose(out, eos, finish, running)
         record = Record(token, beam, None if attention is None else attention[n, beam])

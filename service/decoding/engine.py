@@ -176,27 +176,27 @@ class Engine:
                 tuple(running), [self._candidates(s) for s in running],
                 [g.beam for g in groups for _ in range(g.size)])
         attention = any(g.attention for g in groups)
-        allowed = {id(g): g.allowed() for g in groups}  # what each lexical row may advance by
+        allowed = [g.allowed() for g in groups]  # what each lexical row may advance by
         step_penalty, lifted = self._penalty(groups, allowed)
         width = vocab.columns.shape[1] if vocab is not None else sys.maxsize
         # 2K per row (the search's candidates), plus the tokens lexical constraints lift,
         # plus one where EOS may turn into an owed placeholder (constraints.eos_as_owed)
-        top_k = {id(g): min(2 * g.beam + lifted * (g.constraints is not None)
-                            + (g.missing is not None), width) for g in groups}
+        top_k = [min(2 * g.beam + lifted * (g.constraints is not None) + (g.missing is not None),
+                     width) for g in groups]
         out = self.model.step(np.concatenate([g.last.reshape(-1) for g in groups]),
                               np.concatenate([g.hidden for g in groups]), self.store, slots,
-                              max(top_k.values()), step_penalty, vocab, attention)
+                              max(top_k), step_penalty, vocab, attention)
         self.steps += 1
         done: dict[int, list[Hypothesis]] = {}
         at = 0
-        for g in groups:
-            k, rows = top_k[id(g)], slice(at, at + g.rows)
+        for g, k, lexical in zip(groups, top_k, allowed, strict=True):
+            rows = slice(at, at + g.rows)
             at += g.rows
             kept = out.attention[rows] if g.attention and out.attention is not None else None
             part = StepOutput(out.top_log_probs[rows, :k], out.top_ids[rows, :k],
                               out.hidden[rows], kept)
             for sid in g.advance(part, self.eos, self.sentinel_ids, self.sentences,
-                                 self.continuation, allowed[id(g)]):
+                                 self.continuation, lexical):
                 done[sid] = self.sentences[sid].results()
                 self._leave(sid)
         for group, stepped in parts:
@@ -238,7 +238,7 @@ class Engine:
         del self.sentences[sid]
         self._free.append(self.slot_of.pop(sid))
 
-    def _penalty(self, groups: Sequence[Group], allowed_of: dict[int, list[set[int]] | None]
+    def _penalty(self, groups: Sequence[Group], allowed: Sequence[list[set[int]] | None]
                  ) -> tuple[TokenPenalty, int]:
         """One penalty for all rows: the placeholder constraint where a group has one; where
         a group has lexical constraints, :data:`BONUS` on the tokens that advance them (which
@@ -246,7 +246,6 @@ class Engine:
         the most tokens a row lifts, which the top-k of lexically constrained rows must make
         room for."""
         rows = sum(g.rows for g in groups)
-        allowed = [allowed_of[id(g)] for g in groups]
         if not any(g.missing is not None for g in groups) and not any(allowed):
             return TokenPenalty.none(rows), 0
         fixed = np.append(self.sentinel_ids, self.eos).astype(np.int64)

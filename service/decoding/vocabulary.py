@@ -39,13 +39,8 @@ class Vocabulary:
         columns = np.full((len(own), width), ids.size, dtype=np.int64)
         position = np.arange(flat.size) - np.repeat(starts, lengths)  # within its row
         columns[sentence, position] = column_of[flat]
-        # Where each penalized token (all are in the union) sits in each row, if it does.
-        which = np.full(column_of.size, -1, dtype=np.int64)
-        which[penalized] = np.arange(penalized.size)
-        hit = which[flat] >= 0
-        positions = np.full((len(own), penalized.size), width - 1, dtype=np.int64)
-        positions[sentence[hit], which[flat[hit]]] = position[hit]
         repeat = np.asarray(rows)
+        positions = _packed(columns, column_of[penalized], ids.size)  # all in the union
         return Vocabulary(ids, np.repeat(columns, repeat, axis=0), penalized,
                           np.repeat(positions, repeat, axis=0), columns, repeat)
 
@@ -88,18 +83,7 @@ class Vocabulary:
     def locate(self, token_ids: np.ndarray) -> np.ndarray:
         """(R, T) where each token sits in each row's packed candidates (W - 1, a padding
         column, where the row's sentence does not have it)."""
-        N, W = self.set_columns.shape
-        C = self.ids.size
-        union = self.positions(token_ids)  # (T,)
-        # Sets are ascending (padded with C): offset set n by n * (C + 1), and one sorted
-        # search over the flattened sets finds every (set, token) at once; then each set's
-        # answer for each of its rows.
-        offset = np.arange(N, dtype=np.int64)[:, None] * (C + 1)
-        flat = (self.set_columns + offset).ravel()
-        wanted = union[None, :] + offset  # (N, T)
-        at = np.minimum(np.searchsorted(flat, wanted), flat.size - 1)
-        found = flat[at] == wanted
-        where = np.where(found, at - np.arange(N)[:, None] * W, W - 1).astype(np.int64)
+        where = _packed(self.set_columns, self.positions(token_ids), self.ids.size)
         return np.repeat(where, self.rows, axis=0)
 
     def restrict(self, log_probs: np.ndarray) -> np.ndarray:
@@ -109,6 +93,20 @@ class Vocabulary:
         top = scores.max(axis=1, keepdims=True)
         norm = top + np.log(np.exp(scores - top).sum(axis=1, keepdims=True))
         return (scores - norm).astype(np.float32)
+
+
+def _packed(set_columns: np.ndarray, union: np.ndarray, C: int) -> np.ndarray:
+    """(N, T): where each of the union columns ``union`` (T,) sits in each set's packed
+    candidates ``set_columns`` (N, W; ascending, padded with ``C``), W - 1 (a padding
+    column) where the set lacks it. The sets offset by n * (C + 1) make one sorted array, so
+    one search finds every (set, token)."""
+    N, W = set_columns.shape
+    offset = np.arange(N, dtype=np.int64)[:, None] * (C + 1)
+    flat = (set_columns + offset).ravel()
+    wanted = union[None, :] + offset
+    at = np.minimum(np.searchsorted(flat, wanted), flat.size - 1)
+    found = flat[at] == wanted
+    return np.where(found, at - np.arange(N)[:, None] * W, W - 1).astype(np.int64)
 
 
 class VocabularyBuilder:
