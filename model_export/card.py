@@ -235,14 +235,18 @@ def _terminology_lines(manifest: Manifest) -> list[str]:
         aligned = f"{r['alignment_right']:.1%}" if r["alignment_right"] is not None else "–"
         lines.append(f"| {name} | {r['term_use']:.1%} | {r['chrf']:.1f} | {r['bleu']:.1f} | "
                      f"{r['placeholders_kept']:.1%} | {aligned} | {ratio:.2f}× |")
-    lines += ["", "The glossary's terms are catalog labels (\"Entfernen\", \"Öffnen\"); "
-              "forced into a sentence as written, their case and the words around them often "
-              "differ from the human translation, which costs BLEU more than chrF. Masked, a "
-              "term sits where the source had it but the words around it may not agree with "
-              "it; constrained, the model places the term's own pieces, but where it words the "
-              "term differently (\"hinzufügen\" for \"Hinzufügen\") the term comes a second "
-              "time, often last.", ""]
-    return lines
+    lines += ["", "The glossary's terms are catalog labels: forced into a sentence as "
+              "written, their case and the words around them often differ from the human "
+              "translation, which costs BLEU more than chrF. Masked, a term sits where the "
+              "source had it but the words around it may not agree with it; constrained, the "
+              "model places the term's own pieces, but where it words the term differently "
+              "(another case, another form) the term comes a second time, often last. Some "
+              "of the strings, with their terms:", ""]
+    for e in t.get("examples", []):
+        terms = ", ".join(f"{s} → {g}" for s, g in e["terms"].items())
+        lines += [f"- {e['source']!r} ({terms}): no glossary {e['without']!r}; masked "
+                  f"{e['mask']!r}; constrained {e['constrain']!r}"]
+    return [*lines, ""]
 
 
 def _ablation_lines(manifest: Manifest) -> list[str]:

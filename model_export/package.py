@@ -49,6 +49,7 @@ SHOWCASE = ("Open the file", "Save changes to the document before closing?",
             "the Data menu.", "The macro could not be found in the library %s.",
             "Automatically check spelling while typing", "Export as PDF")
 CALIBRATION_SENTENCES = 512  # training sentences whose activations fix the int8 scales
+TERMINOLOGY_EXAMPLES = 6  # in a card: strings with the outputs of each glossary method
 TEST_SENTENCES = 3000  # a stride sample of the test split (every domain in proportion)
 # CPU features that change which int8/fp32 kernels onnxruntime runs (x86 and Arm names).
 ISA_FLAGS = ("sse4_2", "avx", "avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512_vnni",
@@ -314,6 +315,7 @@ def record_terminology(bundle: Path, result: dict[str, Any]) -> Manifest:
     bundle's manifest and card."""
     manifest = verify_bundle(bundle)
     kept = {k: v for k, v in result.items() if k not in ("bundle", "examples", "seconds")}
+    kept["examples"] = result.get("examples", [])[:TERMINOLOGY_EXAMPLES]
     manifest = replace(manifest, metrics={**manifest.metrics, "terminology": kept})
     rewrite_card(bundle, manifest)
     return write_manifest(bundle, manifest)

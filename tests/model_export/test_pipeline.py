@@ -129,15 +129,20 @@ def test_a_terminology_evaluation_is_kept_in_the_manifest_and_the_card(
     result = {"bundle": str(bundle), "glossary_entries": 9, "strings": 4,
               "without": scores(0.5, 50.0), "seconds": {"none": [1.0]},
               "with": {"mask": scores(1.0, 49.0), "constrain": scores(0.75, 51.0)},
-              "speed_ratio_20_terms": {"mask": 0.95, "constrain": 2.5}, "examples": []}
+              "speed_ratio_20_terms": {"mask": 0.95, "constrain": 2.5},
+              "examples": [{"source": "Empty the trash", "reference": "Papierkorb leeren",
+                            "terms": {"trash": "Papierkorb"}, "without": "Müll leeren",
+                            "mask": "Papierkorb leeren", "constrain": "Papierkorb leeren"}]}
     manifest = record_terminology(bundle, result)
     assert verify_bundle(bundle) == manifest  # the card changed, and its hash with it
     assert manifest.metrics["terminology"]["with"]["constrain"]["chrf"] == 51.0
-    assert "examples" not in manifest.metrics["terminology"]
+    assert manifest.metrics["terminology"]["examples"] == result["examples"]
     card = (bundle / "README.md").read_text()
     assert "| masked terms (the default) | 100.0% | 49.0 | 20.0 | 100.0% | – | 0.95× |" in card
     assert "| constrained beam search (`SERVICE_GLOSSARY_METHOD=constrain`) | 75.0% | 51.0 |" \
         in card
+    assert ("- 'Empty the trash' (trash → Papierkorb): no glossary 'Müll leeren'; masked "
+            "'Papierkorb leeren'; constrained 'Papierkorb leeren'") in card
 
 
 def test_an_ablation_is_scored_beside_the_bundle_and_kept_in_its_card(
