@@ -93,7 +93,7 @@ model-de: $(VENV)/.dev
 
 # en-fr: the French catalogs of train.txt, then games.txt (FreeDict's dictionary is read but
 # left out of training: with it, every set but single dictionary words lost 2-4 chrF, see the
-# card); 3,200 updates with the games' pairs added twice more (one stage: 82 min on 2 cores),
+# card); 3,200 updates with the games' pairs added twice more (one stage: 95 min on 2 busy cores),
 # validated every 400 updates; then export, quantize, evaluate and ship int8 with a vocabulary
 # shortlist; then the bundle it replaced (models/en-fr at PREVIOUS_FR, trained with the
 # dictionary) is scored as served on its evaluation sets, for the card.

@@ -40,6 +40,21 @@ def alone(model: ToyModel, encoded: EncodedBatch, i: int, search: Search) -> lis
             return done[sid]
 
 
+def joining_at_random(engine: Engine, encoded: EncodedBatch, todo: list[Search], seed: int
+                      ) -> list[list[Hypothesis]]:
+    """Every sentence's results when they join a running batch in a random order, 0-2
+    newcomers between steps."""
+    rng = np.random.default_rng(seed)
+    waiting, ids, results = list(rng.permutation(len(todo))), {}, {}
+    while waiting or len(engine):
+        for _ in range(int(rng.integers(0, 3))):
+            if waiting:
+                i = int(waiting.pop())
+                [ids[i]] = engine.admit(encoded.take(np.array([i])), [todo[i]])
+        results.update(engine.step())
+    return [results[ids[i]] for i in range(len(todo))]
+
+
 def assert_same(ours: list[Hypothesis], theirs: list[Hypothesis]) -> None:
     assert [h.tokens for h in ours] == [h.tokens for h in theirs]
     assert [h.score for h in ours] == [h.score for h in theirs]
@@ -62,16 +77,9 @@ def test_sentences_joining_a_running_batch_get_their_solo_results(seed: int, sho
         todo = restricted(todo, model.vocab, seed)
     expected = [alone(model, encoded, i, s) for i, s in enumerate(todo)]
     engine = Engine(model, BOS, EOS, SENTINELS, shortlist, max_step_cost=ceiling)
-    rng = np.random.default_rng(seed)
-    waiting, ids, results = list(rng.permutation(len(todo))), {}, {}
-    while waiting or len(engine):
-        for _ in range(int(rng.integers(0, 3))):  # 0-2 newcomers between steps
-            if waiting:
-                i = int(waiting.pop())
-                [ids[i]] = engine.admit(encoded.take(np.array([i])), [todo[i]])
-        results.update(engine.step())
+    results = joining_at_random(engine, encoded, todo, seed)
     for i, hyps in enumerate(expected):
-        assert_same(results[ids[i]], hyps)
+        assert_same(results[i], hyps)
         assert len(hyps) == todo[i].n_best or not hyps[-1].ended
         allowed = todo[i].candidates
         for h in hyps:

@@ -10,7 +10,7 @@ import pytest
 from service.decoding import Engine, Search, Vocabulary
 from service.decoding.lexical import Progress, bank_sizes
 from service.decoding.types import EncodedBatch, Hypothesis
-from tests.service.decoding.test_engine import assert_same
+from tests.service.decoding.test_engine import assert_same, joining_at_random
 from tests.service.decoding.toy import ToyModel
 
 BOS, EOS = 0, 1
@@ -127,17 +127,9 @@ def test_constrained_sentences_get_their_solo_results_in_a_running_batch(
     if shortlist:
         todo = shortlisted(todo, seed)
     expected = [alone(model, encoded, i, s) for i, s in enumerate(todo)]
-    e = engine(model, shortlist, ceiling)
-    rng = np.random.default_rng(seed)
-    waiting, ids, results = list(rng.permutation(len(todo))), {}, {}
-    while waiting or len(e):
-        for _ in range(int(rng.integers(0, 3))):
-            if waiting:
-                i = int(waiting.pop())
-                [ids[i]] = e.admit(encoded.take(np.array([i])), [todo[i]])
-        results.update(e.step())
+    results = joining_at_random(engine(model, shortlist, ceiling), encoded, todo, seed)
     for i, hyps in enumerate(expected):
-        assert_same(results[ids[i]], hyps)
+        assert_same(results[i], hyps)
 
 
 def test_unconstrained_sentences_are_untouched_by_constrained_neighbours() -> None:
