@@ -22,6 +22,10 @@ from tests.conftest import DECODER_FILE, DEFAULT_BUNDLE, ENCODER_FILE
 from tests.integration.conftest import Server, metric, start_server
 
 TEXT = "Insert the selected rows above the current table and keep their formatting."
+# About two seconds of decoding here, 48 of SERVICE_MAX_BATCH_SIZE's 64 sentences: long enough
+# for a small request (or a disconnect) to happen while it runs, with places left for them.
+HEAVY_TEXTS = [" ".join([TEXT] * 4) + f" ({n})" for n in range(48)]
+HEAVY = {"text": HEAVY_TEXTS, "beam_size": 8}
 
 
 def rss_kib(pid: int) -> int:
@@ -110,11 +114,13 @@ def test_requests_queued_too_long_get_503_and_are_dropped(tmp_path: Path) -> Non
 
 def test_a_small_request_is_answered_while_a_heavy_one_decodes(server: Server) -> None:
     """Step-level batching: the small request joins the running batch instead of waiting
-    for the heavy one to finish (an order of events, not a timing)."""
-    heavy = {"text": [f"{TEXT} {TEXT} ({n})" for n in range(32)], "beam_size": 8}
+    for the heavy one to finish (an order of events, not a timing). The heavy one decodes
+    about ten times longer than the small one takes; a lighter one (32 texts of two
+    sentences) took only two or three times longer, and a slow moment on CI reversed the
+    order."""
     with ThreadPoolExecutor(1) as pool:
         started = metric(server, "translate_queue_wait_seconds_count")
-        first = pool.submit(httpx.post, server.url + "/translate", json=heavy, timeout=300)
+        first = pool.submit(httpx.post, server.url + "/translate", json=HEAVY, timeout=300)
         deadline = time.monotonic() + 60
         while metric(server, "translate_queue_wait_seconds_count") == started and (
                 time.monotonic() < deadline):  # the heavy one is decoding
@@ -126,8 +132,7 @@ def test_a_small_request_is_answered_while_a_heavy_one_decodes(server: Server) -
 
 
 def test_a_client_that_disconnects_has_its_sentences_dropped(server: Server) -> None:
-    texts = [f"{TEXT} {TEXT} ({n})" for n in range(32)]
-    body = json.dumps({"text": texts, "beam_size": 8}).encode()
+    body = json.dumps(HEAVY).encode()
     decoded = metric(server, "translate_sentences_total")
     started = metric(server, "translate_queue_wait_seconds_count")
     host, port = server.url.removeprefix("http://").split(":")
@@ -142,7 +147,7 @@ def test_a_client_that_disconnects_has_its_sentences_dropped(server: Server) -> 
     while metric(server, "translate_pending_sentences") and time.monotonic() < deadline:
         time.sleep(0.05)
     assert metric(server, "translate_pending_sentences") == 0
-    assert metric(server, "translate_sentences_total") - decoded < len(texts)
+    assert metric(server, "translate_sentences_total") - decoded < len(HEAVY_TEXTS)
     assert httpx.post(server.url + "/translate", json={"text": "Open"}).status_code == 200
 
 
