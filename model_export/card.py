@@ -211,41 +211,55 @@ def _previous_lines(manifest: Manifest) -> list[str]:
     return [*lines, ""]
 
 
+# How each terminology configuration is named in the card, and the settings that serve it
+_GLOSSARY_ROWS = {
+    "first-mask": ("model first, then masked (the default)", ""),
+    "mask": ("masked terms", "`SERVICE_GLOSSARY_MODEL_FIRST=false`"),
+    "first-constrain": ("model first, then constrained", "`SERVICE_GLOSSARY_METHOD=constrain`"),
+    "constrain": ("constrained beam search", "`SERVICE_GLOSSARY_METHOD=constrain`, "
+                  "`SERVICE_GLOSSARY_MODEL_FIRST=false`"),
+}
+
+
 def _terminology_lines(manifest: Manifest) -> list[str]:
-    """Glossaries: term use and quality without one, masked (as served) and constrained."""
+    """Glossaries: term use and quality without one and with each configuration."""
     t = manifest.metrics.get("terminology")
     if not t:
         return []
     speed = t["speed_ratio_20_terms"]
-    rows = [("no glossary", t["without"], 1.0),
-            ("masked terms (the default)", t["with"]["mask"], speed["mask"]),
-            ("constrained beam search (`SERVICE_GLOSSARY_METHOD=constrain`)",
-             t["with"]["constrain"], speed["constrain"])]
     lines = ["## Glossaries", "",
              f"`python -m model_export terminology`: {t['strings']} strings of the held-out "
              "applications whose human translation uses one of those applications' own one- "
-             f"and two-word catalog entries ({t['glossary_entries']} entries), beam 4, each "
-             "string given its own terms. Term use counts the occurrences whose output holds "
-             "the target term (whole words, any case; the WMT 2021 terminology task's exact "
-             "match); alignment, the terms whose target words the attention aligns to the "
-             "source term's words only; time, a 20-term glossary per string against none.", "",
-             "| glossary | term use | chrF | BLEU | placeholders kept | alignment | time |",
-             "|---|---|---|---|---|---|---|"]
+             f"and two-word catalog entries ({t['glossary_entries']} entries, each written as "
+             "those catalogs write it inside a sentence), beam 4, each string given its own "
+             "terms. Term use counts the occurrences whose output holds the target term "
+             "(whole words, any case; the WMT 2021 terminology task's exact match); "
+             "unchanged, the strings whose output is the one without a glossary; alignment, "
+             "the terms whose target words the attention aligns to the source term's words "
+             "only; time, a 20-term glossary per string against none.", "",
+             "| glossary | term use | unchanged | chrF | BLEU | placeholders kept | alignment "
+             "| time |", "|---|---|---|---|---|---|---|---|"]
+    rows = [("no glossary", t["without"], 1.0)] + [
+        (f"{name} ({setting})" if setting else name, t["with"][key], speed[key])
+        for key, (name, setting) in _GLOSSARY_ROWS.items() if key in t["with"]]
     for name, r, ratio in rows:
         aligned = f"{r['alignment_right']:.1%}" if r["alignment_right"] is not None else "–"
-        lines.append(f"| {name} | {r['term_use']:.1%} | {r['chrf']:.1f} | {r['bleu']:.1f} | "
-                     f"{r['placeholders_kept']:.1%} | {aligned} | {ratio:.2f}× |")
-    lines += ["", "The glossary's terms are catalog labels: forced into a sentence as "
-              "written, their case and the words around them often differ from the human "
-              "translation, which costs BLEU more than chrF. Masked, a term sits where the "
-              "source had it but the words around it may not agree with it; constrained, the "
-              "model places the term's own pieces, but where it words the term differently "
-              "(another case, another form) the term comes a second time, often last. Some "
-              "of the strings, with their terms:", ""]
+        unchanged = f"{r['unchanged']:.1%}" if "unchanged" in r else "–"
+        lines.append(f"| {name} | {r['term_use']:.1%} | {unchanged} | {r['chrf']:.1f} | "
+                     f"{r['bleu']:.1f} | {r['placeholders_kept']:.1%} | {aligned} | "
+                     f"{ratio:.2f}× |")
+    lines += ["", "Masked, a term sits where the source had it but the words around it may "
+              "not agree with it (the model does not see it); constrained, the model places "
+              "the term's own pieces, but where it words the term differently (another form) "
+              "the term comes a second time, often last. Model first, the model's own "
+              "translation stands where it already holds every term, and only the other "
+              "strings are decoded again with the terms enforced. Some of the strings, with "
+              "their terms:", ""]
     for e in t.get("examples", []):
         terms = ", ".join(f"{s} → {g}" for s, g in e["terms"].items())
+        served = f"; model first {e['first-mask']!r}" if "first-mask" in e else ""
         lines += [f"- {e['source']!r} ({terms}): no glossary {e['without']!r}; masked "
-                  f"{e['mask']!r}; constrained {e['constrain']!r}"]
+                  f"{e['mask']!r}; constrained {e['constrain']!r}{served}"]
     return [*lines, ""]
 
 

@@ -184,7 +184,8 @@ class Batcher:
             request = self._requests.get(sentence.job)
             if request is None:  # its client has gone
                 continue
-            request.results[sentence.row].candidates = candidates
+            request.results[sentence.row] = Translation(sentence.data.ids,
+                                                        sentence.data.masked, candidates)
             request.remaining -= 1
             if not request.remaining and not request.future.done():
                 request.finished = now

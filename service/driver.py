@@ -2,9 +2,11 @@
 
 One cycle drops the running sentences of withdrawn jobs, admits what the scheduler lets
 join (encoder run, then into the engine), and runs one decoder step, reporting what finished
-or failed. The service's decode thread (:mod:`service.batcher`) runs cycles forever, with a
-lock it shares with the event loop around every scheduler call; offline evaluation and the
-parity checks run them until the queue is empty (:meth:`Driver.run`). Both decode through
+or failed. A sentence decoded model-first whose candidates miss a glossary term goes back to
+the queue with its terms enforced (:meth:`Translator.prepare`) instead of finishing. The
+service's decode thread (:mod:`service.batcher`) runs cycles forever, with a lock it shares
+with the event loop around every scheduler call; offline evaluation and the parity checks
+run them until the queue is empty (:meth:`Driver.run`). Both decode through
 this one loop.
 """
 
@@ -119,12 +121,23 @@ class Driver:
             failed, self._running = list(self._running.values()), {}
             self._fail(c, failed, exc)
             return
+        redo = []
         for sid, hyps in finished.items():
             s = self._running.pop(sid)
-            c.finished.append((s, self.translator.candidates(hyps, s.data)))
+            candidates = self.translator.candidates(hyps, s.data)
+            fallback = s.data.fallback
+            if fallback is None or self.translator.holds_terms(s.data, candidates):
+                c.finished.append((s, candidates))
+            else:
+                redo.append((s, fallback))
         with self.lock:
             for s, _ in c.finished:
                 self.scheduler.finished(s)
+            for s, fallback in redo:
+                if s.job.cancelled:
+                    self.scheduler.finished(s, Status.DROPPED, "withdrawn")
+                else:
+                    self.scheduler.redo(s, fallback)
 
     def _fail(self, c: Cycle, sentences: list[Work], exc: Exception) -> None:
         with self.lock:

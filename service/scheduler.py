@@ -69,10 +69,11 @@ class Sentence(Generic[Row, Options]):
     status: Status = Status.WAITING
     reason: str = ""  # why it finished or was dropped
     engine_id: int | None = None  # the decode thread's: its id in the engine while running
+    again: Row | None = None  # what it is decoded from instead of its row (:meth:`redo`)
 
     @property
     def data(self) -> Row:
-        return self.job.rows[self.row]
+        return self.job.rows[self.row] if self.again is None else self.again
 
 
 @dataclass(eq=False)
@@ -110,6 +111,10 @@ class Scheduler(Generic[Row, Options]):
                  admit_wait_s: float = ADMIT_WAIT_S) -> None:
         self.max_batch_tokens = max_batch_tokens
         self.max_batch_sentences = max_batch_sentences
+        # A request with nothing running may start one sentence beyond the cap, up to an
+        # eighth more: one request holding every place (it may hold as many texts as the
+        # batch has places) does not keep the others waiting until its sentences finish.
+        self.newcomer_places = max_batch_sentences // 8
         self.max_request_tokens = max_request_tokens
         self.max_queue_sentences = max_queue_sentences
         self.admit_wait_s = admit_wait_s
@@ -167,13 +172,14 @@ class Scheduler(Generic[Row, Options]):
             return []
         admitted: list[Sentence[Row, Options]] = []
         for job in list(self.queue):
-            while job.waiting and self._fits(job.waiting[0].cost):
+            while job.waiting and self._fits(job.waiting[0].cost, newcomer=not job.running):
                 sentence = job.waiting.popleft()
                 sentence.status = Status.RUNNING
                 self.running_tokens += sentence.cost
                 self.running_sentences += 1
                 job.running += 1
-                job.started = job.started or now
+                if job.started is None:
+                    job.started = now
                 admitted.append(sentence)
             if not job.waiting:
                 self.queue.remove(job)
@@ -190,6 +196,17 @@ class Scheduler(Generic[Row, Options]):
         self.running_tokens -= sentence.cost
         self.running_sentences -= 1
         sentence.job.running -= 1
+
+    def redo(self, sentence: Sentence[Row, Options], data: Row) -> None:
+        """A running sentence is decoded once more, from ``data`` (its glossary terms
+        enforced where the model's own translation missed one): its place is free, and it
+        waits at the head of the queue, its request's admission time unchanged."""
+        assert sentence.status is Status.RUNNING and sentence.again is None, sentence.status
+        self.finished(sentence)
+        sentence.status, sentence.reason, sentence.again = Status.WAITING, "", data
+        sentence.job.waiting.appendleft(sentence)
+        if sentence.job not in self.queue:
+            self.queue.appendleft(sentence.job)
 
     def withdraw(self, job: Job[Row, Options]) -> None:
         """Its client left or it timed out in the queue: its waiting sentences are dropped
@@ -209,8 +226,9 @@ class Scheduler(Generic[Row, Options]):
         jobs, self._withdrawn = self._withdrawn, []
         return [s for job in jobs for s in job.sentences if s.status is Status.RUNNING]
 
-    def _fits(self, cost: int) -> bool:
-        if self.running_sentences >= self.max_batch_sentences:
+    def _fits(self, cost: int, newcomer: bool) -> bool:
+        places = self.max_batch_sentences + (self.newcomer_places if newcomer else 0)
+        if self.running_sentences >= places:
             return False
         # An empty batch takes any sentence the request cap allows: nothing else could run.
         return not self.running_sentences or self.running_tokens + cost <= self.max_batch_tokens

@@ -46,6 +46,10 @@ class Settings(BaseSettings):
         "constrained beam search (the term's own pieces, placed by the model: higher chrF, "
         "but a term the model words differently can come twice; beam search only, greedy "
         "decoding masks)")
+    glossary_model_first: bool = Field(
+        True, description="decode a text with glossary terms as it is first, and again with "
+        "the terms enforced (SERVICE_GLOSSARY_METHOD) only where the translation misses one: "
+        "where the model already writes the glossary's terms, its own sentence stands")
     on_demand: str = Field("", description="comma-separated model ids (or *) loaded at their "
                            "first request instead of at start")
     max_loaded_models: int = Field(0, ge=0, description="beyond this many loaded models, the "
@@ -75,7 +79,9 @@ class Settings(BaseSettings):
                                  "requests get 503 (health checks excepted)")
 
     # Step-level batching: queued sentences join the running batch between decoder steps
-    max_batch_size: int = Field(64, ge=1, le=1024, description="sentences decoding at once")
+    max_batch_size: int = Field(64, ge=1, le=1024, description="sentences decoding at once; "
+                                "a request with none running may start one beyond it, up to "
+                                "an eighth more, so one request cannot hold every place")
     max_batch_tokens: int = Field(131072, ge=1, description="running sentences' beam rows x "
                                   "source tokens, summed: the per-step budget (a request "
                                   "beyond it runs in parts; one sentence always fits)")

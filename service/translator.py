@@ -105,6 +105,9 @@ class Prepared:
     # is in the source, and its target pieces
     terms: tuple[TermSpan, ...] = ()
     constraints: tuple[tuple[int, ...], ...] = ()
+    # Decoded instead where this row's candidates miss one of its terms (the model's own
+    # translation first: ``Translator.prepare(model_first=True)``)
+    fallback: Prepared | None = None
 
 
 class Translator:
@@ -147,11 +150,17 @@ class Translator:
         self.continuation = np.array([marked and p[:1].isalnum() for p in pieces], dtype=bool)
 
     def prepare(self, texts: Sequence[str], max_tokens: int | None = None,
-                glossary: Glossary | None = None, method: str = "mask") -> list[Prepared]:
+                glossary: Glossary | None = None, method: str = "mask",
+                model_first: bool = False) -> list[Prepared]:
         """Mask (if the model was trained so) and tokenize; raise :class:`InputTooLong`
         naming the first offending text. ``glossary`` terms are masked like placeholders
         (``method`` "mask": the search must keep their sentinels) or become lexical
-        constraints ("constrain": the search must emit their target pieces)."""
+        constraints ("constrain": the search must emit their target pieces).
+
+        ``model_first``: a text with terms is decoded as it is first, and again with its
+        terms enforced (its row's ``fallback``) only where a candidate misses one of them
+        (:meth:`holds_terms`): where the model already writes the glossary's terms, its own
+        sentence stands."""
         limit = min(max_tokens or self.manifest.max_source_tokens,
                     self.manifest.max_source_tokens)
         if method not in GLOSSARY_METHODS:
@@ -170,11 +179,26 @@ class Translator:
             if len(ids) > limit:
                 raise InputTooLong(i, len(ids), limit)
             if masking or not terms:
-                rows.append(Prepared(masked, ids))
-                continue
-            constraints = tuple(tuple(self.tokenizer.target_ids(t.target)) for t in terms)
-            rows.append(Prepared(masked, ids, tuple(terms), constraints))
+                row = Prepared(masked, ids)
+            else:
+                constraints = tuple(tuple(self.tokenizer.target_ids(t.target)) for t in terms)
+                row = Prepared(masked, ids, tuple(terms), constraints)
+            if model_first and terms:
+                plain, plain_ids = masked, ids
+                if masking:  # the text as it is, placeholders masked
+                    plain = mask(text) if self.manifest.placeholders else Masked(text, ())
+                    plain_ids = self.tokenizer.encode(plain.text)
+                    if len(plain_ids) > limit:
+                        raise InputTooLong(i, len(plain_ids), limit)
+                row = Prepared(plain, plain_ids, tuple(terms), fallback=row)
+            rows.append(row)
         return rows
+
+    @staticmethod
+    def holds_terms(row: Prepared, candidates: Sequence[Candidate]) -> bool:
+        """Every candidate has each of the row's terms, as often as the source (the target
+        term's case, except a capital that starts the output)."""
+        return all(len(c.terms) == len(row.terms) for c in candidates)
 
     @property
     def variant(self) -> str:
@@ -203,7 +227,8 @@ class Translator:
         scheduler.submit(job)
         driver = Driver(self, scheduler, self.engine())
         for sentence, candidates in driver.run():
-            results[sentence.row].candidates = candidates
+            results[sentence.row] = Translation(sentence.data.ids, sentence.data.masked,
+                                                candidates)
         return Decoded(results, DecodeStats(job.encode_seconds, driver.engine.steps))
 
     def log_probability(self, texts: Sequence[str], targets: Sequence[Sequence[int]]
@@ -370,11 +395,17 @@ def _pieces_of(pieces: Sequence[str], term: str, exact: bool = False) -> list[in
 
 
 def find_terms(text: str, terms: Sequence[TermSpan]) -> tuple[str, list[AppliedTerm]]:
-    """Where the constrained search put each term (in source order, each occurrence once);
-    a term that starts the output gets a capital first letter, as a masked one does."""
+    """Where the search put each term (in source order, each occurrence once), as the
+    glossary writes it or, starting the output, with a capital first letter; a term that
+    starts the output gets that capital, as a masked one does."""
     applied, taken = [], set[int]()
     for term in terms:
-        for match in re.finditer(rf"(?<!\w){re.escape(term.target)}(?!\w)", text):
+        target = term.target
+        spelled = {target, target[:1].upper() + target[1:]}
+        alternatives = "|".join(map(re.escape, sorted(spelled, reverse=True)))
+        for match in re.finditer(rf"(?<!\w)(?:{alternatives})(?!\w)", text):
+            if match.group() != target and text[: match.start()].strip():
+                continue  # a capital the glossary does not have, inside the sentence
             if match.start() not in taken:
                 taken.add(match.start())
                 if not text[: match.start()].strip():

@@ -69,8 +69,8 @@ async def translate_texts(request: Request, model: Model, settings: Settings,
                           texts: list[str], options: DecodeOptions,
                           glossary: Glossary | None = None) -> BatchResult:
     """Check, tokenize and decode ``texts`` (the search must emit their ``glossary`` terms:
-    ``SERVICE_GLOSSARY_METHOD``) in ``model``'s running batch; dropped if the client
-    disconnects."""
+    ``SERVICE_GLOSSARY_METHOD``, ``SERVICE_GLOSSARY_MODEL_FIRST``) in ``model``'s running
+    batch; dropped if the client disconnects."""
     translator, batcher = model.translator, model.batcher
     if translator is None or batcher is None:
         raise NotReady(f"model {model.id} is {model.state.value}")
@@ -78,7 +78,8 @@ async def translate_texts(request: Request, model: Model, settings: Settings,
     # dynamic beam allocation needs a beam: greedy decoding masks the terms
     method = "mask" if options.beam_size == 1 else settings.glossary_method
     try:
-        rows = translator.prepare(texts, settings.max_input_tokens, glossary, method)
+        rows = translator.prepare(texts, settings.max_input_tokens, glossary, method,
+                                  settings.glossary_model_first)
     except GlossaryError as exc:
         raise InvalidOption(str(exc)) from exc
     except InputTooLong as exc:

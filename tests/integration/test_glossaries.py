@@ -65,28 +65,36 @@ def test_the_default_glossary_applies_and_another_replaces_it(server: Server) ->
 def test_terms_are_masked_and_a_setting_constrains_the_beam_search_instead(
         server: Server, tmp_path: Path) -> None:
     """SERVICE_GLOSSARY_METHOD: mask by default; constrain for beam search (greedy decoding
-    still masks). The server answers what the library gives for each method."""
-    texts = ["Move the file to the trash", "Empty the trash folder"]
+    still masks). SERVICE_GLOSSARY_MODEL_FIRST: on by default. The server answers what the
+    library gives for each."""
+    texts = ["Move the file to the trash", "Empty the trash folder", "Open the file"]
     glossary = {"trash": "Müll", "file": "Akte"}
     translator = Translator(ROOT / "models" / "en-de")
 
-    def local(method: str, beam: int, entries: dict[str, str]) -> list[str]:
-        rows = translator.prepare(texts, glossary=Glossary(entries), method=method)
+    def local(method: str, beam: int, entries: dict[str, str], model_first: bool = True
+              ) -> list[str]:
+        rows = translator.prepare(texts, glossary=Glossary(entries), method=method,
+                                  model_first=model_first)
         return [t.best.text for t in translator.translate_prepared(
             rows, DecodeOptions(beam_size=beam)).translations]
 
-    def served(beam: int, srv: Server = server) -> list[str]:
-        answer = translate(srv, {"text": texts, "glossary": glossary, "beam_size": beam})
+    def served(beam: int, srv: Server = server, entries: dict[str, str] = glossary
+               ) -> list[str]:
+        answer = translate(srv, {"text": texts, "glossary": entries, "beam_size": beam})
         return [t["text"] for t in answer.json()["translations"]]
 
     with_default = {"folder": "Ordner", **glossary}  # the request's "trash" wins the default's
     assert served(4) == local("mask", 4, with_default)
-    constraining = start_server(tmp_path, SERVICE_GLOSSARY_METHOD="constrain")  # no named ones
+    kept = {"trash": "Papierkorb", "file": "Datei"}  # the model's own words in the first text
+    assert served(4, entries=kept) == local("mask", 4, {"folder": "Ordner", **kept}) != local(
+        "mask", 4, {"folder": "Ordner", **kept}, model_first=False)
+    constraining = start_server(tmp_path, SERVICE_GLOSSARY_METHOD="constrain",  # no named ones
+                                SERVICE_GLOSSARY_MODEL_FIRST="false")
     try:
         constraining.wait("/health/ready", 200)
-        assert served(4, constraining) == local("constrain", 4, glossary) != local(
-            "mask", 4, glossary)
-        assert served(1, constraining) == local("mask", 1, glossary)
+        assert served(4, constraining) == local("constrain", 4, glossary, False) != local(
+            "mask", 4, glossary, False)
+        assert served(1, constraining) == local("mask", 1, glossary, False)
     finally:
         constraining.stop()
 

@@ -22,9 +22,9 @@ from tests.conftest import DECODER_FILE, DEFAULT_BUNDLE, ENCODER_FILE
 from tests.integration.conftest import Server, metric, start_server
 
 TEXT = "Insert the selected rows above the current table and keep their formatting."
-# About two seconds of decoding here, 48 of SERVICE_MAX_BATCH_SIZE's 64 sentences: long enough
-# for a small request (or a disconnect) to happen while it runs, with places left for them.
-HEAVY_TEXTS = [" ".join([TEXT] * 4) + f" ({n})" for n in range(48)]
+# Two to three seconds of decoding here, as many texts as SERVICE_MAX_BATCH_SIZE has places:
+# long enough for a small request (or a disconnect) to happen while it runs.
+HEAVY_TEXTS = [" ".join([TEXT] * 4) + f" ({n})" for n in range(64)]
 HEAVY = {"text": HEAVY_TEXTS, "beam_size": 8}
 
 
@@ -114,10 +114,10 @@ def test_requests_queued_too_long_get_503_and_are_dropped(tmp_path: Path) -> Non
 
 def test_a_small_request_is_answered_while_a_heavy_one_decodes(server: Server) -> None:
     """Step-level batching: the small request joins the running batch instead of waiting
-    for the heavy one to finish (an order of events, not a timing). The heavy one decodes
-    about ten times longer than the small one takes; a lighter one (32 texts of two
-    sentences) took only two or three times longer, and a slow moment on CI reversed the
-    order."""
+    for the heavy one to finish (an order of events, not a timing). The heavy one holds
+    every place of the batch (the small one starts beyond it) and decodes about ten times
+    longer than the small one takes; a lighter one (32 texts of two sentences) took only two
+    or three times longer, and a slow moment on CI reversed the order."""
     with ThreadPoolExecutor(1) as pool:
         started = metric(server, "translate_queue_wait_seconds_count")
         first = pool.submit(httpx.post, server.url + "/translate", json=HEAVY, timeout=300)

@@ -1,6 +1,13 @@
 """The terminology test set: glossary entries and test cases from held-out catalogs."""
 
-from model_export.terminology import Case, glossary_entries, has_term, term_use, terminology_cases
+from model_export.terminology import (
+    Case,
+    glossary_entries,
+    has_term,
+    term_use,
+    terminology_cases,
+    usual_case,
+)
 
 PAIRS = [("Trash", "Papierkorb"), ("Empty Trash", "Papierkorb leeren"),
          ("Open", "Öffnen"), ("open", "offen"),  # two translations: not a glossary entry
@@ -27,3 +34,15 @@ def test_terms_are_whole_words() -> None:
     assert has_term("in den Papierkorb.", "papierkorb")
     assert not has_term("Papierkorbinhalt", "Papierkorb")
     assert has_term("Neuer  Termin", "Neuer Termin")
+
+
+def test_a_term_is_written_as_the_catalogs_write_it_inside_a_sentence() -> None:
+    entries = {"Window": "Fenêtre", "Trash": "Corbeille", "Read-only": "Lecture seule",
+               "Calendar": "Agenda"}
+    pairs = [("Close the window", "Fermer la fenêtre"), ("Window", "Fenêtre"),
+             ("Empty the trash", "Vider la corbeille"), ("Trash: %s", "Corbeille : %s"),
+             ("Open the Trash", "Ouvrir la Corbeille"), ("the Trash", "la Corbeille"),
+             ("This file is read-only", "Ce fichier est en lecture seule"),
+             ("Calendar. Calendar", "Agenda. Agenda")]  # only ever sentence-initial
+    assert usual_case(entries, pairs) == {"Window": "fenêtre", "Trash": "Corbeille",
+                                          "Read-only": "lecture seule", "Calendar": "Agenda"}

@@ -167,6 +167,32 @@ def test_the_constrained_search_emits_each_term_and_leaves_other_texts_alone(
         translator.prepare(TEXTS, glossary=G, method="regex")
 
 
+def test_the_models_own_translation_stands_where_it_has_every_term(
+        translator: Translator) -> None:
+    """Model first (the service's default): where the plain translation already holds every
+    term, as often as the text and in the glossary's case (or starting the output with a
+    capital), it is the answer; the other texts are decoded again with their terms
+    enforced. Each comes out as it does alone."""
+    glossary = Glossary({"Trash": "Papierkorb", "file": "Datei", "full": "randvoll"})
+    options = DecodeOptions(beam_size=4)
+    plain = translator.translate(TEXTS, options)
+    for method in ("mask", "constrain"):
+        enforced = translator.translate_prepared(translator.prepare(
+            TEXTS, glossary=glossary, method=method), options).translations
+        rows = translator.prepare(TEXTS, glossary=glossary, method=method, model_first=True)
+        first = translator.translate_prepared(rows, options).translations
+        # "Dateiverwaltung" is not the term "Datei"; "voll" is not "randvoll"
+        own = [True, True, False, True, False]
+        assert [f.best.text == p.best.text for f, p in zip(first, plain, strict=True)] == own
+        for f, e, p, is_own in zip(first, enforced, plain, own, strict=True):
+            assert f.best.text == (p.best.text if is_own else e.best.text)
+            assert f.masked == (p.masked if is_own else e.masked)  # what it was decoded from
+        for text, f in zip(TEXTS, first, strict=True):
+            assert len(f.best.terms) == len(glossary.find(text)), f.best.text
+        alone = translator.translate_prepared(rows[2:3], options).translations
+        assert alone[0].best.token_ids == first[2].best.token_ids
+
+
 TBX_BASIC = """<?xml version="1.0" encoding="UTF-8"?>
 <martif type="TBX-Basic" xml:lang="en-US"><text><body>
  <termEntry id="1">

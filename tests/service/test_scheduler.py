@@ -85,6 +85,47 @@ def test_running_sentences_are_capped() -> None:
     assert len(s.admit(0.0)) == 2 and s.running_sentences == 2
 
 
+def test_a_request_holding_every_place_leaves_newcomers_an_eighth_more() -> None:
+    s = scheduler(tokens=10_000, sentences=64)
+    heavy, light, two = job(*[1] * 64), job(1), job(1, 1)
+    s.submit(heavy)
+    assert len(s.admit(0.0)) == 64
+    s.submit(light)
+    s.submit(two)
+    # each newcomer starts one sentence; the rest waits for a place
+    assert rows(s.admit(1.0)) == [(light, 0), (two, 0)] and s.running_sentences == 66
+    finish(s, heavy, 0)
+    finish(s, heavy, 1)
+    assert rows(s.admit(2.0)) == []  # 64 running
+    finish(s, heavy, 2)
+    assert rows(s.admit(3.0)) == [(two, 1)]
+    full = scheduler(tokens=10_000, sentences=64, queue=200)
+    jobs = [job(*[1] * 8) for _ in range(17)]
+    for j in jobs:
+        full.submit(j)
+    assert len(full.admit(0.0)) == 72  # eight jobs fill the places, eight more start one
+    assert [j.running for j in jobs] == [8] * 8 + [1] * 8 + [0]
+    small = scheduler(sentences=4)  # under 8 places, no more
+    small.submit(job(1, 1, 1, 1))
+    small.submit(job(1))
+    assert len(small.admit(0.0)) == 4
+
+
+def test_a_sentence_decoded_again_waits_first_with_its_new_data() -> None:
+    s = scheduler(sentences=2)
+    a, b = job(1, 1), job(1)
+    s.submit(a)
+    s.submit(b)
+    assert rows(s.admit(0.0)) == [(a, 0), (a, 1)]
+    first = a.sentences[0]
+    s.redo(first, "row0, terms enforced")
+    assert first.status is Status.WAITING and first.data == "row0, terms enforced"
+    assert s.running_sentences == 1 and list(s.queue) == [a, b]
+    assert rows(s.admit(1.0)) == [(a, 0)] and a.started == 0.0  # ahead of b
+    s.finished(first)
+    assert first.status is Status.FINISHED and first.data == "row0, terms enforced"
+
+
 def test_limits_and_shutdown_refuse_with_the_setting_named() -> None:
     s = scheduler(request=100, queue=3)
     with pytest.raises(LimitExceeded, match="SERVICE_MAX_REQUEST_TOKENS"):
