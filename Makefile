@@ -7,8 +7,9 @@ BUNDLE ?= models/en-de
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: serve test test-quick lint pytest tools model model-de model-fr model-es ablation bench bench-ab bench-step bench-models bench-glossary \
-	bench-engine bench-opennmt opennmt-fixtures docker-check docs mutation clean
+.PHONY: serve test test-quick lint pytest tools model model-de model-fr model-es ablation \
+	bench bench-ab bench-step bench-models bench-glossary bench-places bench-engine \
+	bench-opennmt opennmt-fixtures docker-check docs mutation clean
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -167,6 +168,13 @@ bench-ab: $(VENV)/.dev
 	command -v wrk >/dev/null || apt-get install -y -q wrk
 	test -d work/ab-baseline || git worktree add work/ab-baseline $(SERVING_BASELINE)
 	$(PY) -m bench.ab --baseline work/ab-baseline
+
+# A small request behind one request that holds every place, against the commit before
+# newcomers could start beyond the cap.
+PLACES_BASELINE := 4727d0c
+bench-places: $(VENV)/.dev
+	test -d work/places-baseline || git worktree add work/places-baseline $(PLACES_BASELINE)
+	$(PY) -m bench.places --baseline work/places-baseline
 
 bench-step: $(VENV)/.dev
 	$(PY) -m bench.step

@@ -144,7 +144,7 @@ def bench_mixed(url: str, long_texts: list[str], short_texts: list[str], seconds
 
 def bench_head_of_line(url: str, heavy: list[str], small: str, rounds: int
                        ) -> dict[str, float]:
-    """A 3-word request sent 0.5 s after a heavy one (32 long texts at beam 8), and alone."""
+    """A 3-word request sent 0.5 s after a heavy one (long texts at beam 8), and alone."""
     small_ms, heavy_ms, statuses = [], [], []
     idle_ms = [post(url, {"text": small, "beam_size": 4})[1] for _ in range(5 * rounds)]
     with ThreadPoolExecutor(1) as pool:
