@@ -251,10 +251,10 @@ def _terminology_lines(manifest: Manifest) -> list[str]:
     lines += ["", "Masked, a term sits where the source had it but the words around it may "
               "not agree with it (the model does not see it); constrained, the model places "
               "the term's own pieces, but where it words the term differently (another form) "
-              "the term comes a second time, often last. Model first, the model's own "
-              "translation stands where it already holds every term, and only the other "
-              "strings are decoded again with the terms enforced. Some of the strings, with "
-              "their terms:", ""]
+              "the term comes a second time, often last. Model first, the best of the beam's "
+              "own candidates that holds every term stands, and only the strings none of "
+              "whose candidates does are decoded again with the terms enforced. Some of the "
+              "strings, with their terms:", ""]
     for e in t.get("examples", []):
         terms = ", ".join(f"{s} → {g}" for s, g in e["terms"].items())
         served = f"; model first {e['first-mask']!r}" if "first-mask" in e else ""

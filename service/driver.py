@@ -2,12 +2,12 @@
 
 One cycle drops the running sentences of withdrawn jobs, admits what the scheduler lets
 join (encoder run, then into the engine), and runs one decoder step, reporting what finished
-or failed. A sentence decoded model-first whose candidates miss a glossary term goes back to
-the queue with its terms enforced (:meth:`Translator.prepare`) instead of finishing. The
-service's decode thread (:mod:`service.batcher`) runs cycles forever, with a lock it shares
-with the event loop around every scheduler call; offline evaluation and the parity checks
-run them until the queue is empty (:meth:`Driver.run`). Both decode through
-this one loop.
+or failed. A sentence decoded model first keeps the best candidates that hold its glossary
+terms; where too few do, it goes back to the queue with its terms enforced
+(:meth:`Translator.prepare`) instead of finishing. The service's decode thread
+(:mod:`service.batcher`) runs cycles forever, with a lock it shares with the event loop
+around every scheduler call; offline evaluation and the parity checks run them until the
+queue is empty (:meth:`Driver.run`). Both decode through this one loop.
 """
 
 from __future__ import annotations
@@ -126,10 +126,13 @@ class Driver:
             s = self._running.pop(sid)
             candidates = self.translator.candidates(hyps, s.data)
             fallback = s.data.fallback
-            if fallback is None or self.translator.holds_terms(s.data, candidates):
-                c.finished.append((s, candidates))
-            else:
-                redo.append((s, fallback))
+            if fallback is not None:
+                held = self.translator.with_terms(s.data, candidates, s.job.options.n_best)
+                if held is None:
+                    redo.append((s, fallback))
+                    continue
+                candidates = held
+            c.finished.append((s, candidates))
         with self.lock:
             for s, _ in c.finished:
                 self.scheduler.finished(s)

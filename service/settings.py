@@ -47,9 +47,9 @@ class Settings(BaseSettings):
         "but a term the model words differently can come twice; beam search only, greedy "
         "decoding masks)")
     glossary_model_first: bool = Field(
-        True, description="decode a text with glossary terms as it is first, and again with "
-        "the terms enforced (SERVICE_GLOSSARY_METHOD) only where the translation misses one: "
-        "where the model already writes the glossary's terms, its own sentence stands")
+        True, description="decode a text with glossary terms as it is first and answer the "
+        "best of its beam's candidates that has every term; only where none has them is it "
+        "decoded again with the terms enforced (SERVICE_GLOSSARY_METHOD)")
     on_demand: str = Field("", description="comma-separated model ids (or *) loaded at their "
                            "first request instead of at start")
     max_loaded_models: int = Field(0, ge=0, description="beyond this many loaded models, the "

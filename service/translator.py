@@ -157,10 +157,10 @@ class Translator:
         (``method`` "mask": the search must keep their sentinels) or become lexical
         constraints ("constrain": the search must emit their target pieces).
 
-        ``model_first``: a text with terms is decoded as it is first, and again with its
-        terms enforced (its row's ``fallback``) only where a candidate misses one of them
-        (:meth:`holds_terms`): where the model already writes the glossary's terms, its own
-        sentence stands."""
+        ``model_first``: a text with terms is decoded as it is first, keeping every finished
+        hypothesis of its beam, and again with its terms enforced (its row's ``fallback``)
+        only where too few of them have every term (:meth:`with_terms`): where the model
+        already writes the glossary's terms, its own sentence stands."""
         limit = min(max_tokens or self.manifest.max_source_tokens,
                     self.manifest.max_source_tokens)
         if method not in GLOSSARY_METHODS:
@@ -195,10 +195,13 @@ class Translator:
         return rows
 
     @staticmethod
-    def holds_terms(row: Prepared, candidates: Sequence[Candidate]) -> bool:
-        """Every candidate has each of the row's terms, as often as the source (the target
-        term's case, except a capital that starts the output)."""
-        return all(len(c.terms) == len(row.terms) for c in candidates)
+    def with_terms(row: Prepared, candidates: Sequence[Candidate], n_best: int
+                   ) -> list[Candidate] | None:
+        """The ``n_best`` best candidates that have each of the row's terms, as often as the
+        source (the target term's case, except a capital that starts the output); None when
+        fewer do."""
+        held = [c for c in candidates if len(c.terms) == len(row.terms)]
+        return held[:n_best] if len(held) >= n_best else None
 
     @property
     def variant(self) -> str:
@@ -282,6 +285,8 @@ class Translator:
             candidates = self.candidates_of(row.ids, [t for c in row.constraints for t in c])
         alpha = d.length_penalty if options.length_penalty is None else options.length_penalty
         beam, n_best = options.beam_size, options.n_best
+        if row.fallback is not None:  # model first: any of the beam's may hold the terms
+            n_best = beam
         if beam == 1 and d.beam_rule == "gnmt":
             alpha = 0.0  # greedy scores are plain log-probabilities
         return Search(int(limit), beam, n_best if beam > 1 else 1, alpha, required,

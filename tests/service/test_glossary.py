@@ -10,8 +10,8 @@ import pytest
 
 from service.alignment import align
 from service.glossary import MAX_ENTRIES, Glossary, GlossaryError, load_glossaries, read_glossary
-from service.placeholders import mask, unmask_terms
-from service.translator import DecodeOptions, Translator
+from service.placeholders import AppliedTerm, Masked, TermSpan, mask, unmask_terms
+from service.translator import Candidate, DecodeOptions, Prepared, Translator
 from tests.conftest import DEFAULT_BUNDLE
 
 G = Glossary({"Trash": "Papierkorb", "file": "Datei", "file manager": "Dateiverwaltung",
@@ -191,6 +191,22 @@ def test_the_models_own_translation_stands_where_it_has_every_term(
             assert len(f.best.terms) == len(glossary.find(text)), f.best.text
         alone = translator.translate_prepared(rows[2:3], options).translations
         assert alone[0].best.token_ids == first[2].best.token_ids
+
+
+def test_model_first_keeps_the_best_candidates_that_have_every_term() -> None:
+    terms = (TermSpan(0, 5, "Trash", "Papierkorb"), TermSpan(9, 13, "file", "Datei"))
+    row = Prepared(Masked("Trash the file", ()), [1, 2, 3], terms, fallback=Prepared(
+        Masked("<ph0> the <ph1>", ()), [4, 5, 6]))
+
+    def candidate(text: str, found: int) -> Candidate:
+        applied = [AppliedTerm(t.source, t.target, (t.start, t.end), (0, 1))
+                   for t in terms[:found]]
+        return Candidate(text, 0.0, [], None, True, applied)
+
+    beam = [candidate("a", 1), candidate("b", 2), candidate("c", 0), candidate("d", 2)]
+    assert Translator.with_terms(row, beam, 1) == [beam[1]]
+    assert Translator.with_terms(row, beam, 2) == [beam[1], beam[3]]
+    assert Translator.with_terms(row, beam, 3) is None  # decoded again, terms enforced
 
 
 TBX_BASIC = """<?xml version="1.0" encoding="UTF-8"?>
