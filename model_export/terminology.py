@@ -17,7 +17,7 @@ term's translation is a test case, as in the WMT 2021 terminology task. Measured
 Both ways of honouring a glossary are measured side by side: masking the terms like
 placeholders ("mask") and lexically constrained beam search ("constrain", dynamic beam
 allocation; :mod:`service.decoding.lexical`), each on every string and model first (the
-model's own translation where it already holds every term, the method elsewhere:
+best of the beam's own candidates that holds every term, the method where none does:
 "first-mask", "first-constrain").
 """
 
