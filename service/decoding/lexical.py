@@ -153,7 +153,9 @@ def choose(ranked: Sequence[tuple[float, int, int]], K: int, progress: Sequence[
     finished = [(b, score) for score, b, token in ranked[:K] if token == eos]
     live = []
     for score, b, token in ranked:
-        if token != eos:
+        # A term's word ends where the term does: going on with it ("comparaison" + "s")
+        # would take the term back, and a term owed at the end would come again and again
+        if token != eos and not (progress[b].just_met is not None and continuation[token]):
             after = progress[b].advance(token, constraints, bool(continuation[token]))
             live.append((b, token, score, after, after.tokens))
     banks = sum(len(c) for c in constraints) + 1

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from service.decoding import Engine, Search, Vocabulary
-from service.decoding.lexical import Progress, bank_sizes
+from service.decoding.lexical import Progress, bank_sizes, choose
 from service.decoding.types import EncodedBatch, Hypothesis
 from tests.service.decoding.test_engine import assert_same, joining_at_random
 from tests.service.decoding.toy import ToyModel
@@ -84,6 +84,19 @@ def test_progress_follows_each_constraint_token_by_token() -> None:
     assert p.complete and p.allowed(constraints) == set() and p.tokens == 3
     twice = ((4,), (4,))
     assert Progress.start(twice).advance(4, twice).advance(4, twice).complete
+
+
+def test_a_met_terms_word_ends_where_the_term_does() -> None:
+    """After the term's last piece a hypothesis may not go on with its word ("Müll" + "e"):
+    the expansion is not kept, and the others are."""
+    constraints = ((5, 6),)
+    met = Progress.start(constraints).advance(5, constraints).advance(6, constraints)
+    fresh = Progress.start(constraints)
+    ranked = [(-0.1, 0, 27), (-0.2, 1, 5), (-0.3, 0, 3), (-0.4, 1, 27)]
+    choice = choose(ranked, 3, [met, fresh], constraints, EOS, CONTINUATION)
+    kept = {(b, token): after for b, token, _, after in choice.live}
+    assert set(kept) == {(0, 3), (1, 5), (1, 27)}  # 27 goes on with a word, not a term
+    assert kept[0, 3].complete  # the term stays met
 
 
 @pytest.mark.parametrize(("banks", "beam", "counts", "sizes"), [
