@@ -151,11 +151,16 @@ def choose(ranked: Sequence[tuple[float, int, int]], K: int, progress: Sequence[
     # EOS among the K best finishes a hypothesis (one that met every constraint); the
     # others compete for the K live slots, by bank
     finished = [(b, score) for score, b, token in ranked[:K] if token == eos]
+    # A term's word ends where the term does: going on with it ("comparaison" + "s") would
+    # take the term back, and a term owed at the end would come again and again (unless
+    # nothing else is offered: the sentence keeps its beam)
+    going_on = [token != eos and progress[b].just_met is not None and bool(continuation[token])
+                for _, b, token in ranked]
+    if all(on for on, (_, _, token) in zip(going_on, ranked, strict=True) if token != eos):
+        going_on = [False] * len(ranked)
     live = []
-    for score, b, token in ranked:
-        # A term's word ends where the term does: going on with it ("comparaison" + "s")
-        # would take the term back, and a term owed at the end would come again and again
-        if token != eos and not (progress[b].just_met is not None and continuation[token]):
+    for (score, b, token), on in zip(ranked, going_on, strict=True):
+        if token != eos and not on:
             after = progress[b].advance(token, constraints, bool(continuation[token]))
             live.append((b, token, score, after, after.tokens))
     banks = sum(len(c) for c in constraints) + 1

@@ -97,6 +97,8 @@ def test_a_met_terms_word_ends_where_the_term_does() -> None:
     kept = {(b, token): after for b, token, _, after in choice.live}
     assert set(kept) == {(0, 3), (1, 5), (1, 27)}  # 27 goes on with a word, not a term
     assert kept[0, 3].complete  # the term stays met
+    only = choose([(-0.1, 0, 27), (-0.2, 0, 28)], 2, [met], constraints, EOS, CONTINUATION)
+    assert [token for _, token, _, _ in only.live] == [27, 28]  # nothing else: kept
 
 
 @pytest.mark.parametrize(("banks", "beam", "counts", "sizes"), [
