@@ -341,10 +341,9 @@ def record_ablation(bundle: Path, ablation: Path, source: str, data_dir: Path,
     bundle's evaluation sets, kept in the bundle's manifest and card."""
     manifest = verify_bundle(bundle)
     without = verify_bundle(ablation)
-    excluded = without.training.get("exclude", [])
     ablations = {**manifest.metrics.get("ablations", {}), source: {
-        "excluded": excluded, "beam_size": beam_size,
-        "excluded_pairs": sum(len(load_split(data_dir / name)) for name in excluded),
+        "excluded": without.training.get("exclude", []), "beam_size": beam_size,
+        "excluded_pairs": without.training.get("excluded_pairs", 0),  # counted at bundling
         "with": served_scores(Translator(bundle), data_dir, eval_limit, beam_size),
         "without": served_scores(Translator(ablation), data_dir, eval_limit, beam_size)}}
     manifest = replace(manifest, metrics={**manifest.metrics, "ablations": ablations})

@@ -169,10 +169,10 @@ def test_the_constrained_search_emits_each_term_and_leaves_other_texts_alone(
 
 def test_the_models_own_translation_stands_where_it_has_every_term(
         translator: Translator) -> None:
-    """Model first (the service's default): where the plain translation already holds every
-    term, as often as the text and in the glossary's case (or starting the output with a
-    capital), it is the answer; the other texts are decoded again with their terms
-    enforced. Each comes out as it does alone."""
+    """Model first (the service's default): where the plain search's best translation holds
+    every term, as often as the text and in the glossary's case (or starting the output with
+    a capital), it is the answer; texts none of whose candidates has them are decoded again
+    with their terms enforced. Each comes out as it does alone."""
     glossary = Glossary({"Trash": "Papierkorb", "file": "Datei", "full": "randvoll"})
     options = DecodeOptions(beam_size=4)
     plain = translator.translate(TEXTS, options)
