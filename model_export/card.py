@@ -234,20 +234,23 @@ def _terminology_lines(manifest: Manifest) -> list[str]:
              "those catalogs write it inside a sentence), beam 4, each string given its own "
              "terms. Term use counts the occurrences whose output holds the target term "
              "(whole words, any case; the WMT 2021 terminology task's exact match); "
-             "unchanged, the strings whose output is the one without a glossary; alignment, "
+             "unchanged, the strings whose output is the one without a glossary; decoded "
+             "again, the strings model first decoded a second time, terms enforced; alignment, "
              "the terms whose target words the attention aligns to the source term's words "
              "only; time, a 20-term glossary per string against none.", "",
-             "| glossary | term use | unchanged | chrF | BLEU | placeholders kept | alignment "
-             "| time |", "|---|---|---|---|---|---|---|---|"]
-    rows = [("no glossary", t["without"], 1.0)] + [
-        (f"{name} ({setting})" if setting else name, t["with"][key], speed[key])
+             "| glossary | term use | unchanged | decoded again | chrF | BLEU | placeholders "
+             "kept | alignment | time |", "|---|---|---|---|---|---|---|---|---|"]
+    rows = [("no glossary", "", t["without"], 1.0)] + [
+        (f"{name} ({setting})" if setting else name, key, t["with"][key], speed[key])
         for key, (name, setting) in _GLOSSARY_ROWS.items() if key in t["with"]]
-    for name, r, ratio in rows:
+    for name, key, r, ratio in rows:
         aligned = f"{r['alignment_right']:.1%}" if r["alignment_right"] is not None else "–"
         unchanged = f"{r['unchanged']:.1%}" if "unchanged" in r else "–"
-        lines.append(f"| {name} | {r['term_use']:.1%} | {unchanged} | {r['chrf']:.1f} | "
-                     f"{r['bleu']:.1f} | {r['placeholders_kept']:.1%} | {aligned} | "
-                     f"{ratio:.2f}× |")
+        again = (f"{r['decoded_again']:.1%}" if key.startswith("first-")
+                 and "decoded_again" in r else "–")
+        lines.append(f"| {name} | {r['term_use']:.1%} | {unchanged} | {again} | "
+                     f"{r['chrf']:.1f} | {r['bleu']:.1f} | {r['placeholders_kept']:.1%} | "
+                     f"{aligned} | {ratio:.2f}× |")
     lines += ["", "Masked, a term sits where the source had it but the words around it may "
               "not agree with it (the model does not see it); constrained, the model places "
               "the term's own pieces, but where it words the term differently (another form) "

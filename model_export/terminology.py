@@ -202,8 +202,9 @@ def evaluate(bundle: Path, data_dir: Path, beam_size: int = 4, rounds: int = 3,
         for name, (method, first) in CONFIGURATIONS.items()}}
 
     plain = translator.translate_prepared(plain_rows, options).translations
-    glossed = {name: translator.translate_prepared(rows, options).translations
+    decoded = {name: translator.translate_prepared(rows, options)
                for name, rows in glossed_rows.items()}
+    glossed = {name: d.translations for name, d in decoded.items()}
     timings: dict[str, list[float]] = {name: [] for name in speed_rows}
     fast = DecodeOptions(beam_size=beam_size)
     for _ in range(rounds):  # interleaved, as served (no attention)
@@ -212,13 +213,14 @@ def evaluate(bundle: Path, data_dir: Path, beam_size: int = 4, rounds: int = 3,
             translator.translate_running(rows, fast)
             timings[name].append(time.perf_counter() - started)
 
-    def report(translations: Sequence[Translation]) -> dict[str, Any]:
+    def report(translations: Sequence[Translation], redone: int = 0) -> dict[str, Any]:
         outputs = [t.best.text for t in translations]
         used, total = term_use(cases, outputs)
         right, found = aligned_terms(translator, cases, translations)
         unchanged = sum(o == p.best.text for o, p in zip(outputs, plain, strict=True))
         return {"term_use": round(used / total, 4), "term_occurrences": total,
                 "unchanged": round(unchanged / len(outputs), 4),
+                "decoded_again": round(redone / len(outputs), 4),
                 "alignment_right": round(right / found, 4) if found else None,
                 "aligned_occurrences": found,
                 **score(sources, outputs, references).as_dict()}
@@ -226,7 +228,8 @@ def evaluate(bundle: Path, data_dir: Path, beam_size: int = 4, rounds: int = 3,
     none = statistics.median(timings["none"])
     result = {"bundle": str(bundle), "glossary_entries": len(entries), "strings": len(cases),
               "without": report(plain),
-              "with": {name: report(glossed[name]) for name in CONFIGURATIONS},
+              "with": {name: report(d.translations, d.stats.redone)
+                       for name, d in decoded.items()},
               "seconds": {k: [round(v, 3) for v in vs] for k, vs in timings.items()},
               "speed_ratio_20_terms": {name: round(statistics.median(timings[name]) / none, 3)
                                        for name in CONFIGURATIONS},

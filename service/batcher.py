@@ -168,6 +168,8 @@ class Batcher:
         if c.rows:
             m.batch_size.observe(c.rows)
             m.decode_steps.inc()
+        if c.redone:
+            m.glossary_redone.inc(c.redone)
 
     # In the loop, posted by the decode thread.
 

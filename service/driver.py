@@ -42,6 +42,7 @@ class Cycle:
     encode_seconds: float = 0.0
     rows: int = 0  # sentences in the decoder step (0: no step)
     finished: list[tuple[Work, list[Candidate]]] = field(default_factory=list)
+    redone: int = 0  # model-first sentences sent back to be decoded with their terms enforced
     failed: list[Work] = field(default_factory=list)
     error: Exception | None = None  # why the sentences in ``failed`` failed
     idle: bool = False  # nothing queued, running or to drop: wait for new work
@@ -55,6 +56,7 @@ class Driver:
         self.engine = engine
         self.lock: contextlib.AbstractContextManager[object] = lock or contextlib.nullcontext()
         self._running: dict[int, Work] = {}  # engine id -> sentence
+        self.redone = 0  # model-first sentences decoded again with their terms enforced
 
     def cycle(self) -> Cycle:
         c = Cycle()
@@ -133,6 +135,8 @@ class Driver:
                     continue
                 candidates = held
             c.finished.append((s, candidates))
+        c.redone = len(redo)
+        self.redone += len(redo)
         with self.lock:
             for s, _ in c.finished:
                 self.scheduler.finished(s)

@@ -59,6 +59,10 @@ class Metrics:
                                   MODEL, registry=r)
         self.decode_steps = Counter("translate_decode_steps_total", "decoder step calls",
                                     MODEL, registry=r)
+        self.glossary_redone = Counter(
+            "translate_glossary_redecoded_total", "sentences decoded model first whose "
+            "candidates all missed a glossary term, decoded again with the terms enforced",
+            MODEL, registry=r)
         self.model_load = Gauge("translate_model_load_seconds",
                                 "bundle verification + session creation + warm-up", MODEL,
                                 registry=r)
@@ -75,7 +79,7 @@ class Metrics:
             self.queue_wait.labels(*labels), self.batch_size.labels(*labels),
             self.decode_seconds.labels(*labels), self.sentences.labels(*labels),
             self.tokens_in.labels(*labels), self.tokens_out.labels(*labels),
-            self.decode_steps.labels(*labels))
+            self.decode_steps.labels(*labels), self.glossary_redone.labels(*labels))
 
 
 @dataclass(frozen=True)
@@ -89,3 +93,4 @@ class ModelMetrics:
     tokens_in: Counter
     tokens_out: Counter
     decode_steps: Counter
+    glossary_redone: Counter

@@ -84,6 +84,7 @@ class DecodeStats:
 
     encode_seconds: float
     decoder_steps: int  # decoder calls (each over all rows still running)
+    redone: int = 0  # model-first rows decoded again with their terms enforced
 
 
 @dataclass
@@ -232,7 +233,8 @@ class Translator:
         for sentence, candidates in driver.run():
             results[sentence.row] = Translation(sentence.data.ids, sentence.data.masked,
                                                 candidates)
-        return Decoded(results, DecodeStats(job.encode_seconds, driver.engine.steps))
+        return Decoded(results, DecodeStats(job.encode_seconds, driver.engine.steps,
+                                               driver.redone))
 
     def log_probability(self, texts: Sequence[str], targets: Sequence[Sequence[int]]
                         ) -> list[float]:

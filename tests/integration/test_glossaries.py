@@ -83,11 +83,22 @@ def test_terms_are_masked_and_a_setting_constrains_the_beam_search_instead(
         answer = translate(srv, {"text": texts, "glossary": entries, "beam_size": beam})
         return [t["text"] for t in answer.json()["translations"]]
 
+    def redecoded() -> float:
+        metric = 'translate_glossary_redecoded_total{model="en-de",version="1"} '
+        [line] = [x for x in httpx.get(server.url + "/metrics").text.splitlines()
+                  if x.startswith(metric)]
+        return float(line.removeprefix(metric))
+
     with_default = {"folder": "Ordner", **glossary}  # the request's "trash" wins the default's
     assert served(4) == local("mask", 4, with_default)
     kept = {"trash": "Papierkorb", "file": "Datei"}  # the model's own words in the first text
+    before = redecoded()
     assert served(4, entries=kept) == local("mask", 4, {"folder": "Ordner", **kept}) != local(
         "mask", 4, {"folder": "Ordner", **kept}, model_first=False)
+    rows = translator.prepare(texts, glossary=Glossary({"folder": "Ordner", **kept}),
+                              model_first=True)
+    again = translator.translate_prepared(rows, DecodeOptions(beam_size=4)).stats.redone
+    assert redecoded() - before == again > 0  # the metric counts texts decoded again
     constraining = start_server(tmp_path, SERVICE_GLOSSARY_METHOD="constrain",  # no named ones
                                 SERVICE_GLOSSARY_MODEL_FIRST="false")
     try:

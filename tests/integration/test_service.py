@@ -178,7 +178,8 @@ def test_metrics_exposition(server: Server) -> None:
                  "translate_queue_wait_seconds_bucket", "translate_batch_size_bucket",
                  "translate_tokens_in_total", "translate_tokens_out_total",
                  "translate_decode_steps_total", "translate_http_in_flight",
-                 "translate_model_load_seconds", "translate_model_info"):
+                 "translate_model_load_seconds", "translate_model_info",
+                 "translate_glossary_redecoded_total"):
         assert name in text, name
     assert 'provider="cpu"' in text
     # what decoding does is labelled by model and version

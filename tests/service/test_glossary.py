@@ -180,9 +180,11 @@ def test_the_models_own_translation_stands_where_it_has_every_term(
         enforced = translator.translate_prepared(translator.prepare(
             TEXTS, glossary=glossary, method=method), options).translations
         rows = translator.prepare(TEXTS, glossary=glossary, method=method, model_first=True)
-        first = translator.translate_prepared(rows, options).translations
+        decoded = translator.translate_prepared(rows, options)
+        first = decoded.translations
         # "Dateiverwaltung" is not the term "Datei"; "voll" is not "randvoll"
         own = [True, True, False, True, False]
+        assert decoded.stats.redone == own.count(False)
         assert [f.best.text == p.best.text for f, p in zip(first, plain, strict=True)] == own
         for f, e, p, is_own in zip(first, enforced, plain, own, strict=True):
             assert f.best.text == (p.best.text if is_own else e.best.text)
