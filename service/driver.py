@@ -98,7 +98,8 @@ class Driver:
         started = time.perf_counter()
         try:
             encoded = self.translator.encode_rows(rows)
-            searches = [self.translator.search(s.data, s.job.options) for s in c.admitted]
+            searches = [self.translator.search(s.data, s.job.options, s.again is not None)
+                        for s in c.admitted]
             ids = self.engine.admit(encoded, searches)
         except Exception as exc:
             log.exception("encoding %d sentences failed", len(rows))

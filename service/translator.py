@@ -54,6 +54,10 @@ class DecodeOptions:
     max_length: int | None = None  # absolute cap on target tokens (None: the model's)
     keep_placeholders: bool = True  # constrain search: every source placeholder, no other
     attention: bool = False  # keep the attention matrix of each candidate
+    # Model first: the beam of the decode that enforces the terms where the model's own
+    # candidates missed one, clamped to [n_best, beam_size]; None: beam_size. It is a
+    # second decode of a fraction of the texts, and a narrower beam costs little there.
+    fallback_beam: int | None = 2
 
 
 @dataclass
@@ -271,9 +275,10 @@ class Translator:
         """Run the encoder over non-empty rows."""
         return self.model.encode(*self.encode([r.ids for r in rows]))
 
-    def search(self, row: Prepared, options: DecodeOptions) -> Search:
+    def search(self, row: Prepared, options: DecodeOptions, again: bool = False) -> Search:
         """How ``row`` is searched under ``options`` (limits, beam, length penalty,
-        placeholder constraint)."""
+        placeholder constraint); ``again``: a model-first text's decode with its terms
+        enforced (``options.fallback_beam``)."""
         cap = min(options.max_length or self.manifest.max_target_tokens,
                   self.manifest.max_target_tokens)
         d = self.defaults
@@ -289,6 +294,8 @@ class Translator:
         beam, n_best = options.beam_size, options.n_best
         if row.fallback is not None:  # model first: any of the beam's may hold the terms
             n_best = beam
+        elif again and options.fallback_beam is not None:
+            beam = min(beam, max(n_best, options.fallback_beam))
         if beam == 1 and d.beam_rule == "gnmt":
             alpha = 0.0  # greedy scores are plain log-probabilities
         return Search(int(limit), beam, n_best if beam > 1 else 1, alpha, required,

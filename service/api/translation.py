@@ -50,7 +50,8 @@ def resolve_options(settings: Settings, *, beam_size: int | None = None, n_best:
         raise InvalidOption(f"n_best {n_best} must not exceed beam_size {beam}")
     return DecodeOptions(beam_size=beam, n_best=n_best, length_penalty=settings.length_penalty,
                          max_length_ratio=settings.max_length_ratio, max_length=max_length,
-                         attention=attention)
+                         attention=attention,
+                         fallback_beam=settings.glossary_fallback_beam or None)
 
 
 def check_limits(texts: list[str], settings: Settings) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -172,13 +173,15 @@ def test_the_models_own_translation_stands_where_it_has_every_term(
     """Model first (the service's default): where the plain search's best translation holds
     every term, as often as the text and in the glossary's case (or starting the output with
     a capital), it is the answer; texts none of whose candidates has them are decoded again
-    with their terms enforced. Each comes out as it does alone."""
+    with their terms enforced, at the options' narrower fallback beam. Each comes out as it
+    does alone."""
     glossary = Glossary({"Trash": "Papierkorb", "file": "Datei", "full": "randvoll"})
     options = DecodeOptions(beam_size=4)
     plain = translator.translate(TEXTS, options)
     for method in ("mask", "constrain"):
         enforced = translator.translate_prepared(translator.prepare(
-            TEXTS, glossary=glossary, method=method), options).translations
+            TEXTS, glossary=glossary, method=method), replace(
+                options, beam_size=options.fallback_beam)).translations
         rows = translator.prepare(TEXTS, glossary=glossary, method=method, model_first=True)
         decoded = translator.translate_prepared(rows, options)
         first = decoded.translations

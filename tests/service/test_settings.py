@@ -13,6 +13,7 @@ from service.api.translation import resolve_options
 from service.app import create_app
 from service.errors import InvalidOption
 from service.settings import Settings, largest_legal_body
+from service.translator import DecodeOptions
 from tests.conftest import ROOT
 
 
@@ -20,6 +21,8 @@ def test_defaults_are_consistent() -> None:
     s = Settings()
     assert s.default_beam_size <= s.max_beam_size
     assert s.max_body_bytes >= largest_legal_body(s.max_texts, s.max_text_chars)
+    # offline evaluation decodes as the service does by default
+    assert resolve_options(s) == DecodeOptions(beam_size=s.default_beam_size)
 
 
 @pytest.mark.parametrize(("env", "names"), [
@@ -33,6 +36,7 @@ def test_defaults_are_consistent() -> None:
     ({"SERVICE_VARIANT": "int4"}, ["SERVICE_VARIANT"]),
     ({"SERVICE_LIBRETRANSLATE_PREFIX": "libretranslate/"}, ["SERVICE_LIBRETRANSLATE_PREFIX"]),
     ({"SERVICE_LIBRETRANSLATE_PREFIX": "/docs/lt"}, ["SERVICE_LIBRETRANSLATE_PREFIX"]),
+    ({"SERVICE_GLOSSARY_FALLBACK_BEAM": "1"}, ["SERVICE_GLOSSARY_FALLBACK_BEAM"]),
 ])
 def test_contradictions_stop_the_process_with_one_clear_message(
         env: dict[str, str], names: list[str]) -> None:
@@ -61,6 +65,7 @@ def test_decoding_options_are_resolved_from_the_settings_in_one_place() -> None:
         2, 1, 0.8, False)
     assert resolve_options(s, n_best=5).beam_size == 5  # widened to the alternatives asked
     assert resolve_options(s, beam_size=1, attention=True).attention
+    assert resolve_options(Settings(glossary_fallback_beam=0)).fallback_beam is None
     with pytest.raises(InvalidOption, match=r"beam_size 7 exceeds the limit 6 \(SERVICE_MAX"):
         resolve_options(s, beam_size=7)
     with pytest.raises(InvalidOption, match="n_best 3 must not exceed beam_size 2"):
