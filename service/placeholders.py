@@ -126,6 +126,12 @@ class AppliedTerm:
     target_span: tuple[int, int]  # characters of the output text
 
 
+def as_placed(term: str, before: str) -> str:
+    """A glossary's target term as it goes into a translation after ``before``: as the
+    glossary writes it, with a capital first letter where it starts the translation."""
+    return term[:1].upper() + term[1:] if not before.strip() else term
+
+
 def unmask_terms(text: str, masked: Masked) -> tuple[str, list[AppliedTerm]]:
     """:func:`unmask`, also saying where each glossary term went. A term that starts the
     output gets a capital first letter (the target term's case otherwise), and a space where
@@ -144,8 +150,7 @@ def unmask_terms(text: str, masked: Masked) -> tuple[str, list[AppliedTerm]]:
         value = masked.placeholders[i] if i < len(masked.placeholders) else ""
         if terms.get(i):
             before = "".join(parts)
-            if not before.strip():
-                value = value[:1].upper() + value[1:]
+            value = as_placed(value, before)
             source, span = terms[i].pop(0)
             # a term is whole words: never glued to a word or number next to it
             lead = " " if before[-1:].isalnum() else ""

@@ -27,6 +27,7 @@ from service.placeholders import (
     AppliedTerm,
     Masked,
     TermSpan,
+    as_placed,
     mask,
     unmask,
     unmask_terms,
@@ -415,16 +416,15 @@ def find_terms(text: str, terms: Sequence[TermSpan]) -> tuple[str, list[AppliedT
     applied, taken = [], set[int]()
     for term in terms:
         target = term.target
-        spelled = {target, target[:1].upper() + target[1:]}
+        spelled = {target, as_placed(target, "")}
         alternatives = "|".join(map(re.escape, sorted(spelled, reverse=True)))
         for match in re.finditer(rf"(?<!\w)(?:{alternatives})(?!\w)", text):
-            if match.group() != target and text[: match.start()].strip():
+            before = text[: match.start()]
+            if match.group() not in (target, as_placed(target, before)):
                 continue  # a capital the glossary does not have, inside the sentence
             if match.start() not in taken:
                 taken.add(match.start())
-                if not text[: match.start()].strip():
-                    text = text[: match.start()] + text[match.start()].upper() + text[
-                        match.start() + 1:]
+                text = before + as_placed(match.group(), before) + text[match.end():]
                 applied.append(AppliedTerm(term.source, text[match.start():match.end()],
                                            (term.start, term.end), match.span()))
                 break
