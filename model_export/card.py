@@ -214,6 +214,8 @@ def _previous_lines(manifest: Manifest) -> list[str]:
 # How each terminology configuration is named in the card, and the settings that serve it
 _GLOSSARY_ROWS = {
     "first-mask": ("model first, then masked (the default)", ""),
+    "first-mask-wide": ("the same, masked at the request's beam",
+                        "`SERVICE_GLOSSARY_FALLBACK_BEAM=0`"),
     "mask": ("masked terms", "`SERVICE_GLOSSARY_MODEL_FIRST=false`"),
     "first-constrain": ("model first, then constrained", "`SERVICE_GLOSSARY_METHOD=constrain`"),
     "constrain": ("constrained beam search", "`SERVICE_GLOSSARY_METHOD=constrain`, "
@@ -251,13 +253,14 @@ def _terminology_lines(manifest: Manifest) -> list[str]:
         lines.append(f"| {name} | {r['term_use']:.1%} | {unchanged} | {again} | "
                      f"{r['chrf']:.1f} | {r['bleu']:.1f} | {r['placeholders_kept']:.1%} | "
                      f"{aligned} | {ratio:.2f}× |")
+    fallback = f" (at beam {t['fallback_beam']})" if t.get("fallback_beam") else ""
     lines += ["", "Masked, a term sits where the source had it but the words around it may "
               "not agree with it (the model does not see it); constrained, the model places "
               "the term's own pieces, but where it words the term differently (another form) "
               "the term comes a second time, often last. Model first, the best of the beam's "
               "own candidates that holds every term stands, and only the strings none of "
-              "whose candidates does are decoded again with the terms enforced. Some of the "
-              "strings, with their terms:", ""]
+              f"whose candidates does are decoded again with the terms enforced{fallback}. "
+              "Some of the strings, with their terms:", ""]
     for e in t.get("examples", []):
         terms = ", ".join(f"{s} → {g}" for s, g in e["terms"].items())
         served = f"; model first {e['first-mask']!r}" if "first-mask" in e else ""

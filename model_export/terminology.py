@@ -29,7 +29,7 @@ import statistics
 import time
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -51,9 +51,13 @@ from service.translator import GLOSSARY_METHODS, DecodeOptions, Translation, Tra
 log = logging.getLogger(__name__)
 
 GLOSSARY_TERMS = 20  # per string in the speed test (the issue's budget: <= 1.3x)
-# name -> (method, model first): SERVICE_GLOSSARY_METHOD, SERVICE_GLOSSARY_MODEL_FIRST
-CONFIGURATIONS = {method if not first else f"first-{method}": (method, first)
-                  for first in (False, True) for method in GLOSSARY_METHODS}
+# name -> (method, model first, fallback beam): SERVICE_GLOSSARY_METHOD,
+# SERVICE_GLOSSARY_MODEL_FIRST and SERVICE_GLOSSARY_FALLBACK_BEAM (None: the request's beam)
+FALLBACK_BEAM = DecodeOptions().fallback_beam
+CONFIGURATIONS: dict[str, tuple[str, bool, int | None]] = {
+    **{method if not first else f"first-{method}": (method, first, FALLBACK_BEAM)
+       for first in (False, True) for method in GLOSSARY_METHODS},
+    "first-mask-wide": ("mask", True, None)}
 _WORD = re.compile(r"[^\W\d_]+(?:[-'][^\W\d_]+)*")
 _SENTENCE_START = ".!?:…\"«“„(["  # what may come right before a sentence's first word
 
@@ -184,7 +188,7 @@ def evaluate(bundle: Path, data_dir: Path, beam_size: int = 4, rounds: int = 3,
     glossed_rows = {name: [translator.prepare([c.source], glossary=Glossary(c.terms),
                                               method=method, model_first=first)[0]
                            for c in cases]
-                    for name, (method, first) in CONFIGURATIONS.items()}
+                    for name, (method, first, _) in CONFIGURATIONS.items()}
     # 20 terms a string for the speed test: its own, then others of the glossary
     others = sorted(entries.items())
     twenty_terms = []
@@ -199,18 +203,21 @@ def evaluate(bundle: Path, data_dir: Path, beam_size: int = 4, rounds: int = 3,
     speed_rows = {"none": plain_rows, **{
         name: [translator.prepare([c.source], glossary=g, method=method, model_first=first)[0]
                for c, g in zip(cases, twenty_terms, strict=True)]
-        for name, (method, first) in CONFIGURATIONS.items()}}
+        for name, (method, first, _) in CONFIGURATIONS.items()}}
 
     plain = translator.translate_prepared(plain_rows, options).translations
-    decoded = {name: translator.translate_prepared(rows, options)
+    decoded = {name: translator.translate_prepared(
+                   rows, replace(options, fallback_beam=CONFIGURATIONS[name][2]))
                for name, rows in glossed_rows.items()}
     glossed = {name: d.translations for name, d in decoded.items()}
     timings: dict[str, list[float]] = {name: [] for name in speed_rows}
-    fast = DecodeOptions(beam_size=beam_size)
-    for _ in range(rounds):  # interleaved, as served (no attention)
+    fast = DecodeOptions(beam_size=beam_size)  # as served (no attention)
+    speed_options = {"none": fast, **{name: replace(fast, fallback_beam=fallback)
+                                      for name, (_, _, fallback) in CONFIGURATIONS.items()}}
+    for _ in range(rounds):  # interleaved
         for name, rows in speed_rows.items():
             started = time.perf_counter()
-            translator.translate_running(rows, fast)
+            translator.translate_running(rows, speed_options[name])
             timings[name].append(time.perf_counter() - started)
 
     def report(translations: Sequence[Translation], redone: int = 0) -> dict[str, Any]:
@@ -227,6 +234,7 @@ def evaluate(bundle: Path, data_dir: Path, beam_size: int = 4, rounds: int = 3,
 
     none = statistics.median(timings["none"])
     result = {"bundle": str(bundle), "glossary_entries": len(entries), "strings": len(cases),
+              "fallback_beam": FALLBACK_BEAM,
               "without": report(plain),
               "with": {name: report(d.translations, d.stats.redone)
                        for name, d in decoded.items()},

@@ -126,13 +126,14 @@ def test_a_terminology_evaluation_is_kept_in_the_manifest_and_the_card(
         return {"term_use": term_use, "chrf": chrf, "bleu": 20.0, "placeholders_kept": 1.0,
                 "alignment_right": None}
 
-    result = {"bundle": str(bundle), "glossary_entries": 9, "strings": 4,
+    result = {"bundle": str(bundle), "glossary_entries": 9, "strings": 4, "fallback_beam": 2,
               "without": scores(0.5, 50.0), "seconds": {"none": [1.0]},
               "with": {"mask": scores(1.0, 49.0), "constrain": scores(0.75, 51.0),
                        "first-mask": {**scores(1.0, 52.0), "unchanged": 0.6, "decoded_again": 0.25},
-                       "first-constrain": scores(1.0, 53.0)},
+                       "first-constrain": scores(1.0, 53.0),
+                       "first-mask-wide": {**scores(1.0, 52.5), "decoded_again": 0.25}},
               "speed_ratio_20_terms": {"mask": 0.95, "constrain": 2.5, "first-mask": 1.2,
-                                       "first-constrain": 1.5},
+                                       "first-constrain": 1.5, "first-mask-wide": 1.3},
               "examples": [{"source": "Empty the trash", "reference": "Papierkorb leeren",
                             "terms": {"trash": "Papierkorb"}, "without": "Müll leeren",
                             "mask": "Papierkorb leeren", "constrain": "Papierkorb leeren",
@@ -145,6 +146,9 @@ def test_a_terminology_evaluation_is_kept_in_the_manifest_and_the_card(
     card = (bundle / "README.md").read_text()
     assert ("| model first, then masked (the default) | 100.0% | 60.0% | 25.0% | 52.0 | 20.0 "
             "| 100.0% | – | 1.20× |") in card
+    assert ("| the same, masked at the request's beam (`SERVICE_GLOSSARY_FALLBACK_BEAM=0`) | "
+            "100.0% | – | 25.0% | 52.5 | 20.0 | 100.0% | – | 1.30× |") in card
+    assert "decoded again with the terms enforced (at beam 2)" in card
     assert ("| masked terms (`SERVICE_GLOSSARY_MODEL_FIRST=false`) | 100.0% | – | – | 49.0 | "
             "20.0 | 100.0% | – | 0.95× |") in card
     assert "| constrained beam search (`SERVICE_GLOSSARY_METHOD=constrain`, " \
