@@ -127,15 +127,16 @@ class Driver:
         redo = []
         for sid, hyps in finished.items():
             s = self._running.pop(sid)
-            candidates = self.translator.candidates(hyps, s.data)
+            candidates = self.translator.candidates(hyps, s.data)  # made as read
             fallback = s.data.fallback
-            if fallback is not None:
-                held = self.translator.with_terms(s.data, candidates, s.job.options.n_best)
-                if held is None:
-                    redo.append((s, fallback))
-                    continue
-                candidates = held
-            c.finished.append((s, candidates))
+            if fallback is None:
+                c.finished.append((s, list(candidates)))
+                continue
+            held = self.translator.with_terms(s.data, candidates, s.job.options.n_best)
+            if held is None:
+                redo.append((s, fallback))
+            else:
+                c.finished.append((s, held))
         c.redone = len(redo)
         self.redone += len(redo)
         with self.lock:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -201,13 +201,18 @@ class Translator:
         return rows
 
     @staticmethod
-    def with_terms(row: Prepared, candidates: Sequence[Candidate], n_best: int
+    def with_terms(row: Prepared, candidates: Iterable[Candidate], n_best: int
                    ) -> list[Candidate] | None:
         """The ``n_best`` best candidates that have each of the row's terms, as often as the
         source (the target term's case, except a capital that starts the output); None when
-        fewer do."""
-        held = [c for c in candidates if len(c.terms) == len(row.terms)]
-        return held[:n_best] if len(held) >= n_best else None
+        fewer do. Reads ``candidates`` (best first) only as far as it needs."""
+        held = []
+        for c in candidates:
+            if len(c.terms) == len(row.terms):
+                held.append(c)
+                if len(held) == n_best:
+                    return held
+        return None
 
     @property
     def variant(self) -> str:
@@ -318,8 +323,9 @@ class Translator:
         """(P,) how often each sentinel occurs in the source."""
         return (np.array(source_ids)[:, None] == self.source_sentinel_ids[None, :]).sum(axis=0)
 
-    def candidates(self, hyps: Sequence[Hypothesis], row: Prepared) -> list[Candidate]:
-        return [self._candidate(h, row) for h in hyps]
+    def candidates(self, hyps: Sequence[Hypothesis], row: Prepared) -> Iterator[Candidate]:
+        """Each hypothesis as a candidate translation, made as it is read."""
+        return (self._candidate(h, row) for h in hyps)
 
     @staticmethod
     def empty_candidate() -> Candidate:
