@@ -253,7 +253,7 @@ def _terminology_lines(manifest: Manifest) -> list[str]:
         lines.append(f"| {name} | {r['term_use']:.1%} | {unchanged} | {again} | "
                      f"{r['chrf']:.1f} | {r['bleu']:.1f} | {r['placeholders_kept']:.1%} | "
                      f"{aligned} | {ratio:.2f}× |")
-    fallback = f" (at beam {t['fallback_beam']})" if t.get("fallback_beam") else ""
+    fallback = f" (masked, at beam {t['fallback_beam']})" if t.get("fallback_beam") else ""
     lines += ["", "Masked, a term sits where the source had it but the words around it may "
               "not agree with it (the model does not see it); constrained, the model places "
               "the term's own pieces, but where it words the term differently (another form) "

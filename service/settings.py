@@ -51,9 +51,9 @@ class Settings(BaseSettings):
         "best of its beam's candidates that has every term; only where none has them is it "
         "decoded again with the terms enforced (SERVICE_GLOSSARY_METHOD)")
     glossary_fallback_beam: int = Field(
-        2, ge=0, description="model first: the beam of that second decode (at most the "
-        "request's, at least its n_best; 2 or more: constrained search needs a beam); 0 = "
-        "the request's beam")
+        2, ge=0, description="model first, masked terms: the beam of that second decode (at "
+        "most the request's, at least its n_best; constrained search keeps the request's "
+        "beam, which it shares out between its banks); 0 = the request's beam")
     on_demand: str = Field("", description="comma-separated model ids (or *) loaded at their "
                            "first request instead of at start")
     max_loaded_models: int = Field(0, ge=0, description="beyond this many loaded models, the "
@@ -144,14 +144,6 @@ class Settings(BaseSettings):
             if not re.fullmatch(r"\s*[A-Za-z0-9._-]+=[A-Za-z0-9._-]+\s*", pin):
                 raise ValueError(f"{pin!r} is not a pin: write model=version, e.g. 'en-fr=1'")
         return pins
-
-    @field_validator("glossary_fallback_beam")
-    @classmethod
-    def valid_fallback_beam(cls, beam: int) -> int:
-        if beam == 1:
-            raise ValueError("1 is not a beam a constrained search can use: write 2 or more, "
-                             "or 0 for the request's beam")
-        return beam
 
     @field_validator("libretranslate_prefix")
     @classmethod

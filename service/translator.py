@@ -55,9 +55,10 @@ class DecodeOptions:
     max_length: int | None = None  # absolute cap on target tokens (None: the model's)
     keep_placeholders: bool = True  # constrain search: every source placeholder, no other
     attention: bool = False  # keep the attention matrix of each candidate
-    # Model first: the beam of the decode that enforces the terms where the model's own
+    # Model first: the beam of the decode that masks the terms where the model's own
     # candidates missed one, clamped to [n_best, beam_size]; None: beam_size. It is a
     # second decode of a fraction of the texts, and a narrower beam costs little there.
+    # (Constrained search keeps beam_size: dynamic beam allocation shares it out.)
     fallback_beam: int | None = 2
 
 
@@ -284,7 +285,7 @@ class Translator:
     def search(self, row: Prepared, options: DecodeOptions, again: bool = False) -> Search:
         """How ``row`` is searched under ``options`` (limits, beam, length penalty,
         placeholder constraint); ``again``: a model-first text's decode with its terms
-        enforced (``options.fallback_beam``)."""
+        enforced (masked: at ``options.fallback_beam``)."""
         cap = min(options.max_length or self.manifest.max_target_tokens,
                   self.manifest.max_target_tokens)
         d = self.defaults
@@ -300,8 +301,8 @@ class Translator:
         beam, n_best = options.beam_size, options.n_best
         if row.fallback is not None:  # model first: any of the beam's may hold the terms
             n_best = beam
-        elif again and options.fallback_beam is not None:
-            beam = min(beam, max(n_best, options.fallback_beam))
+        elif again and options.fallback_beam is not None and not row.constraints:
+            beam = min(beam, max(n_best, options.fallback_beam))  # masked terms
         if beam == 1 and d.beam_rule == "gnmt":
             alpha = 0.0  # greedy scores are plain log-probabilities
         return Search(int(limit), beam, n_best if beam > 1 else 1, alpha, required,

@@ -148,7 +148,7 @@ def test_a_terminology_evaluation_is_kept_in_the_manifest_and_the_card(
             "| 100.0% | – | 1.20× |") in card
     assert ("| the same, masked at the request's beam (`SERVICE_GLOSSARY_FALLBACK_BEAM=0`) | "
             "100.0% | – | 25.0% | 52.5 | 20.0 | 100.0% | – | 1.30× |") in card
-    assert "decoded again with the terms enforced (at beam 2)" in card
+    assert "decoded again with the terms enforced (masked, at beam 2)" in card
     assert ("| masked terms (`SERVICE_GLOSSARY_MODEL_FIRST=false`) | 100.0% | – | – | 49.0 | "
             "20.0 | 100.0% | – | 0.95× |") in card
     assert "| constrained beam search (`SERVICE_GLOSSARY_METHOD=constrain`, " \

@@ -173,15 +173,16 @@ def test_the_models_own_translation_stands_where_it_has_every_term(
     """Model first (the service's default): where the plain search's best translation holds
     every term, as often as the text and in the glossary's case (or starting the output with
     a capital), it is the answer; texts none of whose candidates has them are decoded again
-    with their terms enforced, at the options' narrower fallback beam. Each comes out as it
-    does alone."""
+    with their terms enforced (masked: at the options' narrower fallback beam). Each comes
+    out as it does alone."""
     glossary = Glossary({"Trash": "Papierkorb", "file": "Datei", "full": "randvoll"})
     options = DecodeOptions(beam_size=4)
     plain = translator.translate(TEXTS, options)
     for method in ("mask", "constrain"):
+        again = options.fallback_beam if method == "mask" else options.beam_size
         enforced = translator.translate_prepared(translator.prepare(
             TEXTS, glossary=glossary, method=method), replace(
-                options, beam_size=options.fallback_beam)).translations
+                options, beam_size=again)).translations
         rows = translator.prepare(TEXTS, glossary=glossary, method=method, model_first=True)
         decoded = translator.translate_prepared(rows, options)
         first = decoded.translations

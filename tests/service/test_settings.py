@@ -36,7 +36,6 @@ def test_defaults_are_consistent() -> None:
     ({"SERVICE_VARIANT": "int4"}, ["SERVICE_VARIANT"]),
     ({"SERVICE_LIBRETRANSLATE_PREFIX": "libretranslate/"}, ["SERVICE_LIBRETRANSLATE_PREFIX"]),
     ({"SERVICE_LIBRETRANSLATE_PREFIX": "/docs/lt"}, ["SERVICE_LIBRETRANSLATE_PREFIX"]),
-    ({"SERVICE_GLOSSARY_FALLBACK_BEAM": "1"}, ["SERVICE_GLOSSARY_FALLBACK_BEAM"]),
 ])
 def test_contradictions_stop_the_process_with_one_clear_message(
         env: dict[str, str], names: list[str]) -> None:
