@@ -244,8 +244,8 @@ class Translator:
         for sentence, candidates in driver.run():
             results[sentence.row] = Translation(sentence.data.ids, sentence.data.masked,
                                                 candidates)
-        return Decoded(results, DecodeStats(job.encode_seconds, driver.engine.steps,
-                                               driver.redone))
+        stats = DecodeStats(job.encode_seconds, driver.engine.steps, driver.redone)
+        return Decoded(results, stats)
 
     def log_probability(self, texts: Sequence[str], targets: Sequence[Sequence[int]]
                         ) -> list[float]:
