@@ -46,7 +46,7 @@ from model_export.metrics import score
 from service.alignment import align
 from service.glossary import Glossary
 from service.placeholders import PLACEHOLDER_RE
-from service.translator import GLOSSARY_METHODS, DecodeOptions, Translation, Translator
+from service.translator import GLOSSARY_METHODS, DecodeOptions, Prepared, Translation, Translator
 
 log = logging.getLogger(__name__)
 
@@ -181,14 +181,21 @@ def evaluate(bundle: Path, data_dir: Path, beam_size: int = 4, rounds: int = 3,
     catalogs = heldout_catalogs(translator.manifest.target_lang, cache)
     entries = usual_case(glossary_entries(catalogs), catalogs)
     cases = terminology_cases(pairs, entries)
-    options = DecodeOptions(beam_size=beam_size, attention=True)
+    # as served (no attention); the quality decodes add attention for the alignment check
+    served = {"none": DecodeOptions(beam_size=beam_size), **{
+        name: DecodeOptions(beam_size=beam_size, fallback_beam=fallback)
+        for name, (_, _, fallback) in CONFIGURATIONS.items()}}
     sources = [c.source for c in cases]
     references = [c.reference for c in cases]
+
+    def prepared_with(glossaries: Sequence[Glossary]) -> dict[str, list[Prepared]]:
+        return {name: [translator.prepare([c.source], glossary=g, method=method,
+                                          model_first=first)[0]
+                       for c, g in zip(cases, glossaries, strict=True)]
+                for name, (method, first, _) in CONFIGURATIONS.items()}
+
     plain_rows = translator.prepare(sources)
-    glossed_rows = {name: [translator.prepare([c.source], glossary=Glossary(c.terms),
-                                              method=method, model_first=first)[0]
-                           for c in cases]
-                    for name, (method, first, _) in CONFIGURATIONS.items()}
+    glossed_rows = prepared_with([Glossary(c.terms) for c in cases])
     # 20 terms a string for the speed test: its own, then others of the glossary
     others = sorted(entries.items())
     twenty_terms = []
@@ -200,24 +207,18 @@ def evaluate(bundle: Path, data_dir: Path, beam_size: int = 4, rounds: int = 3,
             if source.casefold() not in {s.casefold() for s in twenty}:
                 twenty[source] = target
         twenty_terms.append(Glossary(twenty))
-    speed_rows = {"none": plain_rows, **{
-        name: [translator.prepare([c.source], glossary=g, method=method, model_first=first)[0]
-               for c, g in zip(cases, twenty_terms, strict=True)]
-        for name, (method, first, _) in CONFIGURATIONS.items()}}
+    speed_rows = {"none": plain_rows, **prepared_with(twenty_terms)}
 
-    plain = translator.translate_prepared(plain_rows, options).translations
-    decoded = {name: translator.translate_prepared(
-                   rows, replace(options, fallback_beam=CONFIGURATIONS[name][2]))
+    plain = translator.translate_prepared(
+        plain_rows, replace(served["none"], attention=True)).translations
+    decoded = {name: translator.translate_prepared(rows, replace(served[name], attention=True))
                for name, rows in glossed_rows.items()}
     glossed = {name: d.translations for name, d in decoded.items()}
     timings: dict[str, list[float]] = {name: [] for name in speed_rows}
-    fast = DecodeOptions(beam_size=beam_size)  # as served (no attention)
-    speed_options = {"none": fast, **{name: replace(fast, fallback_beam=fallback)
-                                      for name, (_, _, fallback) in CONFIGURATIONS.items()}}
     for _ in range(rounds):  # interleaved
         for name, rows in speed_rows.items():
             started = time.perf_counter()
-            translator.translate_running(rows, speed_options[name])
+            translator.translate_running(rows, served[name])
             timings[name].append(time.perf_counter() - started)
 
     def report(translations: Sequence[Translation], redone: int = 0) -> dict[str, Any]:

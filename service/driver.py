@@ -56,7 +56,6 @@ class Driver:
         self.engine = engine
         self.lock: contextlib.AbstractContextManager[object] = lock or contextlib.nullcontext()
         self._running: dict[int, Work] = {}  # engine id -> sentence
-        self.redone = 0  # model-first sentences decoded again with their terms enforced
 
     def cycle(self) -> Cycle:
         c = Cycle()
@@ -138,7 +137,6 @@ class Driver:
             else:
                 c.finished.append((s, held))
         c.redone = len(redo)
-        self.redone += len(redo)
         with self.lock:
             for s, _ in c.finished:
                 self.scheduler.finished(s)

@@ -244,7 +244,8 @@ class Translator:
         for sentence, candidates in driver.run():
             results[sentence.row] = Translation(sentence.data.ids, sentence.data.masked,
                                                 candidates)
-        stats = DecodeStats(job.encode_seconds, driver.engine.steps, driver.redone)
+        redone = sum(s.again is not None for s in job.sentences)
+        stats = DecodeStats(job.encode_seconds, driver.engine.steps, redone)
         return Decoded(results, stats)
 
     def log_probability(self, texts: Sequence[str], targets: Sequence[Sequence[int]]
