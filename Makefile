@@ -67,7 +67,7 @@ model: model-$(MODEL_LANG)
 # en-de: the recipe of en-fr and en-es (the German catalogs of train.txt, then games.txt,
 # then Ding's dictionary): 3,200 updates with the games' pairs added twice more and
 # LibreOffice's once more (85 min on 2 cores), then 1,000 updates of fine-tuning with
-# LibreOffice's pairs added 8 more times and the games' twice (22 min), validated every
+# LibreOffice's pairs added 8 more times and the games' 6 more (25 min), validated every
 # 400/500 updates; then export, quantize, evaluate and ship int8 with a vocabulary
 # shortlist; then the bundle it replaced (models/en-de at PREVIOUS_DE) is scored as served
 # on its evaluation sets, for the card. work/bundle-full keeps both variants (benchmarks).
@@ -80,7 +80,7 @@ model-de: $(VENV)/.dev
 		--eval-every 400 --dev-limit 1500 --oversample train-games.tsv:2 \
 		--oversample train-libreoffice-l10n-de.tsv:1
 	$(PY) -m model_export train --data work/data --run $(TUNED) --init-from $(RUN) \
-		--oversample train-libreoffice-l10n-de.tsv:8 --oversample train-games.tsv:2 --lr 5e-4 \
+		--oversample train-libreoffice-l10n-de.tsv:8 --oversample train-games.tsv:6 --lr 5e-4 \
 		--max-steps 1000 --batch-tokens 4000 --eval-every 500 --dev-limit 1500
 	$(PY) -m model_export bundle --data work/data --run $(TUNED) --target-lang de \
 		--out work/bundle-full

@@ -192,14 +192,18 @@ def test_log_level_decides_what_is_logged(tuned: Server, keyed: Server) -> None:
 def test_length_penalty_override_changes_the_beam_scores(tuned: Server,
                                                          keyed: Server) -> None:
     """GNMT: beam score = log-probability / ((5 + n) / 6) ** alpha, n counting EOS. The
-    bundle's alpha is 1.0 (``keyed``); ``tuned`` sets 0: its scores are log-probabilities."""
+    bundle's alpha (its manifest, ``keyed``) is not 0; ``tuned`` sets 0: its scores are
+    log-probabilities."""
+    manifest = json.loads((DEFAULT_BUNDLE / "manifest.json").read_text())
+    alpha = manifest["decoding"]["length_penalty"]
+    assert alpha > 0
     raw, penalized = (translate(server, SHORT, beam_size=4, return_attention=True)[0]
                       for server in (tuned, keyed))
     tokens = raw["target_tokens"]
     assert penalized["target_tokens"] == tokens, "pick a text both rank the same"
     assert tokens[-1] == "</s>"
     n = len(tokens)
-    assert penalized["score"] == pytest.approx(raw["score"] / ((5 + n) / 6), abs=2e-4)
+    assert penalized["score"] == pytest.approx(raw["score"] / ((5 + n) / 6) ** alpha, abs=2e-4)
     greedy = translate(tuned, SHORT, beam_size=1, return_attention=True)[0]
     if greedy["target_tokens"] == tokens:  # greedy scores are log-probabilities too
         assert greedy["score"] == pytest.approx(raw["score"], abs=2e-4)
