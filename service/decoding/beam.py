@@ -30,7 +30,7 @@ from typing import Protocol
 import numpy as np
 
 from service.decoding import lexical
-from service.decoding.constraints import emitted, eos_as_owed
+from service.decoding.constraints import emitted, eos_as_owed, owed_before_the_limit
 from service.decoding.lexical import Constraints, Progress
 from service.decoding.types import Hypothesis, StepOutput
 
@@ -183,8 +183,11 @@ class Group:
         attention = None if out.attention is None else out.attention.reshape(N, K, -1)
         running = [sentences[int(i)] for i in self.ids]
         if self.missing is not None:  # rows bring one token more for this (see the engine)
-            log_probs, ids = eos_as_owed(out.top_log_probs, out.top_ids,
-                                         self.missing.reshape(N * K, -1), sentinel_ids, eos)
+            missing = self.missing.reshape(N * K, -1)
+            log_probs, ids = eos_as_owed(out.top_log_probs, out.top_ids, missing,
+                                         sentinel_ids, eos)
+            log_probs, ids = owed_before_the_limit(
+                log_probs, ids, missing, np.repeat(self.max_len - self.steps, K), sentinel_ids)
             out = replace(out, top_log_probs=log_probs, top_ids=ids)
 
         def finish(n: int, b: int, score: float) -> None:

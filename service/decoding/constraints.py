@@ -5,7 +5,8 @@ During search, a sentinel absent from the source (or already emitted as often as
 has it) gets probability 0. While one is still owed, EOS stands for it: a hypothesis that
 would end emits the first sentinel it owes instead, with EOS's probability if that is
 higher (:func:`eos_as_owed`), so a model that "forgets" a closing tag puts it last instead
-of rambling on to the length limit.
+of rambling on to the length limit. One that rambles anyway (a loop of one piece) emits what
+it owes in its last steps (:func:`owed_before_the_limit`): no output loses a placeholder.
 """
 
 from __future__ import annotations
@@ -59,3 +60,23 @@ def eos_as_owed(top_log_probs: np.ndarray, top_ids: np.ndarray, missing: np.ndar
 def emitted(tokens: np.ndarray, sentinel_ids: np.ndarray) -> np.ndarray:
     """(R,) tokens -> (R, P) one-hot of which sentinel each token is (zeros otherwise)."""
     return (tokens[:, None] == sentinel_ids[None, :]).astype(np.int64)
+
+
+def owed_before_the_limit(top_log_probs: np.ndarray, top_ids: np.ndarray, missing: np.ndarray,
+                          steps_left: np.ndarray, sentinel_ids: np.ndarray
+                          ) -> tuple[np.ndarray, np.ndarray]:
+    """Rows with no more steps left than sentinels owed may only emit the first one they owe,
+    scored as their best token (the other entries get -inf); the others are unchanged.
+
+    :param top_log_probs: (R, k), top_ids (R, k), missing (R, P)
+    :param steps_left: (R,) steps the row may still take, this one included
+    """
+    owed = missing.sum(axis=1)
+    rows = np.flatnonzero((owed > 0) & (owed >= steps_left))
+    if not rows.size:
+        return top_log_probs, top_ids
+    log_probs, ids = top_log_probs.copy(), top_ids.copy()
+    ids[rows, 0] = sentinel_ids[(missing[rows] > 0).argmax(axis=1)]
+    log_probs[rows, 0] = top_log_probs[rows].max(axis=1)
+    log_probs[rows, 1:] = -np.inf
+    return log_probs, ids

@@ -21,16 +21,21 @@ class Placeholders:
     required: np.ndarray  # (B, P) how often each sentinel occurs in each source
 
 
-def constrain(log_probs: np.ndarray, missing: np.ndarray, sentinel_ids: np.ndarray, eos: int
-              ) -> np.ndarray:
+def constrain(log_probs: np.ndarray, missing: np.ndarray, sentinel_ids: np.ndarray, eos: int,
+              steps_left: np.ndarray) -> np.ndarray:
     """Sentinels not owed get -inf; where one is owed, the first owed one scores the better
-    of itself and EOS, and EOS -inf."""
+    of itself and EOS, and EOS -inf; where no more steps are left (``steps_left``, per row)
+    than sentinels owed, that sentinel alone, with the row's best score."""
     out = log_probs.copy()
     out[:, sentinel_ids] = np.where(missing > 0, out[:, sentinel_ids], -np.inf)
     owing = np.flatnonzero((missing > 0).any(axis=1))
     first = sentinel_ids[(missing[owing] > 0).argmax(axis=1)]
     out[owing, first] = np.maximum(out[owing, first], out[owing, eos])
     out[owing, eos] = -np.inf
+    late = missing[owing].sum(axis=1) >= steps_left[owing]
+    best = out[owing[late]].max(axis=1)
+    out[owing[late]] = -np.inf
+    out[owing[late], first[late]] = best
     return out
 
 
@@ -85,17 +90,20 @@ def advance(
     eos: int,
     alpha: float,
     finished: list[list[Hypothesis]],
+    steps_left: np.ndarray,
     sentinel_ids: np.ndarray | None = None,
 ) -> Beams:
     """Expand every live hypothesis by one token, finish those ending in EOS, keep the K best.
 
     :param log_probs: (N * K, V) from the step model; hidden (N * K, H); attention (N * K, S)
+    :param steps_left: (N,) steps each sentence may still take, this one included
     :param sentinel_ids: (P,) with ``beams.missing``: the placeholder constraint
     """
     N, K = beams.scores.shape
     V = log_probs.shape[1]
     if beams.missing is not None and sentinel_ids is not None:
-        log_probs = constrain(log_probs, beams.missing.reshape(N * K, -1), sentinel_ids, eos)
+        log_probs = constrain(log_probs, beams.missing.reshape(N * K, -1), sentinel_ids, eos,
+                              np.repeat(steps_left, K))
     S = attention.shape[1]
     t = beams.tokens.shape[2]
     expanded = (beams.scores[:, :, None] + log_probs.reshape(N, K, V)).reshape(N, K * V)
@@ -173,7 +181,9 @@ def reference_beam_search(
         prev = beams.tokens[:, :, -1].reshape(-1) if beams.tokens.shape[2] else np.full(N * K, bos)
         log_probs, hidden, attention = model.step_log_probs(prev.astype(np.int64), beams.hidden,
                                                             encoded, beams.rows)
-        beams = advance(beams, log_probs, hidden, attention, eos, alpha, finished, sentinel_ids)
+        steps_left = max_len[beams.sentence] - beams.tokens.shape[2]
+        beams = advance(beams, log_probs, hidden, attention, eos, alpha, finished, steps_left,
+                        sentinel_ids)
         complete = np.array([len(finished[s]) >= beam_size for s in beams.sentence])
         at_limit = ~complete & (beams.tokens.shape[2] >= max_len[beams.sentence])
         finish_at_limit(beams, at_limit, alpha, finished)

@@ -3,7 +3,7 @@
 
 import numpy as np
 
-from service.decoding.constraints import emitted, eos_as_owed, penalty
+from service.decoding.constraints import emitted, eos_as_owed, owed_before_the_limit, penalty
 
 SENTINELS = np.array([7, 8, 9], np.int64)
 EOS = 3
@@ -39,3 +39,17 @@ def test_emitted_counts_each_rows_sentinel_as_an_integer() -> None:
     counts = emitted(np.array([8, 5, 7, EOS]), SENTINELS)
     assert counts.dtype == np.int64
     assert counts.tolist() == [[0, 1, 0], [0, 0, 0], [1, 0, 0], [0, 0, 0]]
+
+
+def test_a_row_out_of_steps_may_only_emit_what_it_owes() -> None:
+    ids = np.array([[5, 6, 4], [5, 6, 4], [5, 6, 4], [5, 6, 4]])
+    log_probs = np.array([[-0.2, -0.5, -0.9]] * 4, np.float32)
+    missing = np.array([[0, 1, 1],   # owes 2 with 2 steps left: <ph1> (8) now
+                        [0, 1, 1],   # owes 2 with 3 left: free
+                        [0, 0, 0],   # owes nothing with 1 left: free
+                        [1, 0, 0]])  # owes 1 with 1 left: <ph0> (7)
+    lp, out = owed_before_the_limit(log_probs, ids, missing, np.array([2, 3, 1, 1]), SENTINELS)
+    inf = -np.inf
+    assert out[[0, 3], 0].tolist() == [8, 7] and out[1:3].tolist() == ids[1:3].tolist()
+    np.testing.assert_array_equal(lp, np.array([[-0.2, inf, inf], log_probs[1], log_probs[2],
+                                                [-0.2, inf, inf]], np.float32))

@@ -158,3 +158,20 @@ def test_placeholder_constraint_keeps_required_sentinels_and_invents_none() -> N
                              limits[:1], beam_size=1, sentinel_ids=sentinels,
                              required=required[:1])
     assert single.tokens == greedy[0].tokens  # beam(1) == greedy under the constraint too
+
+
+def test_owed_placeholders_are_emitted_before_the_length_limit() -> None:
+    """A hypothesis the limit ends has emitted every sentinel it owed: in its last steps if
+    the model did not."""
+    model = ToyModel(vocab=12, seed=15)
+    sentinels = np.array([8, 9, 10])
+    required = np.array([[1, 0, 0], [0, 2, 1], [1, 1, 1]])
+    lengths, limits = [4, 3, 5], np.array([2, 3, 4])  # room for what each owes, little more
+    greedy = greedy_search(model, model.encode(lengths), BOS, EOS, limits, sentinels, required)
+    beams = beam_search(model, model.encode(lengths), BOS, EOS, limits, beam_size=3, n_best=3,
+                        sentinel_ids=sentinels, required=required)
+    hypotheses = [(i, hyp) for i in range(3) for hyp in [greedy[i], *beams[i]]]
+    assert any(not hyp.ended for _, hyp in hypotheses)
+    for i, hyp in hypotheses:
+        counts = [hyp.tokens.count(int(s)) for s in sentinels]
+        assert counts == required[i].tolist(), (i, hyp.tokens)
