@@ -11,8 +11,10 @@ Writes bench/step.json and bench/step.md.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import statistics
+import subprocess
 import tempfile
 import time
 from collections import Counter
@@ -27,7 +29,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from bench.measure import ROOT
 from service.decoding import EncodedBatch, StepOutput, TokenPenalty, Vocabulary
-from service.runtime import OnnxSeq2Seq
+from service.runtime import OnnxSeq2Seq, SessionOptions
 from service.shortlist import restrict_output
 from service.translator import DecodeOptions, Translator
 
@@ -123,6 +125,31 @@ def projection_floor(decoder: onnx.ModelProto, E: int, columns: int) -> ort.Infe
                                 providers=["CPUExecutionProvider"])
 
 
+def restricted_at(rev: str, decoder: onnx.ModelProto) -> onnx.ModelProto:
+    """The restricted step graph as ``service/shortlist.py`` of git revision ``rev`` builds
+    it."""
+    source = subprocess.run(["git", "show", f"{rev}:service/shortlist.py"], cwd=ROOT,
+                            check=True, capture_output=True, text=True).stdout
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "shortlist_at_rev.py"
+        path.write_text(source, encoding="utf-8")
+        spec = importlib.util.spec_from_file_location("shortlist_at_rev", path)
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+    graph: onnx.ModelProto = module.restrict_output(decoder)
+    return graph
+
+
+def restricted_by(model: OnnxSeq2Seq, session: ort.InferenceSession, call: Any) -> Any:
+    """``call`` with ``session`` as the model's restricted step graph."""
+    own, model.restricted = model.restricted, session
+    try:
+        return call()
+    finally:
+        model.restricted = own
+
+
 def timed(call: Any, repeats: int) -> list[float]:
     call()
     out = []
@@ -138,6 +165,10 @@ def main() -> None:
     parser.add_argument("--bundle", type=Path, default=ROOT / "models" / "en-de")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--repeats", type=int, default=20)
+    parser.add_argument("--against", metavar="REV",
+                        help="also time the shortlist step with the restricted graph that "
+                             "service/shortlist.py of this git revision builds (a graph "
+                             "change measured side by side)")
     args = parser.parse_args()
     texts = [line.split("\t")[0] for line in (ROOT / "tests" / "data" / "ui-strings.tsv")
              .read_text(encoding="utf-8").splitlines()]
@@ -147,6 +178,8 @@ def main() -> None:
     decoder = onnx.load(str(args.bundle / translator.manifest.variants[model.variant]["decoder"]))
     V, E = translator.manifest.architecture.vocab_size, translator.manifest.architecture.emb_dim
     floor = projection_floor(decoder, E, V)
+    other = None if args.against is None else OnnxSeq2Seq._session(
+        restricted_at(args.against, decoder).SerializeToString(), SessionOptions())
     cases: dict[int, dict[str, Any]] = {}
     for rows in ROWS:
         inputs, rebuild = running_batch(translator, texts, rows)
@@ -161,6 +194,9 @@ def main() -> None:
             "shortlist: step vocabulary rebuilt (numpy)": rebuild,
             "candidates": int(vocab.ids.size),
         }
+        if other is not None:
+            cases[rows][f"shortlist step, {args.against}'s graph"] = partial(
+                restricted_by, model, other, partial(step, vocab, False))
     times: dict[int, dict[str, list[float]]] = {
         r: {n: [] for n, c in cases[r].items() if callable(c)} for r in ROWS}
     for _ in range(args.rounds):
@@ -195,6 +231,11 @@ def report(r: dict[str, Any]) -> str:
                      + " |")
     lines.append("| full / shortlist | " + " | ".join(
         f"{v['full step'] / v['shortlist step']:.2f}×" for v in rows.values()) + " |")
+    for name in names:
+        if name.endswith("'s graph"):
+            lines.append(f"| {name.removeprefix('shortlist step, ')} / this tree's | "
+                         + " | ".join(f"{v[name] / v['shortlist step']:.2f}×"
+                                      for v in rows.values()) + " |")
     lines += ["", "Share of kernel time by operator at 256 rows (onnxruntime's profiler, 30 "
               "steps; the eight largest):", ""]
     for name, shares in r["profile_256_rows"].items():

@@ -205,13 +205,13 @@ def restrict_output(model: onnx.ModelProto) -> onnx.ModelProto:
     top_positions = "shortlist/top_positions"
     top_ids = top.output[1]
     top.output[1] = top_positions
-    new += [
+    new += [  # the ids of the top positions only: (R, k), not every packed position's
         helper.make_node("Concat", ["vocab_ids", "shortlist/pad_id"], ["shortlist/ids"],
                          axis=0),
-        helper.make_node("Gather", ["shortlist/ids", "row_columns"], ["shortlist/row_ids"],
+        helper.make_node("GatherElements", ["row_columns", top_positions],
+                         ["shortlist/top_columns"], axis=1),
+        helper.make_node("Gather", ["shortlist/ids", "shortlist/top_columns"], [top_ids],
                          axis=0),
-        helper.make_node("GatherElements", ["shortlist/row_ids", top_positions], [top_ids],
-                         axis=1),
     ]
 
     gone = {id(n) for n in removed}
