@@ -150,6 +150,11 @@ def restricted_by(model: OnnxSeq2Seq, session: ort.InferenceSession, call: Any) 
         model.restricted = own
 
 
+def same_outputs(a: StepOutput, b: StepOutput) -> bool:
+    return all(np.array_equal(x, y) for x, y in
+               ((a.top_log_probs, b.top_log_probs), (a.top_ids, b.top_ids), (a.hidden, b.hidden)))
+
+
 def timed(call: Any, repeats: int) -> list[float]:
     call()
     out = []
@@ -195,8 +200,9 @@ def main() -> None:
             "candidates": int(vocab.ids.size),
         }
         if other is not None:
-            cases[rows][f"shortlist step, {args.against}'s graph"] = partial(
-                restricted_by, model, other, partial(step, vocab, False))
+            theirs = partial(restricted_by, model, other, partial(step, vocab, False))
+            cases[rows][f"shortlist step, {args.against}'s graph"] = theirs
+            cases[rows]["same outputs"] = same_outputs(step(vocab, False), theirs())
     times: dict[int, dict[str, list[float]]] = {
         r: {n: [] for n, c in cases[r].items() if callable(c)} for r in ROWS}
     for _ in range(args.rounds):
@@ -207,6 +213,8 @@ def main() -> None:
     name = str(bundle.relative_to(ROOT)) if bundle.is_relative_to(ROOT) else str(bundle)
     result = {"bundle": name, "variant": model.variant, "vocabulary": V,
               "rows": {str(r): {"candidates": cases[r]["candidates"],
+                                **({"same outputs": cases[r]["same outputs"]}
+                                   if other is not None else {}),
                                 **{n: round(statistics.median(t), 3)
                                    for n, t in times[r].items()}} for r in ROWS},
               "profile_256_rows": profile(model, decoder, running_batch(translator, texts,
@@ -218,7 +226,7 @@ def main() -> None:
 
 def report(r: dict[str, Any]) -> str:
     rows = r["rows"]
-    names = [n for n in next(iter(rows.values())) if n != "candidates"]
+    names = [n for n in next(iter(rows.values())) if n not in ("candidates", "same outputs")]
     lines = [f"# One decoder step ({r['bundle']}, {r['variant']}, vocabulary {r['vocabulary']})",
              "", "Median ms per call (`python -m bench.step`); the shortlist step scores the "
              "union of the running sentences' candidates.", "",
@@ -235,6 +243,9 @@ def report(r: dict[str, Any]) -> str:
         if name.endswith("'s graph"):
             lines.append(f"| {name.removeprefix('shortlist step, ')} / this tree's | "
                          + " | ".join(f"{v[name] / v['shortlist step']:.2f}×"
+                                      for v in rows.values()) + " |")
+            lines.append("| the same outputs (top k, their log-probabilities, hidden) | "
+                         + " | ".join("yes" if v["same outputs"] else "**no**"
                                       for v in rows.values()) + " |")
     lines += ["", "Share of kernel time by operator at 256 rows (onnxruntime's profiler, 30 "
               "steps; the eight largest):", ""]
