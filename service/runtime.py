@@ -19,6 +19,7 @@ from service.bundle import (
     Manifest,
 )
 from service.decoding import EncodedBatch, StepOutput, TokenPenalty, Vocabulary
+from service.encoder_graph import fuse_bidirectional, same_encoding
 from service.shortlist import restrict_output
 
 log = logging.getLogger(__name__)
@@ -70,12 +71,30 @@ class OnnxSeq2Seq:
         self.variant = variant
         self.format_version = manifest.format_version
         self.provider = options.provider
-        self.encoder = self._session(bundle_dir / files["encoder"], options)
+        self.encoder, self.fused_encoder = self._encoder(bundle_dir / files["encoder"],
+                                                         options, manifest.special_tokens.pad)
         self.decoder = self._session(bundle_dir / files["decoder"], options)
         self.restricted: ort.InferenceSession | None = None
         if shortlist and self.format_version >= 2:
             graph = restrict_output(onnx.load(str(bundle_dir / files["decoder"])))
             self.restricted = self._session(graph.SerializeToString(), options)
+
+    @classmethod
+    def _encoder(cls, path: Path, options: SessionOptions, pad: int
+                 ) -> tuple[ort.InferenceSession, bool]:
+        """The encoder, as one bidirectional GRU where the file has it as two
+        (:mod:`service.encoder_graph`) and that gives the same numbers; and whether it is."""
+        session = cls._session(path, options)
+        model = onnx.load(str(path))
+        fused = fuse_bidirectional(model)
+        if fused is None:
+            return session, False
+        faster = cls._session(fused.SerializeToString(), options)
+        if same_encoding(session, faster, model, pad):
+            return faster, True
+        log.warning("%s: the encoder as one bidirectional GRU gives other numbers on this "
+                    "machine; running the file's graph", path)
+        return session, False
 
     @staticmethod
     def _session(path: Path | bytes, options: SessionOptions) -> ort.InferenceSession:

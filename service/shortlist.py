@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -45,9 +46,23 @@ class Shortlist:
 
     def for_source(self, source_ids: Sequence[int], forced: Iterable[int] = ()) -> np.ndarray:
         """The ascending target ids a sentence with these source ids may produce."""
-        listed = self.candidates[np.asarray(source_ids, dtype=np.int64)].ravel()
-        ids = np.unique(np.concatenate([listed, self.always, np.fromiter(forced, np.int32)]))
-        return ids[ids >= 0].astype(np.int64)
+        forced_ids = np.fromiter(forced, np.int64)
+        known = self._always_mask.size - 1
+        # One slot per target id and a last one that the -1 padding of the lists marks.
+        mask = np.zeros(max(known, int(forced_ids.max(initial=-1)) + 1) + 1, dtype=bool)
+        mask[:known] = self._always_mask[:known]
+        mask[self.candidates[np.asarray(source_ids, dtype=np.int64)]] = True
+        mask[forced_ids] = True
+        mask[-1] = False
+        return np.flatnonzero(mask).astype(np.int64, copy=False)
+
+    @cached_property
+    def _always_mask(self) -> np.ndarray:
+        """(V + 1,) bool over the ids the table knows, True for :attr:`always`."""
+        known = max(int(self.candidates.max(initial=-1)), int(self.always.max(initial=-1))) + 1
+        mask = np.zeros(known + 1, dtype=bool)
+        mask[self.always] = True
+        return mask
 
     def save(self, path: Path) -> None:
         with open(path, "wb") as f:  # np.savez would add ".npz" to a name without it

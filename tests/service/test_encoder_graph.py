@@ -1,0 +1,76 @@
+"""The encoder as one bidirectional GRU (service.encoder_graph) gives the file's numbers."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+from onnx import numpy_helper
+
+from service import runtime
+from service.bundle import read_manifest
+from service.encoder_graph import fuse_bidirectional, same_encoding
+from service.translator import Translator
+from tests.conftest import ROOT
+
+BUNDLES = sorted(p for p in (ROOT / "models").iterdir() if (p / "manifest.json").exists())
+TEXTS = [line.split("\t")[0] for line in (Path(__file__).parents[1] / "data" /
+         "ui-strings.tsv").read_text(encoding="utf-8").splitlines()[:48]]
+
+
+def shipped(bundle: Path, part: str) -> Path:
+    manifest = read_manifest(bundle)
+    return bundle / manifest.variants[manifest.resolve_variant("auto")][part]
+
+
+def session(model: onnx.ModelProto) -> ort.InferenceSession:
+    return ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+
+
+@pytest.mark.parametrize("bundle", BUNDLES, ids=[p.name for p in BUNDLES])
+def test_shipped_encoders_fuse_to_the_same_numbers(bundle: Path) -> None:
+    translator = Translator(bundle)
+    model = onnx.load(str(shipped(bundle, "encoder")))
+    fused = fuse_bidirectional(model)
+    assert fused is not None
+    grus = [n for n in fused.graph.node if n.op_type == "GRU"]
+    assert len(grus) == 1 and len(fused.graph.node) < len(model.graph.node) // 3
+    assert translator.model.fused_encoder  # what the service runs
+
+    # Real sentences in one padded batch: every real position and every final state equal.
+    src, lengths = translator.encode([r.ids for r in translator.prepare(TEXTS)])
+    feeds = {"src_ids": src, "src_lengths": lengths}
+    before, after = session(model).run(None, feeds), session(fused).run(None, feeds)
+    real = np.arange(src.shape[1])[None, :] < lengths[:, None]
+    for a, b in zip(before, after, strict=True):
+        assert a.shape == b.shape
+        assert np.array_equal(a[real] if a.ndim == 3 else a, b[real] if b.ndim == 3 else b)
+
+
+def test_a_fused_graph_with_other_numbers_is_not_used(monkeypatch: pytest.MonkeyPatch,
+                                                      caplog: pytest.LogCaptureFixture) -> None:
+    bundle = BUNDLES[0]
+
+    def off_by_a_little(model: onnx.ModelProto) -> onnx.ModelProto | None:
+        fused = fuse_bidirectional(model)
+        assert fused is not None
+        [w] = [t for t in fused.graph.initializer if t.name.endswith("/R")]
+        w.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(w) * np.float32(1.001), w.name))
+        return fused
+
+    model = onnx.load(str(shipped(bundle, "encoder")))
+    assert not same_encoding(session(model), session(off_by_a_little(model)), model, 0)
+    monkeypatch.setattr(runtime, "fuse_bidirectional", off_by_a_little)
+    with caplog.at_level(logging.WARNING, logger="service.runtime"):
+        translator = Translator(bundle)
+    assert not translator.model.fused_encoder
+    assert "running the file's graph" in caplog.text
+
+
+def test_other_graphs_are_left_alone() -> None:
+    decoder = onnx.load(str(shipped(BUNDLES[0], "decoder")))
+    assert fuse_bidirectional(decoder) is None
