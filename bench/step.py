@@ -1,5 +1,7 @@
 """``python -m bench.step``: what one decoder step costs, by rows, with and without the
-vocabulary shortlist, next to the output projection alone (the GEMM floor of a full step).
+vocabulary shortlist, next to the output projection alone (the GEMM floor of a full step);
+and what one encoder run costs, by sentences, with the bundle's graph and as the service
+runs it (one bidirectional GRU, :mod:`service.encoder_graph`).
 
 Real inputs: held-out UI strings (``tests/data/ui-strings.tsv``) are encoded and searched for
 a few steps by the engine with its step model wrapped, so every timed call gets the hidden
@@ -29,11 +31,13 @@ from onnx import TensorProto, helper, numpy_helper
 
 from bench.measure import ROOT
 from service.decoding import EncodedBatch, StepOutput, TokenPenalty, Vocabulary
+from service.encoder_graph import fuse_bidirectional, same_encoding
 from service.runtime import OnnxSeq2Seq, SessionOptions
 from service.shortlist import restrict_output
 from service.translator import DecodeOptions, Translator
 
 ROWS = (1, 4, 64, 256)
+SENTENCES = (1, 4, 16, 64)
 BEAM = 4
 
 
@@ -165,6 +169,31 @@ def timed(call: Any, repeats: int) -> list[float]:
     return out
 
 
+def encoder_runs(translator: Translator, texts: list[str], rounds: int, repeats: int
+                 ) -> dict[str, Any]:
+    """Median ms of one encoder run over the first n texts (one padded batch), the bundle's
+    graph against the fused one, interleaved; and whether they give the same numbers."""
+    path = translator.bundle_dir / translator.manifest.variants[translator.model.variant][
+        "encoder"]
+    model = onnx.load(str(path))
+    fused = fuse_bidirectional(model)
+    if fused is None:
+        return {}
+    sessions = {name: OnnxSeq2Seq._session(m.SerializeToString(), SessionOptions())
+                for name, m in (("bundle's graph", model), ("one bidirectional GRU", fused))}
+    same = same_encoding(*sessions.values(), model, translator.special.pad)
+    feeds = {n: dict(zip(("src_ids", "src_lengths"), translator.encode(
+        [r.ids for r in translator.prepare(texts[:n])]), strict=True)) for n in SENTENCES}
+    times: dict[int, dict[str, list[float]]] = {n: {k: [] for k in sessions} for n in SENTENCES}
+    for _ in range(rounds):
+        for n in SENTENCES:
+            for name, session in sessions.items():
+                times[n][name] += timed(partial(session.run, None, feeds[n]), repeats)
+    return {"same numbers": same, "nodes": [len(model.graph.node), len(fused.graph.node)],
+            "sentences": {str(n): {k: round(statistics.median(t), 3) for k, t in by.items()}
+                          for n, by in times.items()}}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.step")
     parser.add_argument("--bundle", type=Path, default=ROOT / "models" / "en-de")
@@ -218,7 +247,8 @@ def main() -> None:
                                 **{n: round(statistics.median(t), 3)
                                    for n, t in times[r].items()}} for r in ROWS},
               "profile_256_rows": profile(model, decoder, running_batch(translator, texts,
-                                                                        256)[0])}
+                                                                        256)[0]),
+              "encoder": encoder_runs(translator, texts, args.rounds, args.repeats)}
     (ROOT / "bench" / "step.json").write_text(json.dumps(result, indent=2) + "\n")
     (ROOT / "bench" / "step.md").write_text(report(result))
     print(report(result))
@@ -252,6 +282,20 @@ def report(r: dict[str, Any]) -> str:
     for name, shares in r["profile_256_rows"].items():
         lines.append(f"- {name}: " + ", ".join(f"{op} {share} %"
                                                 for op, share in shares.items()))
+    enc = r.get("encoder")
+    if enc:
+        by = enc["sentences"]
+        lines += ["", f"One encoder run (median ms; the bundle's graph has {enc['nodes'][0]} "
+                  f"nodes, the fused one {enc['nodes'][1]}; the same numbers on every real "
+                  f"position: {'yes' if enc['same numbers'] else '**no**'}):", "",
+                  "| sentences in a run | " + " | ".join(by) + " |",
+                  "|---|" + "---|" * len(by)]
+        for name in next(iter(by.values())):
+            lines.append(f"| {name} | " + " | ".join(f"{v[name]:.2f}" for v in by.values())
+                         + " |")
+        file_graph, fused = "bundle's graph", "one bidirectional GRU"
+        lines.append("| bundle's graph / fused | " + " | ".join(
+            f"{v[file_graph] / v[fused]:.2f}×" for v in by.values()) + " |")
     return "\n".join(lines) + "\n"
 
 
