@@ -144,9 +144,9 @@ def _tokens(url: str, name: str) -> dict[str, float]:
         return {"tokens": stats["tokens_out"], "sentences": stats["requests"],
                 "batches": stats["requests"]}
     m = prometheus(url)
-    return {"tokens": m.get("translate_tokens_out_total", 0.0),
-            "sentences": m.get("translate_batch_size_sum", 0.0),
-            "batches": m.get("translate_batch_size_count", 0.0)}
+    return {"tokens": m["translate_tokens_out_total"],
+            "sentences": m["translate_batch_size_sum"],
+            "batches": m["translate_batch_size_count"]}
 
 
 def cold_start(bundle: Path, runs: int = 5) -> float:

@@ -265,7 +265,7 @@ def main() -> None:
 def _tokens_out(url: str, name: str) -> float:
     if name.startswith("naive"):
         return float(httpx.get(url + "/stats").json()["tokens_out"])
-    return prometheus(url).get("translate_tokens_out_total", 0.0)
+    return prometheus(url)["translate_tokens_out_total"]
 
 
 def report(r: dict[str, Any]) -> str:

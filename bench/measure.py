@@ -150,10 +150,13 @@ def wrk(url: str, bodies: Sequence[object], connections: int, seconds: float,
 
 
 def prometheus(url: str) -> dict[str, float]:
-    """Unlabelled samples of a /metrics page."""
+    """Each metric of a /metrics page, its samples summed over their labels (the service
+    labels per-model metrics with the model and version)."""
     text = httpx.get(url + "/metrics", timeout=10).text
-    return {m.group(1): float(m.group(2))
-            for m in re.finditer(r"^([a-z_]+) ([0-9.e+-]+)$", text, re.MULTILINE)}
+    totals: dict[str, float] = {}
+    for m in re.finditer(r"^([a-z_]+)(?:\{[^}]*\})? ([0-9.e+-]+)$", text, re.MULTILINE):
+        totals[m.group(1)] = totals.get(m.group(1), 0.0) + float(m.group(2))
+    return totals
 
 
 def peak_flops(seconds: float = 2.0, n: int = 1024) -> float:
