@@ -1,7 +1,7 @@
 """``python -m bench.step``: what one decoder step costs, by rows, with and without the
 vocabulary shortlist, next to the output projection alone (the GEMM floor of a full step);
-and what one encoder run costs, by sentences, with the bundle's graph and as the service
-runs it (one bidirectional GRU, :mod:`service.encoder_graph`).
+and what encoding costs, by sentences, with the bundle's graph and as the service runs it
+(one bidirectional GRU, :mod:`service.encoder_graph`, over runs of similar lengths).
 
 Real inputs: held-out UI strings (``tests/data/ui-strings.tsv``) are encoded and searched for
 a few steps by the engine with its step model wrapped, so every timed call gets the hidden
@@ -20,6 +20,7 @@ import subprocess
 import tempfile
 import time
 from collections import Counter
+from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -171,8 +172,10 @@ def timed(call: Any, repeats: int) -> list[float]:
 
 def encoder_runs(translator: Translator, texts: list[str], rounds: int, repeats: int
                  ) -> dict[str, Any]:
-    """Median ms of one encoder run over the first n texts (one padded batch), the bundle's
-    graph against the fused one, interleaved; and whether they give the same numbers."""
+    """Median ms of encoding the first n texts in one padded batch, with the bundle's graph
+    and the fused one, and as the service does (the fused graph over runs of similar lengths,
+    :func:`service.translator.encoder_runs`), interleaved; and whether the graphs give the
+    same numbers."""
     path = translator.bundle_dir / translator.manifest.variants[translator.model.variant][
         "encoder"]
     model = onnx.load(str(path))
@@ -181,14 +184,24 @@ def encoder_runs(translator: Translator, texts: list[str], rounds: int, repeats:
         return {}
     sessions = {name: OnnxSeq2Seq._session(m.SerializeToString(), SessionOptions())
                 for name, m in (("bundle's graph", model), ("one bidirectional GRU", fused))}
-    same = same_encoding(*sessions.values(), model, translator.special.pad)
-    feeds = {n: dict(zip(("src_ids", "src_lengths"), translator.encode(
-        [r.ids for r in translator.prepare(texts[:n])]), strict=True)) for n in SENTENCES}
-    times: dict[int, dict[str, list[float]]] = {n: {k: [] for k in sessions} for n in SENTENCES}
+    same = same_encoding(sessions["bundle's graph"], sessions["one bidirectional GRU"], model,
+                         translator.special.pad)
+    rows = {n: translator.prepare(texts[:n]) for n in SENTENCES}
+
+    def one_batch(session: ort.InferenceSession, ids: list[list[int]]) -> None:
+        src, lengths = translator.encode(ids)  # padded ids, as encode_rows builds them
+        session.run(None, {"src_ids": src, "src_lengths": lengths})
+
+    calls: dict[int, dict[str, Callable[[], object]]] = {
+        n: {name: partial(one_batch, session, [r.ids for r in rows[n]])
+            for name, session in sessions.items()} for n in SENTENCES}
+    for n in SENTENCES:  # what the service runs: the fused graph, in runs of similar lengths
+        calls[n]["the same in runs of similar lengths"] = partial(translator.encode_rows, rows[n])
+    times: dict[int, dict[str, list[float]]] = {n: {k: [] for k in calls[n]} for n in SENTENCES}
     for _ in range(rounds):
         for n in SENTENCES:
-            for name, session in sessions.items():
-                times[n][name] += timed(partial(session.run, None, feeds[n]), repeats)
+            for name, call in calls[n].items():
+                times[n][name] += timed(call, repeats)
     return {"same numbers": same, "nodes": [len(model.graph.node), len(fused.graph.node)],
             "sentences": {str(n): {k: round(statistics.median(t), 3) for k, t in by.items()}
                           for n, by in times.items()}}
@@ -285,17 +298,20 @@ def report(r: dict[str, Any]) -> str:
     enc = r.get("encoder")
     if enc:
         by = enc["sentences"]
-        lines += ["", f"One encoder run (median ms; the bundle's graph has {enc['nodes'][0]} "
-                  f"nodes, the fused one {enc['nodes'][1]}; the same numbers on every real "
-                  f"position: {'yes' if enc['same numbers'] else '**no**'}):", "",
-                  "| sentences in a run | " + " | ".join(by) + " |",
+        lines += ["", f"Encoding n held-out strings (median ms; the bundle's graph has "
+                  f"{enc['nodes'][0]} nodes, the fused one {enc['nodes'][1]}; the same numbers "
+                  f"on every real position: {'yes' if enc['same numbers'] else '**no**'}):", "",
+                  "| held-out strings | " + " | ".join(by) + " |",
                   "|---|" + "---|" * len(by)]
         for name in next(iter(by.values())):
             lines.append(f"| {name} | " + " | ".join(f"{v[name]:.2f}" for v in by.values())
                          + " |")
         file_graph, fused = "bundle's graph", "one bidirectional GRU"
+        in_runs = "the same in runs of similar lengths"
         lines.append("| bundle's graph / fused | " + " | ".join(
             f"{v[file_graph] / v[fused]:.2f}×" for v in by.values()) + " |")
+        lines.append("| bundle's graph / fused in runs | " + " | ".join(
+            f"{v[file_graph] / v[in_runs]:.2f}×" for v in by.values()) + " |")
     return "\n".join(lines) + "\n"
 
 

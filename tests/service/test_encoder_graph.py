@@ -1,8 +1,11 @@
-"""The encoder as one bidirectional GRU (service.encoder_graph) gives the file's numbers."""
+"""The encoder as the service runs it: one bidirectional GRU (service.encoder_graph) with the
+file's numbers, over runs of sentences of similar lengths (Translator.encode_rows)."""
 
 from __future__ import annotations
 
+import itertools
 import logging
+import random
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +17,7 @@ from onnx import numpy_helper
 from service import runtime
 from service.bundle import read_manifest
 from service.encoder_graph import fuse_bidirectional, same_encoding
-from service.translator import Translator
+from service.translator import RUN_OVERHEAD_STEPS, Translator, encoder_runs
 from tests.conftest import ROOT
 
 BUNDLES = sorted(p for p in (ROOT / "models").iterdir() if (p / "manifest.json").exists())
@@ -74,3 +77,38 @@ def test_a_fused_graph_with_other_numbers_is_not_used(monkeypatch: pytest.Monkey
 def test_other_graphs_are_left_alone() -> None:
     decoder = onnx.load(str(shipped(BUNDLES[0], "decoder")))
     assert fuse_bidirectional(decoder) is None
+
+
+def runs_cost(lengths: list[int], runs: list[list[int]]) -> int:
+    return sum(RUN_OVERHEAD_STEPS + max(lengths[i] for i in r) * (1 + len(r)) for r in runs)
+
+
+def test_encoder_runs_are_the_cheapest_cuts() -> None:
+    assert encoder_runs([7]) == [[0]] and encoder_runs([5, 5, 5]) == [[0, 1, 2]]
+    assert encoder_runs([8] * 7 + [38]) == [[7], list(range(7))]  # the long one alone
+    rng = random.Random(0)
+    for _ in range(200):
+        lengths = [rng.choice([2, 3, 5, 8, 13, 21, 34, 55]) for _ in range(rng.randint(1, 9))]
+        runs = encoder_runs(lengths)
+        assert sorted(i for r in runs for i in r) == list(range(len(lengths)))
+        # every way of cutting the sentences sorted by length costs at least as much
+        order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
+        for cuts in itertools.product([False, True], repeat=len(order) - 1):
+            other, run = [], [order[0]]
+            for cut, i in zip(cuts, order[1:], strict=True):
+                if cut:
+                    other.append(run)
+                    run = []
+                run.append(i)
+            assert runs_cost(lengths, runs) <= runs_cost(lengths, [*other, run])
+
+
+def test_rows_encoded_in_runs_are_encoded_as_in_one() -> None:
+    translator = Translator(BUNDLES[0])
+    rows = translator.prepare([*TEXTS[:6], " ".join(TEXTS[6:12])])
+    assert len(encoder_runs([len(r.ids) for r in rows])) > 1
+    runs = translator.encode_rows(rows)
+    one = translator.model.encode(*translator.encode([r.ids for r in rows]))
+    assert np.array_equal(runs.mask, one.mask) and np.array_equal(runs.hidden, one.hidden)
+    for name in ("outputs", "keys"):
+        assert np.array_equal(getattr(runs, name)[one.mask], getattr(one, name)[one.mask])
