@@ -165,12 +165,14 @@ bench-engine: $(VENV)/.dev
 	$(PY) -m bench.engine
 
 # This tree (with and without its shortlist) against the tree at SERVING_BASELINE serving its
-# own bundle, over HTTP at 1 and 64 clients; and one decoder step by rows (bench/step.md).
+# own bundle, then serving this tree's model, over HTTP at 1 and 64 clients (bench/ab.md,
+# bench/ab-same-model.md); one decoder step by rows and encoding by sentences (bench/step.md).
 SERVING_BASELINE := a2cf339
 bench-ab: $(VENV)/.dev
 	command -v wrk >/dev/null || apt-get install -y -q wrk
 	test -d work/ab-baseline || git worktree add work/ab-baseline $(SERVING_BASELINE)
 	$(PY) -m bench.ab --baseline work/ab-baseline
+	$(PY) -m bench.ab --baseline work/ab-baseline --same-model --out ab-same-model
 
 # A small request behind one request that holds every place, against the commit before
 # newcomers could start beyond the cap.
