@@ -89,11 +89,15 @@ class OnnxSeq2Seq:
         fused = fuse_bidirectional(model)
         if fused is None:
             return session, False
-        faster = cls._session(fused.SerializeToString(), options)
-        if same_encoding(session, faster, model, pad):
-            return faster, True
-        log.warning("%s: the encoder as one bidirectional GRU gives other numbers on this "
-                    "machine; running the file's graph", path)
+        try:  # an optimization only: whatever fails here leaves the file's graph running
+            faster = cls._session(fused.SerializeToString(), options)
+            if same_encoding(session, faster, model, pad):
+                return faster, True
+            why = "gives other numbers on this machine"
+        except Exception as exc:  # e.g. an execution provider without this GRU
+            why = f"does not run here ({type(exc).__name__}: {exc})"
+        log.warning("%s: the encoder as one bidirectional GRU %s; running the file's graph",
+                    path, why)
         return session, False
 
     @staticmethod

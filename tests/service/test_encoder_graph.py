@@ -74,6 +74,23 @@ def test_a_fused_graph_with_other_numbers_is_not_used(monkeypatch: pytest.Monkey
     assert "running the file's graph" in caplog.text
 
 
+def test_a_fused_graph_that_does_not_run_is_not_used(monkeypatch: pytest.MonkeyPatch,
+                                                     caplog: pytest.LogCaptureFixture) -> None:
+    def unrunnable(model: onnx.ModelProto) -> onnx.ModelProto | None:
+        fused = fuse_bidirectional(model)
+        assert fused is not None
+        [gru] = [n for n in fused.graph.node if n.op_type == "GRU"]
+        gru.attribute.append(onnx.helper.make_attribute("clip", -1.0))  # ORT refuses it
+        return fused
+
+    monkeypatch.setattr(runtime, "fuse_bidirectional", unrunnable)
+    with caplog.at_level(logging.WARNING, logger="service.runtime"):
+        translator = Translator(BUNDLES[0])
+    assert not translator.model.fused_encoder
+    assert "does not run here" in caplog.text
+    assert translator.translate(["Open the file"])[0].best.text  # the file's graph serves
+
+
 def test_other_graphs_are_left_alone() -> None:
     decoder = onnx.load(str(shipped(BUNDLES[0], "decoder")))
     assert fuse_bidirectional(decoder) is None
