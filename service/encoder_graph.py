@@ -15,19 +15,22 @@ from __future__ import annotations
 
 import numpy as np
 import onnx
+import onnxruntime as ort
 from onnx import TensorProto, helper, numpy_helper
+
+from service.bundle import ENCODER_INPUTS
 
 _PREFIX = "fused_encoder/"
 
 
-def fuse_bidirectional(model: onnx.ModelProto, lengths_input: str = "src_lengths"
-                       ) -> onnx.ModelProto | None:
+def fuse_bidirectional(model: onnx.ModelProto) -> onnx.ModelProto | None:
     """A copy of ``model`` with its two unidirectional GRUs (the forward one over the
     embedded source, the backward one over it reversed) as one bidirectional GRU, or None
     where the graph is not that shape."""
     graph = model.graph
     producer = {out: n for n in graph.node for out in n.output}
     inits = {t.name: t for t in graph.initializer}
+    lengths_input = ENCODER_INPUTS[1]
     grus = [n for n in graph.node if n.op_type == "GRU"]
     if len(grus) != 2 or lengths_input not in {i.name for i in graph.input}:
         return None
@@ -135,22 +138,24 @@ def fuse_bidirectional(model: onnx.ModelProto, lengths_input: str = "src_lengths
     return fused
 
 
-def same_encoding(original: object, fused: object, model: onnx.ModelProto, pad: int) -> bool:
+def same_encoding(original: ort.InferenceSession, fused: ort.InferenceSession,
+                  model: onnx.ModelProto, pad: int) -> bool:
     """Whether two encoder sessions (``onnxruntime.InferenceSession``) of ``model`` give
     the same numbers on every real position of a padded probe batch (encoder outputs,
     attention keys) and the same final states."""
     rng = np.random.default_rng(0)
     lengths = np.array([1, 5, 2, 9, 4], dtype=np.int64)
     tables = {t.name: t.dims[0] for t in model.graph.initializer if t.dims}
+    src_ids, src_lengths = ENCODER_INPUTS
     vocabulary = min((tables[n.input[0]] for n in model.graph.node if n.op_type == "Gather"
-                      and n.input[1] == "src_ids" and n.input[0] in tables), default=pad + 1)
+                      and n.input[1] == src_ids and n.input[0] in tables), default=pad + 1)
     ids = rng.integers(0, vocabulary, (lengths.size, int(lengths.max())), dtype=np.int64)
     real = np.arange(ids.shape[1])[None, :] < lengths[:, None]
     ids[~real] = pad
-    feeds = {"src_ids": ids, "src_lengths": lengths}
-    names = [o.name for o in original.get_outputs()]  # type: ignore[attr-defined]
-    before = dict(zip(names, original.run(names, feeds), strict=True))  # type: ignore[attr-defined]
-    after = dict(zip(names, fused.run(names, feeds), strict=True))  # type: ignore[attr-defined]
+    feeds = {src_ids: ids, src_lengths: lengths}
+    names = [o.name for o in original.get_outputs()]
+    before = dict(zip(names, original.run(names, feeds), strict=True))
+    after = dict(zip(names, fused.run(names, feeds), strict=True))
     for name, value in before.items():
         mine = after[name]
         if value.shape != mine.shape:
