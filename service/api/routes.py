@@ -180,6 +180,7 @@ def model_info(chosen: Model) -> ModelInfo:
         metrics=m.metrics, parity=m.parity, training=m.training,
         shortlist=translator.shortlist is not None,
         shortlist_quality=m.shortlist.quality if m.shortlist else None,
+        fused_encoder=translator.model.fused_encoder,
         model_card=card.read_text(encoding="utf-8") if card.is_file() else None)
 
 

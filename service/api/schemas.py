@@ -160,4 +160,7 @@ class ModelInfo(BaseModel):
     shortlist_quality: dict[str, object] | None = Field(
         None, description="BLEU/chrF with the whole vocabulary and with the shortlist, per "
         "test set, as measured when the shortlist was built")
+    fused_encoder: bool = Field(False, description="the encoder runs as one bidirectional GRU "
+                                "derived at load, with the bundle's numbers (false: the "
+                                "bundle's own graph; the log says why)")
     model_card: str | None = None

@@ -36,6 +36,7 @@ def test_health_and_model_metadata(server: Server) -> None:
     assert "fp32_beam4" in info["metrics"] and "Model card" in info["model_card"]
     assert info["shortlist"] is True  # the bundle's default
     assert set(info["shortlist_quality"]) >= {"test", "heldout"}
+    assert info["fused_encoder"] is True  # the shipped encoder fuses to the same numbers
 
 
 def test_the_shortlist_setting_over_http(server: Server, tmp_path: Path) -> None:
