@@ -415,19 +415,22 @@ def encoder_runs(lengths: Sequence[int]) -> list[list[int]]:
     sentence of a run to the longest one's length: a 38-token sentence batched with seven
     8-token ones costs twice as much as the two runs apart. Runs are cut from the sentences
     sorted by length so that the sum over runs of ``RUN_OVERHEAD_STEPS + longest * (1 +
-    sentences)`` is least (the cuts found by dynamic programming)."""
+    sentences)`` is least, found by dynamic programming over the distinct lengths (a cut
+    between sentences of one length never pays: the later ones cost as much in either run)."""
     n = len(lengths)
     if n < 2 or max(lengths) * n - sum(lengths) <= RUN_OVERHEAD_STEPS:
         return [list(range(n))]  # less padding than a run's overhead: no cut pays
     order = sorted(range(n), key=lambda i: -lengths[i])
-    longest = [lengths[i] for i in order]
-    best, cut = [0.0] * (n + 1), [0] * (n + 1)
-    for j in range(1, n + 1):  # best[j]: the first j sentences, the last run from cut[j]
-        best[j], cut[j] = min((best[i] + RUN_OVERHEAD_STEPS + longest[i] * (1 + j - i), i)
+    starts = [k for k in range(n) if k == 0 or lengths[order[k]] != lengths[order[k - 1]]]
+    bounds = [*starts, n]  # sentences order[bounds[b]:bounds[b + 1]] share a length
+    best, cut = [0.0] * len(bounds), [0] * len(bounds)
+    for j in range(1, len(bounds)):  # best[j]: the first bounds[j] sentences
+        best[j], cut[j] = min((best[i] + RUN_OVERHEAD_STEPS
+                               + lengths[order[bounds[i]]] * (1 + bounds[j] - bounds[i]), i)
                               for i in range(j))
-    runs, j = [], n
+    runs, j = [], len(bounds) - 1
     while j:
-        runs.append(order[cut[j] : j])
+        runs.append(order[bounds[cut[j]] : bounds[j]])
         j = cut[j]
     return runs[::-1]
 
