@@ -19,6 +19,7 @@ import onnxruntime as ort
 from onnx import TensorProto, helper, numpy_helper
 
 from service.bundle import ENCODER_INPUTS
+from service.graph_edit import GraphError, live, prune_initializers, subgraph_inputs, topological
 
 _PREFIX = "fused_encoder/"
 
@@ -83,7 +84,7 @@ def fuse_bidirectional(model: onnx.ModelProto) -> onnx.ModelProto | None:
             node = producer.get(name)
             found = {node.output[0]} if node in (fwd, bwd) else set()
             if node is not None and node not in (fwd, bwd):
-                for i in [*node.input, *_subgraph_inputs([node])]:
+                for i in [*node.input, *subgraph_inputs([node])]:
                     if i and i != name:
                         found |= sources(i)
             ancestry[name] = found
@@ -101,11 +102,11 @@ def fuse_bidirectional(model: onnx.ModelProto) -> onnx.ModelProto | None:
     def stacked(index: int) -> np.ndarray:
         return np.concatenate([numpy_helper.to_array(inits[n.input[index]]) for n in (fwd, bwd)])
 
-    new_inits = [numpy_helper.from_array(stacked(i), f"{_PREFIX}{w}")
-                 for i, w in ((1, "W"), (2, "R"), (3, "B"))]
-    new_inits += [numpy_helper.from_array(np.array(shape, np.int64), f"{_PREFIX}{name}")
-                  for name, shape in (("by_position", [0, 0, -1]), ("by_sentence", [0, -1]))]
     p = _PREFIX
+    new_inits = [numpy_helper.from_array(stacked(i), p + w)
+                 for i, w in ((1, "W"), (2, "R"), (3, "B"))]
+    new_inits += [numpy_helper.from_array(np.array(shape, np.int64), p + name)
+                  for name, shape in (("by_position", [0, 0, -1]), ("by_sentence", [0, -1]))]
     gru_attrs = {**attrs[0], "direction": "bidirectional"}
     new_nodes = [
         helper.make_node("Cast", [lengths_input], [p + "lengths"], to=TensorProto.INT32),
@@ -123,16 +124,16 @@ def fuse_bidirectional(model: onnx.ModelProto) -> onnx.ModelProto | None:
     fused.CopyFrom(model)
     kept = [n for n in fused.graph.node if n.output[0] not in
             (outputs_join.output[0], state_join.output[0])]
-    nodes = _ordered(_live(kept + new_nodes, {o.name for o in graph.output}),
-                     {i.name for i in graph.input} | set(inits) | {t.name for t in new_inits})
-    if nodes is None:
+    fused.graph.initializer.extend(new_inits)
+    try:
+        nodes = topological(live(kept + new_nodes, {o.name for o in graph.output}),
+                            {i.name for i in graph.input} | {t.name for t in
+                                                             fused.graph.initializer})
+    except GraphError:
         return None
     del fused.graph.node[:]
     fused.graph.node.extend(nodes)
-    used = {i for n in nodes for i in n.input} | _subgraph_inputs(nodes)
-    initializers = [t for t in [*fused.graph.initializer, *new_inits] if t.name in used]
-    del fused.graph.initializer[:]
-    fused.graph.initializer.extend(initializers)
+    prune_initializers(fused.graph)
     del fused.graph.value_info[:]  # shapes of removed tensors
     onnx.checker.check_model(fused)
     return fused
@@ -176,40 +177,3 @@ def _is_sequence_of(producer: dict[str, onnx.NodeProto], name: str, gru: onnx.No
     squeeze = producer.get(node.input[0])
     return squeeze is not None and squeeze.op_type == "Squeeze" and \
         squeeze.input[0] == gru.output[0]
-
-
-def _live(nodes: list[onnx.NodeProto], outputs: set[str]) -> list[onnx.NodeProto]:
-    """The nodes the graph outputs depend on."""
-    needed = set(outputs)
-    while True:
-        live = [n for n in nodes if any(o in needed for o in n.output)]
-        more = needed | {i for n in live for i in n.input if i} | _subgraph_inputs(live)
-        if more == needed:
-            return live
-        needed = more
-
-
-def _subgraph_inputs(nodes: list[onnx.NodeProto]) -> set[str]:
-    """Outer-scope names the subgraphs of ``nodes`` (If branches) read."""
-    names: set[str] = set()
-    for node in nodes:
-        for attr in node.attribute:
-            if attr.type == onnx.AttributeProto.GRAPH:
-                names |= {i for n in attr.g.node for i in n.input}
-    return names
-
-
-def _ordered(nodes: list[onnx.NodeProto], available: set[str]) -> list[onnx.NodeProto] | None:
-    """``nodes`` in an order that computes every input before it is read (None: a cycle
-    or a missing input)."""
-    known, ordered, rest = set(available) | {""}, [], list(nodes)
-    while rest:
-        ready = [n for n in rest if all(i in known for i in n.input)]
-        if not ready:
-            return None
-        for n in ready:
-            ordered.append(n)
-            known.update(n.output)
-        taken = {id(n) for n in ready}
-        rest = [n for n in rest if id(n) not in taken]
-    return ordered

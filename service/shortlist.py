@@ -27,6 +27,8 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
+from service.graph_edit import GraphError, prune_initializers, topological
+
 # The restricted step graph's extra inputs: vocab_ids (C,) int64, the union of the running
 # sentences' candidates; row_columns (R, W) int64, each row's own candidates as
 # columns of vocab_ids, ascending, padded with C; penalty_columns (R, P) int64, where each
@@ -47,20 +49,19 @@ class Shortlist:
     def for_source(self, source_ids: Sequence[int], forced: Iterable[int] = ()) -> np.ndarray:
         """The ascending target ids a sentence with these source ids may produce."""
         forced_ids = np.fromiter(forced, np.int64)
-        known = self._always_mask.size - 1
-        # One slot per target id and a last one that the -1 padding of the lists marks.
-        mask = np.zeros(max(known, int(forced_ids.max(initial=-1)) + 1) + 1, dtype=bool)
-        mask[:known] = self._always_mask[:known]
+        always = self._always_mask
+        # a slot per target id, and a last one where the lists' -1 padding lands
+        mask = np.zeros(max(always.size, int(forced_ids.max(initial=-1)) + 1) + 1, dtype=bool)
+        mask[: always.size] = always
         mask[self.candidates[np.asarray(source_ids, dtype=np.int64)]] = True
         mask[forced_ids] = True
-        mask[-1] = False
-        return np.flatnonzero(mask).astype(np.int64, copy=False)
+        return np.flatnonzero(mask[:-1]).astype(np.int64, copy=False)
 
     @cached_property
     def _always_mask(self) -> np.ndarray:
-        """(V + 1,) bool over the ids the table knows, True for :attr:`always`."""
-        known = max(int(self.candidates.max(initial=-1)), int(self.always.max(initial=-1))) + 1
-        mask = np.zeros(known + 1, dtype=bool)
+        """(V,) bool over the ids the table knows, True for :attr:`always`."""
+        mask = np.zeros(max(int(self.candidates.max(initial=-1)),
+                            int(self.always.max(initial=-1))) + 1, dtype=bool)
         mask[self.always] = True
         return mask
 
@@ -232,8 +233,12 @@ def restrict_output(model: onnx.ModelProto) -> onnx.ModelProto:
     gone = {id(n) for n in removed}
     ready = {i.name for i in graph.input} | set(SHORTLIST_INPUTS) | {
         t.name for t in graph.initializer}
+    try:
+        ordered = topological([n for n in nodes if id(n) not in gone] + new, ready)
+    except GraphError as exc:
+        raise ShortlistError(f"the decoder graph has {exc}") from exc
     del graph.node[:]
-    graph.node.extend(_topological([n for n in nodes if id(n) not in gone] + new, ready))
+    graph.node.extend(ordered)
     graph.input.extend([
         helper.make_tensor_value_info("vocab_ids", TensorProto.INT64, ["candidates"]),
         helper.make_tensor_value_info("row_columns", TensorProto.INT64, ["rows", "width"]),
@@ -245,33 +250,6 @@ def restrict_output(model: onnx.ModelProto) -> onnx.ModelProto:
         if out.name == "log_probs":
             out.CopyFrom(helper.make_tensor_value_info("log_probs", TensorProto.FLOAT,
                                                        ["rows", "width"]))
-    _prune(graph)
+    prune_initializers(graph)  # the full projection's, if unshared
     onnx.checker.check_model(model)
     return model
-
-
-def _topological(nodes: list[onnx.NodeProto], ready: set[str]) -> list[onnx.NodeProto]:
-    """``nodes`` in an order where each reads only what is ``ready`` or made before it."""
-    ordered: list[onnx.NodeProto] = []
-    waiting = nodes
-    while waiting:
-        later = []
-        for n in waiting:
-            if all(not name or name in ready for name in n.input):
-                ordered.append(n)
-                ready.update(n.output)
-            else:
-                later.append(n)
-        if len(later) == len(waiting):
-            raise ShortlistError(f"the decoder graph has a cycle or a missing input at "
-                                 f"{later[0].op_type} {later[0].name}")
-        waiting = later
-    return ordered
-
-
-def _prune(graph: onnx.GraphProto) -> None:
-    """Drop the initializers no node reads any more (the full projection's, if unshared)."""
-    used = {name for n in graph.node for name in n.input}
-    keep = [t for t in graph.initializer if t.name in used]
-    del graph.initializer[:]
-    graph.initializer.extend(keep)
