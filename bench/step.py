@@ -71,7 +71,8 @@ def running_batch(translator: Translator, texts: list[str], rows: int, steps: in
     engine = translator.engine()
     engine.model = recorder
     searches = [translator.search(r, DecodeOptions(beam_size=beam)) for r in prepared]
-    engine.admit(translator.encode_rows(prepared), searches)
+    engine.admit(translator.model.encode(*translator.encode([r.ids for r in prepared])),
+                 searches)
     for _ in range(steps):
         engine.step()
     vocab = recorder.last[-1]
@@ -174,7 +175,7 @@ def encoder_runs(translator: Translator, texts: list[str], rounds: int, repeats:
                  ) -> dict[str, Any]:
     """Median ms of encoding the first n texts in one padded batch, with the bundle's graph
     and the fused one, and as the service does (the fused graph over runs of similar lengths,
-    :func:`service.translator.encoder_runs`), interleaved; and whether the graphs give the
+    :meth:`service.translator.Translator.encode_runs`), interleaved; and whether the graphs give the
     same numbers."""
     path = translator.bundle_dir / translator.manifest.variants[translator.model.variant][
         "encoder"]
@@ -189,14 +190,14 @@ def encoder_runs(translator: Translator, texts: list[str], rounds: int, repeats:
     rows = {n: translator.prepare(texts[:n]) for n in SENTENCES}
 
     def one_batch(session: ort.InferenceSession, ids: list[list[int]]) -> None:
-        src, lengths = translator.encode(ids)  # padded ids, as encode_rows builds them
+        src, lengths = translator.encode(ids)  # padded ids, as encode_runs builds them
         session.run(None, {"src_ids": src, "src_lengths": lengths})
 
     calls: dict[int, dict[str, Callable[[], object]]] = {
         n: {name: partial(one_batch, session, [r.ids for r in rows[n]])
             for name, session in sessions.items()} for n in SENTENCES}
     for n in SENTENCES:  # what the service runs: the fused graph, in runs of similar lengths
-        calls[n]["the same in runs of similar lengths"] = partial(translator.encode_rows, rows[n])
+        calls[n]["the same in runs of similar lengths"] = partial(translator.encode_runs, rows[n])
     times: dict[int, dict[str, list[float]]] = {n: {k: [] for k in calls[n]} for n in SENTENCES}
     for _ in range(rounds):
         for n in SENTENCES:

@@ -96,10 +96,14 @@ class Driver:
         rows = [s.data for s in c.admitted]
         started = time.perf_counter()
         try:
-            encoded = self.translator.encode_rows(rows)
+            runs = self.translator.encode_runs(rows)
             searches = [self.translator.search(s.data, s.job.options, s.again is not None)
                         for s in c.admitted]
-            ids = self.engine.admit(encoded, searches)
+            ids = [0] * len(rows)
+            for at, encoded in runs:  # the engine's store takes each run's rows where free
+                admitted = self.engine.admit(encoded, [searches[i] for i in at])
+                for i, sid in zip(at, admitted, strict=True):
+                    ids[i] = sid
         except Exception as exc:
             log.exception("encoding %d sentences failed", len(rows))
             self._fail(c, c.admitted, exc)

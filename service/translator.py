@@ -279,15 +279,12 @@ class Translator:
                       self.sentinel_ids, self.shortlist is not None, max_step_cost,
                       self.continuation)
 
-    def encode_rows(self, rows: Sequence[Prepared]) -> EncodedBatch:
-        """Run the encoder over non-empty rows, in runs of similar lengths
-        (:func:`encoder_runs`); one batch in their order."""
+    def encode_runs(self, rows: Sequence[Prepared]) -> list[tuple[list[int], EncodedBatch]]:
+        """Run the encoder over non-empty rows in runs of similar lengths
+        (:func:`encoder_runs`): each run's rows (indices of ``rows``) and their encoding."""
         ids = [r.ids for r in rows]
-        runs = encoder_runs([len(i) for i in ids])
-        if len(runs) == 1:
-            return self.model.encode(*self.encode(ids))
-        return EncodedBatch.merge([(run, self.model.encode(*self.encode([ids[i] for i in run])))
-                                   for run in runs], len(rows))
+        return [(run, self.model.encode(*self.encode([ids[i] for i in run])))
+                for run in encoder_runs([len(i) for i in ids])]
 
     def search(self, row: Prepared, options: DecodeOptions, again: bool = False) -> Search:
         """How ``row`` is searched under ``options`` (limits, beam, length penalty,

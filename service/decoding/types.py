@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -26,25 +25,6 @@ class EncodedBatch:
     @property
     def src_lengths(self) -> np.ndarray:
         return self.mask.sum(axis=1)
-
-    @staticmethod
-    def merge(parts: Sequence[tuple[Sequence[int], EncodedBatch]], rows: int) -> EncodedBatch:
-        """One batch of ``rows`` sentences from ``parts`` (each the batch rows its sentences
-        go to, and their encoding), zero-padded to the longest source."""
-        S = max(p.mask.shape[1] for _, p in parts)
-        first = parts[0][1]
-        merged = EncodedBatch(
-            np.zeros((rows, S, first.outputs.shape[2]), first.outputs.dtype),
-            np.zeros((rows, first.hidden.shape[1]), first.hidden.dtype),
-            np.zeros((rows, S, first.keys.shape[2]), first.keys.dtype),
-            np.zeros((rows, S), bool))
-        for at, p in parts:
-            width = p.mask.shape[1]
-            merged.outputs[at, :width] = p.outputs
-            merged.keys[at, :width] = p.keys
-            merged.mask[at, :width] = p.mask
-            merged.hidden[at] = p.hidden
-        return merged
 
 
 @dataclass(frozen=True)

@@ -207,7 +207,7 @@ def test_the_restricted_step_of_an_imported_decoder_is_its_full_step(
         assert model.restricted is not None
         translator = Translator(bundles[name], variant)
         rows = translator.prepare(SOURCES[:3])
-        encoded = translator.encode_rows(rows)
+        encoded = translator.model.encode(*translator.encode([r.ids for r in rows]))
         V = manifest.architecture.vocab_size
         prev = np.full(3, manifest.special_tokens.bos, dtype=np.int64)
         none = TokenPenalty.none(3)

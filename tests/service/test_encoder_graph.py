@@ -1,5 +1,5 @@
 """The encoder as the service runs it: one bidirectional GRU (service.encoder_graph) with the
-file's numbers, over runs of sentences of similar lengths (Translator.encode_rows)."""
+file's numbers, over runs of sentences of similar lengths (Translator.encode_runs)."""
 
 from __future__ import annotations
 
@@ -123,9 +123,15 @@ def test_encoder_runs_are_the_cheapest_cuts() -> None:
 def test_rows_encoded_in_runs_are_encoded_as_in_one() -> None:
     translator = Translator(BUNDLES[0])
     rows = translator.prepare([*TEXTS[:6], " ".join(TEXTS[6:12])])
-    assert len(encoder_runs([len(r.ids) for r in rows])) > 1
-    runs = translator.encode_rows(rows)
+    runs = translator.encode_runs(rows)
+    assert len(runs) > 1
+    assert sorted(i for at, _ in runs for i in at) == list(range(len(rows)))
     one = translator.model.encode(*translator.encode([r.ids for r in rows]))
-    assert np.array_equal(runs.mask, one.mask) and np.array_equal(runs.hidden, one.hidden)
-    for name in ("outputs", "keys"):
-        assert np.array_equal(getattr(runs, name)[one.mask], getattr(one, name)[one.mask])
+    for at, encoded in runs:
+        width = encoded.mask.shape[1]
+        assert np.array_equal(encoded.mask, one.mask[at, :width])
+        assert not one.mask[at, width:].any()
+        assert np.array_equal(encoded.hidden, one.hidden[at])
+        for name in ("outputs", "keys"):
+            mine, theirs = getattr(encoded, name), getattr(one, name)[at, :width]
+            assert np.array_equal(mine[encoded.mask], theirs[encoded.mask])
