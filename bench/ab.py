@@ -3,7 +3,8 @@ interleaved rounds, medians; each tree serves its own bundle (the baseline its c
 ``models/en-de`` unless ``--baseline-bundle``), this tree with and without its shortlist.
 ``--same-model``: the baseline serves this tree's model instead, as a bundle of manifest
 format 3 (the same files without the shortlist, which older trees cannot read), so that only
-the engines differ. Writes bench/ab.json and bench/ab.md (``--out``: another name).
+the engines differ. ``--workers N`` (default 2) adds this tree with ``SERVICE_WORKERS=N``
+(1: not). Writes bench/ab.json and bench/ab.md (``--out``: another name).
 
     git worktree add work/ab-baseline COMMIT
     python -m bench.ab --baseline work/ab-baseline [--bundle models/en-de] [--same-model]
@@ -30,6 +31,8 @@ def main() -> None:
                         help="the baseline serves this tree's model (a format-3 copy)")
     parser.add_argument("--seconds", type=float, default=15)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--workers", type=int, default=2,
+                        help="also this tree with SERVICE_WORKERS=N (1: not)")
     parser.add_argument("--out", default="ab", help="bench/OUT.json and bench/OUT.md")
     args = parser.parse_args()
     baseline = args.baseline.resolve()
@@ -41,6 +44,9 @@ def main() -> None:
         "this tree, whole vocabulary": (ROOT, args.bundle, {"SERVICE_SHORTLIST": "false"}),
         "this tree": (ROOT, args.bundle, {}),
     }
+    if args.workers > 1:
+        systems[f"this tree, {args.workers} workers"] = (
+            ROOT, args.bundle, {"SERVICE_WORKERS": str(args.workers)})
     bodies: list[object] = [{"text": t, "beam_size": 4} for t in TEN]
     runs: dict[str, list[dict[str, Any]]] = {name: [] for name in systems}
     for round_ in range(args.rounds):

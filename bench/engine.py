@@ -8,7 +8,9 @@ this tree and ``--baseline``, a checkout of the last commit with request-level b
   of 64 and (new engine) 64 running at once, refilled as they finish; greedy and beam 4;
   interleaved rounds, medians;
 - http: wrk closed loop on the engine issue's ten strings at beam 4, 1 and 64 clients, the naive
-  PyTorch server too; server-side tokens/s against the no-HTTP decode at batch 64;
+  PyTorch server too, and this tree with SERVICE_WORKERS=2; server-side tokens/s against the
+  no-HTTP decode of the same strings at batch 64 (for two workers: two processes decoding
+  batches of 32 at once, one onnxruntime thread each, as the workers run);
 - mixed: six clients sending 22-40-word sentences while one sends 1-3-word strings;
 - head of line: 32 texts of ~130 subwords at beam 8, then a 3-word request 0.5 s later.
 """
@@ -40,6 +42,9 @@ from bench.measure import (
     start_service,
     wrk,
 )
+
+WORKERS = 2  # SERVICE_WORKERS of the HTTP row below, and of its no-HTTP reference
+PAIR = f"step-level (new), {WORKERS} workers"
 
 
 def format_2_copy(bundle: Path, out: Path) -> Path:
@@ -89,6 +94,37 @@ def decode_worker(src: Path, bundle: Path, texts_file: Path, shortlist: str) -> 
     tokens = sum(len(t.best.token_ids) + t.best.ended for t in decoded)
     out["ten beam4 batch64 tokens/s"] = tokens / (time.perf_counter() - started)
     print(json.dumps(out))
+
+
+def pair_worker(bundle: Path, batch: int, seconds: float) -> None:
+    """One of WORKERS processes decoding at once without HTTP: the ten strings at beam 4 in
+    static batches of ``batch`` for ``seconds``, on one onnxruntime thread (a worker's share
+    of two cores); prints tokens/s."""
+    from service.runtime import SessionOptions
+    from service.translator import DecodeOptions, Translator
+
+    translator = Translator(bundle, options=SessionOptions(intra_op_threads=1))
+    rows, options = translator.prepare(TEN * 7)[:batch], DecodeOptions(beam_size=4)
+    translator.translate_prepared(rows, options)  # warm up
+    tokens, started = 0, time.perf_counter()
+    while time.perf_counter() - started < seconds:
+        decoded = translator.translate_prepared(rows, options).translations
+        tokens += sum(len(t.best.token_ids) + t.best.ended for t in decoded)
+    print(json.dumps(tokens / (time.perf_counter() - started)))
+
+
+def bench_pair(bundle: Path, rounds: int, seconds: float = 8) -> float:
+    """Tokens/s of WORKERS decoding processes at once (64 sentences between them), summed;
+    median of ``rounds``."""
+    totals = []
+    for _ in range(rounds):
+        procs = [subprocess.Popen(
+            [sys.executable, "-m", "bench.engine", "--pair-worker", str(64 // WORKERS),
+             "--bundle", str(bundle), "--seconds", str(seconds)],
+            cwd=ROOT, stdout=subprocess.PIPE, text=True) for _ in range(WORKERS)]
+        totals.append(sum(json.loads(p.communicate()[0].strip().splitlines()[-1])
+                          for p in procs))
+    return statistics.median(totals)
 
 
 def bench_decode(engines: dict[str, tuple[Path, str]], bundles: dict[str, Path],
@@ -191,7 +227,11 @@ def main() -> None:
     parser.add_argument("--decode-worker", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--texts", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--shortlist", default="", help=argparse.SUPPRESS)
+    parser.add_argument("--pair-worker", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.pair_worker:
+        pair_worker(args.bundle, args.pair_worker, args.seconds)
+        return
     if args.decode_worker:
         decode_worker(args.decode_worker, args.bundle, args.texts, args.shortlist)
         return
@@ -222,6 +262,9 @@ def main() -> None:
     for name, rates in results["decode"].items():
         print(f"decode {name}: {json.dumps({k: round(v, 1) for k, v in rates.items()})}",
               flush=True)
+    results["decode_pair"] = bench_pair(args.bundle, args.rounds)
+    print(f"decode, {WORKERS} processes at once: {results['decode_pair']:.0f} tokens/s",
+          flush=True)
 
     bodies = [{"text": t, "beam_size": 4} for t in TEN]
     results["http"], results["mixed"], results["head_of_line"] = {}, {}, {}
@@ -229,6 +272,7 @@ def main() -> None:
         name: partial(start_service, bundles[name], src,
                       **({"SERVICE_SHORTLIST": "false"} if shortlist == "off" else {}))
         for name, (src, shortlist) in engines.items()}
+    servers[PAIR] = partial(start_service, args.bundle, ROOT, SERVICE_WORKERS=str(WORKERS))
     if args.run.is_dir():
         servers["naive PyTorch"] = partial(start_naive, args.run, 2)
     else:
@@ -300,11 +344,21 @@ def report(r: dict[str, Any]) -> str:
         lines.append(f"- 64 clients, new / naive PyTorch: {rps[new] / rps[naive]:.1f}×")
     lines.append(f"- 64 clients, new / old: {rps[new] / rps[old]:.2f}×; whole vocabulary / "
                  f"old: {rps[full] / rps[old]:.2f}×")
+    if PAIR in rps:
+        lines.append(f"- 64 clients, {PAIR} / new: {rps[PAIR] / rps[new]:.2f}×; / old: "
+                     f"{rps[PAIR] / rps[old]:.2f}×")
     for name in (new, full):
         e2e = h[name]["64"]["tokens_per_s"] / d[name]["ten beam4 batch64 tokens/s"]
         lines.append(f"- end to end at 64 clients, {name}: {h[name]['64']['tokens_per_s']:.0f} "
                      f"tokens/s = {100 * e2e:.0f} % of the no-HTTP decode of the same strings "
                      f"at batch 64 ({d[name]['ten beam4 batch64 tokens/s']:.0f} tokens/s)")
+    if PAIR in h and "decode_pair" in r:
+        pair = h[PAIR]["64"]["tokens_per_s"]
+        lines.append(f"- end to end at 64 clients, {PAIR}: {pair:.0f} tokens/s = "
+                     f"{100 * pair / r['decode_pair']:.0f} % of {WORKERS} processes decoding "
+                     f"without HTTP at once, 32 sentences each ({r['decode_pair']:.0f} "
+                     f"tokens/s), {100 * pair / d[new]['ten beam4 batch64 tokens/s']:.0f} % of "
+                     "one at batch 64")
     lines += ["", "### Mixed load and head of line (beam 4; the heavy request at beam 8)", "",
               "| engine | long p50 ms | short p50 ms | short / long | 3-word request after "
               "the heavy one, p50 ms (max) | the same alone, ms | ratio | heavy request ms "

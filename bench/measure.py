@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -38,10 +39,16 @@ def free_port() -> int:
 
 
 def rss_mib(pid: int) -> float:
+    """Resident memory of ``pid`` and its children (a supervisor's workers)."""
+    total = float("nan")
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
+            total = int(line.split()[1]) / 1024
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        for child in (task / "children").read_text().split():
+            with contextlib.suppress(FileNotFoundError):  # it has just exited
+                total += rss_mib(int(child))
+    return total
 
 
 @dataclass

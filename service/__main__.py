@@ -15,6 +15,7 @@ from service.app import create_app
 from service.logs import configure_logging
 from service.settings import Settings
 from service.state import ServiceState
+from service.workers import Supervisor, listening_socket, worker_index
 
 log = logging.getLogger("service")
 
@@ -57,6 +58,8 @@ def main() -> None:
             + str(e.get("ctx", {}).get("error", e["msg"])) for e in exc.errors())
         sys.exit(f"invalid configuration: {problems}")
     configure_logging(settings.log_level)
+    if settings.workers > 1 and worker_index() is None:
+        sys.exit(Supervisor(settings).run())
     app = create_app(settings)
     config = uvicorn.Config(
         app, host=settings.host, port=settings.port, log_config=None, access_log=False,
@@ -64,7 +67,11 @@ def main() -> None:
                            app.state.connections),
         timeout_keep_alive=settings.keepalive_timeout_s,
         timeout_graceful_shutdown=int(settings.shutdown_timeout_s) or None)
-    GracefulServer(config, app.state.service, settings.shutdown_delay_s).run()
+    server = GracefulServer(config, app.state.service, settings.shutdown_delay_s)
+    if worker_index() is None:
+        server.run()
+    else:  # one of SERVICE_WORKERS: its own socket on the shared port
+        server.run(sockets=[listening_socket(settings.host, settings.port)])
 
 
 if __name__ == "__main__":

@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from service.driver import Cycle, Driver, Work
-from service.metrics import ModelMetrics
+from service.metrics import Metrics, ModelMetrics
 from service.scheduler import Job, QueueTimeout, Scheduler, sentence_cost
 from service.translator import Candidate, DecodeOptions, Prepared, Translation, Translator
 
@@ -65,6 +65,7 @@ class Batcher:
         self._requests: dict[Job[Prepared, DecodeOptions], Request] = {}  # the loop's
         self._loop: asyncio.AbstractEventLoop | None = None
         self._closed = threading.Event()  # closing, and nothing queued or running any more
+        self.counts = (0, 0, 0)  # queue_counts() after the last cycle (the decode thread's)
 
     def start(self) -> None:
         self._loop = asyncio.get_running_loop()
@@ -170,6 +171,9 @@ class Batcher:
             m.decode_steps.inc()
         if c.redone:
             m.glossary_redone.inc(c.redone)
+        self.counts = self.queue_counts()
+        m.queued.set(self.counts[1])
+        m.pending.set(self.counts[2])
 
     # In the loop, posted by the decode thread.
 
@@ -205,7 +209,8 @@ class DecodeWorker:
     """The one decode thread: a driver cycle of each model's batcher in turn, sleeping when
     none has work. Started by the first batcher; stops when the last one has closed."""
 
-    def __init__(self) -> None:
+    def __init__(self, metrics: Metrics | None = None) -> None:
+        self.metrics = metrics  # its queue totals, set after every round
         self._batchers: list[Batcher] = []
         self._lock = threading.Lock()
         self._work = threading.Event()  # something to do: wakes an idle thread
@@ -232,6 +237,8 @@ class DecodeWorker:
                 if batcher.closed:
                     with self._lock:
                         self._batchers.remove(batcher)
+            if self.metrics is not None:
+                self.metrics.count_queues([b.counts for b in batchers])
             if not busy:
                 with self._lock:
                     if not self._batchers:

@@ -19,6 +19,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from prometheus_client import Gauge
+
 from service.batcher import Batcher, DecodeWorker
 from service.bundle import read_manifest
 from service.errors import InvalidOption
@@ -88,12 +90,6 @@ class Registry:
 
     def served(self) -> list[str]:
         return sorted(self.models)
-
-    def queue_total(self, i: int) -> float:
-        """Summed over the models: requests not started (0), sentences queued (1), queued or
-        running (2)."""
-        return float(sum(m.batcher.queue_counts()[i] for m in list(self.models.values())
-                         if m.batcher is not None))
 
     def on_demand(self, model_id: str) -> bool:
         ids = self.settings.on_demand_ids()
@@ -201,20 +197,14 @@ class Registry:
                                 s.max_batch_tokens, s.max_request_tokens, self.worker,
                                 s.max_queue_sentences, s.queue_timeout_s, s.max_step_cost)
         model.batcher.start()
-        counts = model.batcher.queue_counts  # read when /metrics is scraped
-        self.metrics.model_queued.labels(model.id, model.version).set_function(
-            lambda: counts()[1])
-        self.metrics.model_pending.labels(model.id, model.version).set_function(
-            lambda: counts()[2])
         manifest = model.translator.manifest
         model.size_mb = round(sum(_size(model.entry.path / f) for f in manifest.files) / 2**20, 1)
         model.state, model.loaded_at, model.reason = ModelState.READY, time.time(), ""
         labels = (model.id, model.version)
         self.metrics.model_load.labels(*labels).set(time.perf_counter() - started)
         self.metrics.model_ready.labels(*labels).set(1)
-        self.metrics.model.labels(*labels).info({
-            "model_id": manifest.model_id, "variant": model.translator.variant,
-            "provider": model.translator.model.provider})
+        self.metrics.model.labels(*labels, *_info(model.translator)).set(1)
+        self._count_queues()
         log.info("model %s version %s (%s, %s, %s) ready in %.2fs", model.id, model.version,
                  manifest.model_id, model.translator.variant, model.translator.model.provider,
                  time.perf_counter() - started)
@@ -223,11 +213,22 @@ class Registry:
         model.state = ModelState.UNLOADING
         if model.batcher is not None:
             await model.batcher.close()  # its admitted and queued sentences finish first
+        m, labels = self.metrics, (model.id, model.version)
+        series: list[tuple[Gauge, tuple[str, ...]]] = [
+            (m.model_ready, labels), (m.model_load, labels), (m.model_queued, labels),
+            (m.model_pending, labels)]
+        if model.translator is not None:
+            series.append((m.model, (*labels, *_info(model.translator))))
         model.batcher = model.translator = None  # the sessions go with the last reference
-        for series in (self.metrics.model_ready, self.metrics.model, self.metrics.model_load,
-                       self.metrics.model_queued, self.metrics.model_pending):
+        for gauge, values in series:
             with contextlib.suppress(KeyError):  # never set
-                series.remove(model.id, model.version)
+                gauge.remove(*values)
+        self._count_queues()
+
+    def _count_queues(self) -> None:
+        """Each model's queue holds SERVICE_MAX_QUEUE_SENTENCES."""
+        self.metrics.queue_limit.set(self.settings.max_queue_sentences * sum(
+            m.batcher is not None for m in self.models.values()))
 
     def _translator(self, bundle: Path) -> Translator:
         s = self.settings  # Translator verifies every file against the manifest
@@ -242,6 +243,11 @@ class Registry:
         """Finish every admitted request of every model."""
         await asyncio.gather(*(m.batcher.close() for m in self.models.values()
                                if m.batcher is not None))
+
+
+def _info(translator: Translator) -> tuple[str, str, str]:
+    """The model info metric's other labels: manifest id, variant, execution provider."""
+    return translator.manifest.model_id, translator.variant, translator.model.provider
 
 
 def _size(path: Path) -> int:

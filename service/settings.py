@@ -69,6 +69,10 @@ class Settings(BaseSettings):
         "bundle's default, false = the whole vocabulary (exact)")
 
     # Server
+    workers: int = Field(1, ge=1, le=64, description="server processes sharing the port "
+                         "(SO_REUSEPORT), each with its own models, decode thread and "
+                         "onnxruntime threads (unset SERVICE_INTRA_OP_THREADS: cores / "
+                         "workers); /metrics sums them; the admin API is off beyond 1")
     host: str = Field("127.0.0.1", description="bind address")
     port: int = Field(8000, ge=1, le=65535, description="bind port")
     log_level: str = Field("info", description="debug | info | warning | error")
@@ -169,6 +173,10 @@ class Settings(BaseSettings):
                              "smaller than one text of SERVICE_MAX_INPUT_TOKENS "
                              f"({self.max_input_tokens}) at SERVICE_MAX_BEAM_SIZE "
                              f"({self.max_beam_size}): such a legal text would be refused")
+        if self.workers > 1 and self.max_loaded_models:
+            raise ValueError("SERVICE_MAX_LOADED_MODELS cannot be combined with "
+                             "SERVICE_WORKERS > 1: each worker would unload models on its own "
+                             "and their metrics would outlive them")
         largest = largest_legal_body(self.max_texts, self.max_text_chars)
         if self.max_body_bytes < largest:
             raise ValueError(f"SERVICE_MAX_BODY_BYTES ({self.max_body_bytes}) is smaller than "

@@ -32,7 +32,7 @@ log = logging.getLogger(__name__)
 class ServiceState:
     settings: Settings
     metrics: Metrics = field(default_factory=Metrics)
-    worker: DecodeWorker = field(default_factory=DecodeWorker)
+    worker: DecodeWorker = field(init=False)
     registry: Registry = field(init=False)
     glossaries: dict[tuple[str, str], dict[str, NamedGlossary]] = field(default_factory=dict)
     ready: bool = False  # what /health/ready says: off from the first signal of a shutdown
@@ -40,15 +40,8 @@ class ServiceState:
     detail: str = "loading models"  # why the service is not ready
 
     def __post_init__(self) -> None:
+        self.worker = DecodeWorker(self.metrics)
         self.registry = Registry(self.settings, self.metrics, self.worker)
-        r = self.registry
-        self.metrics.queue_depth.set_function(lambda: r.queue_total(0))
-        self.metrics.queued_sentences.set_function(lambda: r.queue_total(1))
-        self.metrics.pending_sentences.set_function(lambda: r.queue_total(2))
-        # each model's queue holds SERVICE_MAX_QUEUE_SENTENCES
-        self.metrics.queue_limit.set_function(lambda: float(
-            self.settings.max_queue_sentences * sum(m.batcher is not None
-                                                    for m in list(r.models.values()))))
 
     @property
     def models(self) -> dict[str, Model]:

@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 from fastapi import APIRouter, Depends, Request, Response
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 
 from service import paths
 from service.alignment import align
@@ -116,7 +116,7 @@ async def ready(state: StateDep) -> Health:
 @router.get(paths.METRICS, tags=["health"], response_class=Response)
 async def metrics(state: StateDep) -> Response:
     """Prometheus text exposition."""
-    return Response(generate_latest(state.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+    return Response(state.metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
 
 
 @router.get(paths.MODEL, response_model=ModelInfo, responses=ERRORS, tags=["model"])
@@ -191,6 +191,10 @@ async def require_admin(request: Request, state: StateDep) -> None:
     if not keys:
         raise Forbidden("the admin API is off: set SERVICE_ADMIN_KEYS to use it")
     check_key(presented_key(request.headers), keys)
+    if state.settings.workers > 1:
+        raise Forbidden("the admin API is off with SERVICE_WORKERS > 1: it would change the "
+                        "models of the one worker that answers; change the repository and "
+                        "restart the service instead")
 
 
 AdminDep = Depends(require_admin)

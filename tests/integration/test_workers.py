@@ -1,0 +1,147 @@
+"""SERVICE_WORKERS=2: two server processes on one port under a supervisor, as `make serve`
+starts them, against real processes and sockets."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.conftest import DEFAULT_BUNDLE, ROOT
+from tests.integration.conftest import Server, metric, start_server
+
+TEXTS = [f"Open the file number {n}" for n in range(40)]
+
+
+def log_entries(server: Server) -> list[dict[str, object]]:
+    return [json.loads(line) for line in server.log().splitlines() if line.startswith("{")]
+
+
+def workers(server: Server) -> list[int]:
+    """The supervisor's worker processes now."""
+    found = []
+    for task in Path(f"/proc/{server.process.pid}/task").iterdir():
+        found += [int(pid) for pid in (task / "children").read_text().split()]
+    return found
+
+
+def wait_for(condition: Callable[[], bool], timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{condition} never held")
+        time.sleep(0.1)
+
+
+def ready_workers(server: Server) -> set[object]:
+    """Workers that have logged their model ready since they (last) started."""
+    ready: dict[object, bool] = {}
+    for entry in log_entries(server):
+        if "worker" not in entry:
+            continue
+        if str(entry["message"]).startswith("Started server process"):
+            ready[entry["worker"]] = False
+        elif " ready in " in str(entry["message"]):
+            ready[entry["worker"]] = True
+    return {w for w, is_ready in ready.items() if is_ready}
+
+
+@pytest.fixture(scope="module")
+def pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    server = start_server(tmp_path_factory.mktemp("workers"), SERVICE_WORKERS="2",
+                          SERVICE_LOG_LEVEL="info", SERVICE_ADMIN_KEYS="admin")
+    try:
+        wait_for(lambda: ready_workers(server) == {0, 1})
+        yield server
+    finally:
+        server.stop()
+
+
+def post(server: Server, text: str) -> httpx.Response:
+    # a connection each: the kernel picks the worker per connection
+    return httpx.post(server.url + "/translate", json={"text": text}, timeout=60)
+
+
+def test_both_workers_answer_and_metrics_sum_them(pair: Server) -> None:
+    assert len(workers(pair)) == 2
+    with ThreadPoolExecutor(8) as pool:
+        answers = list(pool.map(lambda t: post(pair, t), TEXTS))
+    assert [a.status_code for a in answers] == [200] * len(TEXTS)
+    served = {e["worker"] for e in log_entries(pair)
+              if e.get("route") == "/translate" and e.get("status") == 200}
+    assert served == {0, 1}
+    # whichever worker answers the scrape counts every worker's sentences
+    for _ in range(6):
+        assert metric(pair, "translate_sentences_total") == len(TEXTS)
+    assert metric(pair, "translate_ready") == 1
+    assert metric(pair, "translate_queue_limit_sentences") == 2 * 1024
+    assert metric(pair, "translate_pending_sentences") == 0
+
+
+def test_each_worker_gets_its_share_of_the_cores(pair: Server) -> None:
+    cores = len(os.sched_getaffinity(0))
+    for pid in workers(pair):
+        environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+        assert f"SERVICE_INTRA_OP_THREADS={max(1, cores // 2)}".encode() in environ
+
+
+def test_the_admin_api_is_off(pair: Server) -> None:
+    r = httpx.post(pair.url + "/models/en-de/reload", headers={"X-API-Key": "admin"},
+                   timeout=10)
+    assert r.status_code == 403
+    assert "SERVICE_WORKERS" in r.json()["error"]["message"]
+
+
+def test_a_worker_that_dies_is_started_again(pair: Server) -> None:
+    before = metric(pair, "translate_sentences_total")
+    victim = workers(pair)[0]
+    os.kill(victim, signal.SIGKILL)
+    wait_for(lambda: "starting it again" in pair.log())
+    wait_for(lambda: len(workers(pair)) == 2 and victim not in workers(pair)
+             and ready_workers(pair) == {0, 1})
+    answers = [post(pair, text) for text in TEXTS[:10]]
+    assert [a.status_code for a in answers] == [200] * 10
+    # the dead worker's counts stay counted
+    assert metric(pair, "translate_sentences_total") == before + 10
+
+
+def test_sigterm_drains_every_worker(tmp_path: Path) -> None:
+    server = start_server(tmp_path, SERVICE_WORKERS="2", SERVICE_LOG_LEVEL="info")
+    try:
+        wait_for(lambda: ready_workers(server) == {0, 1})
+        children = workers(server)
+        heavy = {"text": [" ".join(TEXTS)] * 16, "beam_size": 8}
+        with ThreadPoolExecutor(1) as pool:
+            answer = pool.submit(httpx.post, server.url + "/translate", json=heavy, timeout=120)
+            wait_for(lambda: metric(server, "translate_pending_sentences") > 0, 30)
+            server.process.send_signal(signal.SIGTERM)
+            assert answer.result().status_code == 200
+        assert server.process.wait(timeout=60) == 0
+        assert not any(Path(f"/proc/{pid}").exists() for pid in children)
+    finally:
+        server.stop()
+
+
+def test_a_worker_that_cannot_start_stops_the_service(tmp_path: Path) -> None:
+    with socket.socket() as taken:  # a listener without SO_REUSEPORT: the workers cannot bind
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        log = tmp_path / "server.log"
+        with log.open("wb") as out:
+            process = subprocess.Popen(
+                [sys.executable, "-m", "service"], cwd=ROOT, stdout=out, stderr=out,
+                env=os.environ | {"SERVICE_WORKERS": "2", "SERVICE_PORT": str(port),
+                                  "SERVICE_BUNDLE_DIR": str(DEFAULT_BUNDLE)})
+        assert process.wait(timeout=60) != 0
+    assert "within 10s of starting: stopping" in log.read_text()
