@@ -24,6 +24,7 @@ from service.metrics import Metrics
 from service.registry import Model, ModelState, Registry
 from service.repository import RepositoryError
 from service.settings import Settings
+from service.workers import mark_ready
 
 log = logging.getLogger(__name__)
 
@@ -180,9 +181,11 @@ class ServiceState:
             return
         self.metrics.ready.set(1)
         self.ready, self.accepting, self.detail = True, True, "ready"
+        mark_ready(True)
 
     async def shutdown(self) -> None:
         self.ready, self.accepting, self.detail = False, False, "shutting down"
+        mark_ready(False)
         self.metrics.ready.set(0)
         await self.registry.close()
 

@@ -8,7 +8,9 @@ threads: cores / N unless ``SERVICE_INTRA_OP_THREADS`` says), bind the same port
 SO_REUSEPORT and the kernel spreads connections over them, as gunicorn's and uvicorn's workers
 do. The supervisor starts them, forwards SIGTERM/SIGINT once so each drains as a lone service
 does, restarts a worker that dies, and gives them one prometheus_client multiprocess
-directory so that ``/metrics``, whichever worker answers, sums them all.
+directory so that ``/metrics``, whichever worker answers, sums them all. A worker marks
+itself ready there too: ``/health/ready``, whichever worker answers, says ready only when
+every worker is.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import sys
 import tempfile
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from types import FrameType
 
 from prometheus_client import multiprocess
@@ -42,6 +45,28 @@ def worker_index() -> int | None:
     """This process's worker number, or None outside a supervisor's workers."""
     index = os.environ.get(WORKER)
     return int(index) if index is not None else None
+
+
+def _ready_file(index: int) -> Path:
+    return Path(os.environ[METRICS_DIR]) / f"ready-{index}"
+
+
+def mark_ready(ready: bool) -> None:
+    """In a worker: tell the others whether this one serves (a no-op outside workers)."""
+    index = worker_index()
+    if index is not None:
+        if ready:
+            _ready_file(index).touch()
+        else:
+            _ready_file(index).unlink(missing_ok=True)
+
+
+def unready_workers() -> list[int]:
+    """The workers that do not serve now (none outside a supervisor's workers)."""
+    if worker_index() is None:
+        return []
+    count = int(os.environ["SERVICE_WORKERS"])
+    return [i for i in range(count) if not _ready_file(i).exists()]
 
 
 def listening_socket(host: str, port: int) -> socket.socket:
@@ -112,6 +137,7 @@ class Supervisor:
         """Forget or replace a worker that has exited; non-zero if the service must stop."""
         code = worker.process.returncode
         multiprocess.mark_process_dead(worker.process.pid, metrics_dir)
+        Path(metrics_dir, f"ready-{worker.index}").unlink(missing_ok=True)  # if it was killed
         self.workers.remove(worker)
         if self.stopping:
             # uvicorn re-raises the signal it drained on: that is a clean exit

@@ -37,6 +37,7 @@ from service.errors import Forbidden, InvalidOption, NotReady
 from service.repository import RepositoryError
 from service.state import Model, ServiceState
 from service.translator import Translation, Translator
+from service.workers import unready_workers
 
 router = APIRouter()
 UNLOADED = "unloaded"  # an on-demand model of the repository, not loaded now
@@ -110,6 +111,9 @@ async def ready(state: StateDep) -> Health:
     each model's state."""
     if not state.ready:
         raise NotReady(f"service not ready: {state.detail}")
+    if waiting := unready_workers():
+        raise NotReady(f"service not ready: worker(s) {', '.join(map(str, waiting))} of "
+                       "SERVICE_WORKERS not serving yet")
     return Health(status="ready", models={m.id: m.state.value for m in state.models.values()})
 
 

@@ -149,7 +149,8 @@ def test_compose_runs_each_image_with_health_restart_and_limits() -> None:
         assert float(limits["cpus"]) > 0 and limits["memory"]
         env = {**stage.env, **environment(service)}
         # onnxruntime sizes its pool by the host's cores; more threads than the limit thrash
-        assert 0 < int(env["SERVICE_INTRA_OP_THREADS"]) <= float(limits["cpus"])
+        workers = int(env.get("SERVICE_WORKERS", 1))
+        assert 0 < workers * int(env["SERVICE_INTRA_OP_THREADS"]) <= float(limits["cpus"])
         # the engine's SIGKILL must not cut the drain short
         drain = float(env.get("SERVICE_SHUTDOWN_TIMEOUT_S",
                               Settings.model_fields["shutdown_timeout_s"].default))

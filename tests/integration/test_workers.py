@@ -107,8 +107,12 @@ def test_a_worker_that_dies_is_started_again(pair: Server) -> None:
     victim = workers(pair)[0]
     os.kill(victim, signal.SIGKILL)
     wait_for(lambda: "starting it again" in pair.log())
+    # ready only when every worker serves: the survivor says so while the other loads
+    unready = httpx.get(pair.url + "/health/ready", timeout=5)
+    assert unready.status_code == 503 and "SERVICE_WORKERS" in unready.text
     wait_for(lambda: len(workers(pair)) == 2 and victim not in workers(pair)
              and ready_workers(pair) == {0, 1})
+    pair.wait("/health/ready", 200, timeout=30)
     answers = [post(pair, text) for text in TEXTS[:10]]
     assert [a.status_code for a in answers] == [200] * 10
     # the dead worker's counts stay counted
