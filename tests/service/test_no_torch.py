@@ -8,7 +8,8 @@ from tests.conftest import ROOT
 
 def test_service_imports_neither_torch_nor_the_exporter() -> None:
     code = (
-        "import sys, service.app, service.__main__, service.server, service.translator, service.decoding;"
+        "import sys, service.app, service.__main__, service.server, service.translator,"
+        " service.decoding;"
         "bad = sorted(m for m in sys.modules"
         " if m.split('.')[0] in ('torch', 'model_export'));"
         "print(','.join(bad))"
