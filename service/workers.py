@@ -82,8 +82,9 @@ def listening_socket(host: str, port: int) -> socket.socket:
 
 
 def _die_with_parent() -> None:  # in the child, before exec: SIGTERM if the supervisor dies
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    prctl = getattr(ctypes.CDLL(None, use_errno=True), "prctl", None)  # Linux only
+    if prctl is not None:
+        prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 @dataclass
@@ -98,6 +99,7 @@ class Supervisor:
         self.settings = settings
         self.workers: list[Worker] = []
         self.stopping = False
+        self.signal: int | None = None  # received, not forwarded yet
         self.env = dict(os.environ)
         if not settings.intra_op_threads:  # share the cores out
             cores = len(os.sched_getaffinity(0))
@@ -109,7 +111,7 @@ class Supervisor:
         metrics_dir = tempfile.mkdtemp(prefix="service-metrics-")
         self.env[METRICS_DIR] = metrics_dir
         for sig in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(sig, self._forward)
+            signal.signal(sig, self._received)
         log.info("starting %d workers on %s:%d, %s onnxruntime threads each",
                  self.settings.workers, self.settings.host, self.settings.port,
                  self.env.get("SERVICE_INTRA_OP_THREADS", "default"))
@@ -117,11 +119,12 @@ class Supervisor:
         try:
             self.workers = [self._start(i) for i in range(self.settings.workers)]
             while self.workers:
+                self._forward()
                 time.sleep(0.1)
                 for worker in [w for w in self.workers if w.process.poll() is not None]:
                     status = self._exited(worker, metrics_dir) or status
         finally:
-            for worker in self.workers:  # only after a failure: stop the rest
+            for worker in self.workers:  # left only by an exception here: stop them
                 worker.process.terminate()
                 worker.process.wait()
             shutil.rmtree(metrics_dir, ignore_errors=True)
@@ -153,9 +156,13 @@ class Supervisor:
         self.workers.append(self._start(worker.index))
         return 0
 
-    def _forward(self, sig: int, frame: FrameType | None) -> None:
-        """Each worker gets the signal once (they run in sessions of their own, out of the
+    def _received(self, sig: int, frame: FrameType | None) -> None:
+        self.stopping, self.signal = True, sig
+
+    def _forward(self) -> None:
+        """Each worker gets each signal once (they run in sessions of their own, out of the
         terminal's reach): the first drains, a second skips SERVICE_SHUTDOWN_DELAY_S."""
-        self.stopping = True
-        for worker in self.workers:
-            worker.process.send_signal(sig)
+        if self.signal is not None:
+            for worker in self.workers:
+                worker.process.send_signal(self.signal)
+            self.signal = None
