@@ -2,7 +2,7 @@
 
 One service process steps its running batch in one decode thread. Its Python parts share one
 GIL with the HTTP event loop, and onnxruntime's threads keep few cores busy in a decoder step
-this small, so on a 2-core host a third of the CPU idles at full load (BENCHMARKS run 15).
+this small, so on a 2-core host a quarter of the CPU idles at full load (BENCHMARKS run 15).
 N workers, each a whole service (its own models, batcher, decode thread, and onnxruntime
 threads: cores / N unless ``SERVICE_INTRA_OP_THREADS`` says), bind the same port with
 SO_REUSEPORT and the kernel spreads connections over them, as gunicorn's and uvicorn's workers
@@ -100,7 +100,7 @@ class Supervisor:
         self.workers: list[Worker] = []
         self.stopping = False
         self.signal: int | None = None  # received, not forwarded yet
-        self.env = dict(os.environ)
+        self.env = os.environ | {"SERVICE_WORKERS": str(settings.workers)}  # unready_workers
         if not settings.intra_op_threads:  # share the cores out
             cores = len(os.sched_getaffinity(0))
             self.env["SERVICE_INTRA_OP_THREADS"] = str(max(1, cores // settings.workers))

@@ -43,25 +43,12 @@ def wait_for(condition: Callable[[], bool], timeout: float = 60.0) -> None:
         time.sleep(0.1)
 
 
-def ready_workers(server: Server) -> set[object]:
-    """Workers that have logged their model ready since they (last) started."""
-    ready: dict[object, bool] = {}
-    for entry in log_entries(server):
-        if "worker" not in entry:
-            continue
-        if str(entry["message"]).startswith("Started server process"):
-            ready[entry["worker"]] = False
-        elif " ready in " in str(entry["message"]):
-            ready[entry["worker"]] = True
-    return {w for w, is_ready in ready.items() if is_ready}
-
-
 @pytest.fixture(scope="module")
 def pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     server = start_server(tmp_path_factory.mktemp("workers"), SERVICE_WORKERS="2",
                           SERVICE_LOG_LEVEL="info", SERVICE_ADMIN_KEYS="admin")
     try:
-        wait_for(lambda: ready_workers(server) == {0, 1})
+        server.wait("/health/ready", 200)  # every worker serves
         yield server
     finally:
         server.stop()
@@ -110,9 +97,8 @@ def test_a_worker_that_dies_is_started_again(pair: Server) -> None:
     # ready only when every worker serves: the survivor says so while the other loads
     unready = httpx.get(pair.url + "/health/ready", timeout=5)
     assert unready.status_code == 503 and "SERVICE_WORKERS" in unready.text
-    wait_for(lambda: len(workers(pair)) == 2 and victim not in workers(pair)
-             and ready_workers(pair) == {0, 1})
     pair.wait("/health/ready", 200, timeout=30)
+    assert len(workers(pair)) == 2 and victim not in workers(pair)
     answers = [post(pair, text) for text in TEXTS[:10]]
     assert [a.status_code for a in answers] == [200] * 10
     # the dead worker's counts stay counted
@@ -122,7 +108,7 @@ def test_a_worker_that_dies_is_started_again(pair: Server) -> None:
 def test_sigterm_drains_every_worker(tmp_path: Path) -> None:
     server = start_server(tmp_path, SERVICE_WORKERS="2", SERVICE_LOG_LEVEL="info")
     try:
-        wait_for(lambda: ready_workers(server) == {0, 1})
+        server.wait("/health/ready", 200)
         children = workers(server)
         heavy = {"text": [" ".join(TEXTS)] * 16, "beam_size": 8}
         with ThreadPoolExecutor(1) as pool:
