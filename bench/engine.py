@@ -356,9 +356,10 @@ def report(r: dict[str, Any]) -> str:
         pair = h[PAIR]["64"]["tokens_per_s"]
         lines.append(f"- end to end at 64 clients, {PAIR}: {pair:.0f} tokens/s = "
                      f"{100 * pair / r['decode_pair']:.0f} % of {WORKERS} processes decoding "
-                     f"without HTTP at once, 32 sentences each ({r['decode_pair']:.0f} "
-                     f"tokens/s), {100 * pair / d[new]['ten beam4 batch64 tokens/s']:.0f} % of "
-                     "one at batch 64")
+                     f"without HTTP at once, {64 // WORKERS} sentences each "
+                     f"({r['decode_pair']:.0f} tokens/s), "
+                     f"{100 * pair / d[new]['ten beam4 batch64 tokens/s']:.0f} % of one at batch "
+                     "64")
     lines += ["", "### Mixed load and head of line (beam 4; the heavy request at beam 8)", "",
               "| engine | long p50 ms | short p50 ms | short / long | 3-word request after "
               "the heavy one, p50 ms (max) | the same alone, ms | ratio | heavy request ms "
