@@ -13,7 +13,7 @@ from service.api.edge import edge_protocol
 from service.app import create_app
 from service.settings import Settings
 from service.state import ServiceState
-from service.workers import listening_socket, mark_ready, worker_index
+from service.workers import heartbeat, listening_socket, mark_ready, worker_index
 
 log = logging.getLogger("service")
 
@@ -31,6 +31,11 @@ class GracefulServer(uvicorn.Server):
     def __init__(self, config: uvicorn.Config, state: ServiceState, delay_s: float) -> None:
         super().__init__(config)
         self.state, self.delay_s, self._signalled = state, delay_s, False
+
+    async def on_tick(self, counter: int) -> bool:
+        if counter % 10 == 0:  # every second (uvicorn ticks every 0.1 s)
+            heartbeat()
+        return await super().on_tick(counter)
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         if self.state.ready:

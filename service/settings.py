@@ -73,6 +73,9 @@ class Settings(BaseSettings):
                          "(SO_REUSEPORT), each with its own models, decode thread and "
                          "onnxruntime threads (unset SERVICE_INTRA_OP_THREADS: cores / "
                          "workers); /metrics sums them; the admin API is off beyond 1")
+    worker_timeout_s: float = Field(30.0, ge=2, description="with SERVICE_WORKERS > 1, a "
+                                    "worker whose event loop has not run for this long is "
+                                    "killed and started again")
     host: str = Field("127.0.0.1", description="bind address")
     port: int = Field(8000, ge=1, le=65535, description="bind port")
     log_level: str = Field("info", description="debug | info | warning | error")

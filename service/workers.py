@@ -7,7 +7,9 @@ N workers, each a whole service (its own models, batcher, decode thread, and onn
 threads: cores / N unless ``SERVICE_INTRA_OP_THREADS`` says), bind the same port with
 SO_REUSEPORT and the kernel spreads connections over them, as gunicorn's and uvicorn's workers
 do. The supervisor starts them, forwards SIGTERM/SIGINT once so each drains as a lone service
-does, restarts a worker that dies, and gives them one prometheus_client multiprocess
+does, restarts a worker that dies or hangs (its event loop touches a heartbeat file every
+second; one silent for ``SERVICE_WORKER_TIMEOUT_S`` is killed, as gunicorn's ``--timeout``
+does), and gives them one prometheus_client multiprocess
 directory so that ``/metrics``, whichever worker answers, sums them all. A worker marks
 itself ready there too: ``/health/ready``, whichever worker answers, says ready only when
 every worker is.
@@ -47,8 +49,17 @@ def worker_index() -> int | None:
     return int(index) if index is not None else None
 
 
-def _ready_file(index: int) -> Path:
-    return Path(os.environ[METRICS_DIR]) / f"ready-{index}"
+def _file(kind: str, index: int) -> Path:
+    """A worker's mark in the supervisor's directory: ``ready`` while it serves, ``alive``
+    touched by its event loop every second."""
+    return Path(os.environ[METRICS_DIR]) / f"{kind}-{index}"
+
+
+def heartbeat() -> None:
+    """In a worker's event loop, every second: this worker is alive (a no-op outside)."""
+    index = worker_index()
+    if index is not None:
+        _file("alive", index).touch()
 
 
 def mark_ready(ready: bool) -> None:
@@ -56,9 +67,9 @@ def mark_ready(ready: bool) -> None:
     index = worker_index()
     if index is not None:
         if ready:
-            _ready_file(index).touch()
+            _file("ready", index).touch()
         else:
-            _ready_file(index).unlink(missing_ok=True)
+            _file("ready", index).unlink(missing_ok=True)
 
 
 def unready_workers() -> list[int]:
@@ -66,7 +77,7 @@ def unready_workers() -> list[int]:
     if worker_index() is None:
         return []
     count = int(os.environ["SERVICE_WORKERS"])
-    return [i for i in range(count) if not _ready_file(i).exists()]
+    return [i for i in range(count) if not _file("ready", i).exists()]
 
 
 def listening_socket(host: str, port: int) -> socket.socket:
@@ -109,7 +120,7 @@ class Supervisor:
         """Serve until SIGTERM/SIGINT and every worker has drained; the exit status is 0,
         or a worker's that failed to start."""
         metrics_dir = tempfile.mkdtemp(prefix="service-metrics-")
-        self.env[METRICS_DIR] = metrics_dir
+        os.environ[METRICS_DIR] = self.env[METRICS_DIR] = metrics_dir
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, self._received)
         log.info("starting %d workers on %s:%d, %s onnxruntime threads each",
@@ -122,7 +133,9 @@ class Supervisor:
                 self._forward()
                 time.sleep(0.1)
                 for worker in [w for w in self.workers if w.process.poll() is not None]:
-                    status = self._exited(worker, metrics_dir) or status
+                    status = self._exited(worker) or status
+                for worker in self.workers:
+                    self._kill_if_hung(worker)
         finally:
             for worker in self.workers:  # left only by an exception here: stop them
                 worker.process.terminate()
@@ -136,11 +149,26 @@ class Supervisor:
                                    start_new_session=True, preexec_fn=_die_with_parent)
         return Worker(index, process, time.monotonic())
 
-    def _exited(self, worker: Worker, metrics_dir: str) -> int:
+    def _kill_if_hung(self, worker: Worker) -> None:
+        """SIGKILL a worker whose event loop has not touched its heartbeat file (since it
+        started) for SERVICE_WORKER_TIMEOUT_S; the loop then starts it again."""
+        timeout = self.settings.worker_timeout_s
+        beat = _file("alive", worker.index)  # a killed one's may be left
+        silent = time.monotonic() - worker.started
+        if beat.exists():
+            silent = min(silent, time.time() - beat.stat().st_mtime)
+        if not self.stopping and silent > timeout:
+            log.error("worker %d has not answered for %gs (SERVICE_WORKER_TIMEOUT_S): "
+                      "killing it", worker.index, timeout)
+            worker.process.kill()
+            worker.process.wait()
+            _file("ready", worker.index).unlink(missing_ok=True)  # before the next scrape
+
+    def _exited(self, worker: Worker) -> int:
         """Forget or replace a worker that has exited; non-zero if the service must stop."""
         code = worker.process.returncode
-        multiprocess.mark_process_dead(worker.process.pid, metrics_dir)
-        Path(metrics_dir, f"ready-{worker.index}").unlink(missing_ok=True)  # if it was killed
+        multiprocess.mark_process_dead(worker.process.pid)
+        _file("ready", worker.index).unlink(missing_ok=True)  # if it was killed
         self.workers.remove(worker)
         if self.stopping:
             # uvicorn re-raises the signal it drained on: that is a clean exit

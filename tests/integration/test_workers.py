@@ -135,3 +135,20 @@ def test_a_worker_that_cannot_start_stops_the_service(tmp_path: Path) -> None:
                                   "SERVICE_BUNDLE_DIR": str(DEFAULT_BUNDLE)})
         assert process.wait(timeout=60) != 0
     assert "within 10s of starting: stopping" in log.read_text()
+
+
+def test_a_worker_that_hangs_is_killed_and_started_again(tmp_path: Path) -> None:
+    server = start_server(tmp_path, SERVICE_WORKERS="2", SERVICE_LOG_LEVEL="info",
+                          SERVICE_WORKER_TIMEOUT_S="4")
+    try:
+        server.wait("/health/ready", 200)
+        hung = workers(server)[0]
+        os.kill(hung, signal.SIGSTOP)  # its event loop stops: no heartbeat, no answers
+        wait_for(lambda: "has not answered for 4s" in server.log(), 30)
+        wait_for(lambda: "starting it again" in server.log())
+        server.wait("/health/ready", 200, timeout=30)
+        assert hung not in workers(server) and len(workers(server)) == 2
+        answers = [post(server, text) for text in TEXTS[:10]]
+        assert [a.status_code for a in answers] == [200] * 10
+    finally:
+        server.stop()
