@@ -7,12 +7,11 @@ N workers, each a whole service (its own models, batcher, decode thread, and onn
 threads: cores / N unless ``SERVICE_INTRA_OP_THREADS`` says), bind the same port with
 SO_REUSEPORT and the kernel spreads connections over them, as gunicorn's and uvicorn's workers
 do. The supervisor starts them, forwards SIGTERM/SIGINT once so each drains as a lone service
-does, restarts a worker that dies or hangs (its event loop touches a heartbeat file every
+does, and restarts a worker that dies or hangs (its event loop touches a heartbeat file every
 second; one silent for ``SERVICE_WORKER_TIMEOUT_S`` is killed, as gunicorn's ``--timeout``
-does), and gives them one prometheus_client multiprocess
-directory so that ``/metrics``, whichever worker answers, sums them all. A worker marks
-itself ready there too: ``/health/ready``, whichever worker answers, says ready only when
-every worker is.
+does). The workers share one prometheus_client multiprocess directory, so ``/metrics``,
+whichever worker answers, sums them all; each marks itself ready there too, and
+``/health/ready``, whichever worker answers, says ready only when every worker is.
 """
 
 from __future__ import annotations
