@@ -19,6 +19,7 @@ from service.api.middleware import ApiKeys, BodyLimit, RequestContext
 from service.api.routes import router
 from service.settings import Settings
 from service.state import ServiceState
+from service.workers import worker_index
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -28,6 +29,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         # Load in the background: /health/live answers at once, /health/ready once warm.
         loading = asyncio.create_task(state.load())
+        if worker_index() is not None:
+            # One of SERVICE_WORKERS: the others answer meanwhile, so listen (uvicorn does
+            # after this) only once loaded, and a restarted worker turns no request away.
+            await asyncio.shield(loading)
         yield
         await loading
         await state.shutdown()

@@ -102,6 +102,7 @@ class Worker:
     index: int
     process: subprocess.Popen[bytes]
     started: float  # monotonic
+    born: float  # the same, wall clock (heartbeat files' times)
 
 
 class Supervisor:
@@ -146,17 +147,18 @@ class Supervisor:
         process = subprocess.Popen([sys.executable, "-m", "service"],
                                    env=self.env | {WORKER: str(index)},
                                    start_new_session=True, preexec_fn=_die_with_parent)
-        return Worker(index, process, time.monotonic())
+        return Worker(index, process, time.monotonic(), time.time())
 
     def _kill_if_hung(self, worker: Worker) -> None:
-        """SIGKILL a worker whose event loop has not touched its heartbeat file (since it
-        started) for SERVICE_WORKER_TIMEOUT_S; the loop then starts it again."""
+        """SIGKILL a worker whose event loop, once serving, has not touched its heartbeat
+        file for SERVICE_WORKER_TIMEOUT_S; the loop then starts it again. (It beats from
+        when it listens, after its models have loaded, however long that takes.)"""
+        beat = _file("alive", worker.index)
+        last = beat.stat().st_mtime if beat.exists() else 0.0
+        if last < worker.born:  # not yet (a killed one's file may be left)
+            return
         timeout = self.settings.worker_timeout_s
-        beat = _file("alive", worker.index)  # a killed one's may be left
-        silent = time.monotonic() - worker.started
-        if beat.exists():
-            silent = min(silent, time.time() - beat.stat().st_mtime)
-        if not self.stopping and silent > timeout:
+        if not self.stopping and time.time() - last > timeout:
             log.error("worker %d has not answered for %gs (SERVICE_WORKER_TIMEOUT_S): "
                       "killing it", worker.index, timeout)
             worker.process.kill()
