@@ -402,8 +402,9 @@ class Translator:
 # What one more encoder run costs, in steps of one sentence: a run of n sentences padded to
 # L tokens took about 0.18 + 0.016 * L * (1 + n) ms (onnxruntime's CPU GRU, 2 cores, fit over
 # n = 1..16, L = 4..32), ~11 row-steps before its first. Twice that, so that a cut must
-# clearly pay (merging the runs' outputs costs too): encoding 2-6 random held-out strings
-# went at 0.96-1.07x one run's speed at 11, 0.98-1.09x at 20; 8-16 at 1.12-1.30x with either.
+# clearly pay (each run is one more admission into the engine's store): encoding 2-6 random
+# held-out strings went at 0.96-1.07x one run's speed at 11, 0.98-1.09x at 20; 8-16 at
+# 1.12-1.30x with either.
 RUN_OVERHEAD_STEPS = 20
 
 

@@ -71,11 +71,11 @@ def mark_ready(ready: bool) -> None:
             _file("ready", index).unlink(missing_ok=True)
 
 
-def unready_workers() -> list[int]:
-    """The workers that do not serve now (none outside a supervisor's workers)."""
+def unready_workers(count: int) -> list[int]:
+    """Which of ``count`` workers (SERVICE_WORKERS) do not serve now (none outside a
+    supervisor's workers)."""
     if worker_index() is None:
         return []
-    count = int(os.environ["SERVICE_WORKERS"])
     return [i for i in range(count) if not _file("ready", i).exists()]
 
 
@@ -101,8 +101,7 @@ def _die_with_parent() -> None:  # in the child, before exec: SIGTERM if the sup
 class Worker:
     index: int
     process: subprocess.Popen[bytes]
-    started: float  # monotonic
-    born: float  # the same, wall clock (heartbeat files' times)
+    started: float  # time.time(), as the heartbeat files' times are
 
 
 class Supervisor:
@@ -111,7 +110,7 @@ class Supervisor:
         self.workers: list[Worker] = []
         self.stopping = False
         self.signal: int | None = None  # received, not forwarded yet
-        self.env = os.environ | {"SERVICE_WORKERS": str(settings.workers)}  # unready_workers
+        self.env = dict(os.environ)
         if not settings.intra_op_threads:  # share the cores out
             cores = len(os.sched_getaffinity(0))
             self.env["SERVICE_INTRA_OP_THREADS"] = str(max(1, cores // settings.workers))
@@ -147,7 +146,7 @@ class Supervisor:
         process = subprocess.Popen([sys.executable, "-m", "service"],
                                    env=self.env | {WORKER: str(index)},
                                    start_new_session=True, preexec_fn=_die_with_parent)
-        return Worker(index, process, time.monotonic(), time.time())
+        return Worker(index, process, time.time())
 
     def _kill_if_hung(self, worker: Worker) -> None:
         """SIGKILL a worker whose event loop, once serving, has not touched its heartbeat
@@ -155,7 +154,7 @@ class Supervisor:
         when it listens, after its models have loaded, however long that takes.)"""
         beat = _file("alive", worker.index)
         last = beat.stat().st_mtime if beat.exists() else 0.0
-        if last < worker.born:  # not yet (a killed one's file may be left)
+        if last < worker.started:  # not yet (a killed one's file may be left)
             return
         timeout = self.settings.worker_timeout_s
         if not self.stopping and time.time() - last > timeout:
@@ -174,7 +173,7 @@ class Supervisor:
         if self.stopping:
             # uvicorn re-raises the signal it drained on: that is a clean exit
             return 0 if code in (0, -signal.SIGTERM, -signal.SIGINT) else code
-        if code > 0 and time.monotonic() - worker.started < MIN_UPTIME_S:  # not a kill
+        if code > 0 and time.time() - worker.started < MIN_UPTIME_S:  # not a kill
             log.error("worker %d exited with status %d within %gs of starting: stopping",
                       worker.index, code, MIN_UPTIME_S)
             self.stopping = True

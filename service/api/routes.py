@@ -111,7 +111,7 @@ async def ready(state: StateDep) -> Health:
     each model's state."""
     if not state.ready:
         raise NotReady(f"service not ready: {state.detail}")
-    if waiting := unready_workers():
+    if waiting := unready_workers(state.settings.workers):
         raise NotReady(f"service not ready: worker(s) {', '.join(map(str, waiting))} of "
                        "SERVICE_WORKERS not serving yet")
     return Health(status="ready", models={m.id: m.state.value for m in state.models.values()})
